@@ -1,0 +1,15 @@
+"""yolo-nas: run the YOLO-NAS object detectors exactly, fast and safely, without SuperGradients."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+__all__ = ["NAS", "__version__"]
+
+
+def __getattr__(name: str):
+    # Lazy so that `import yolonas_cli` stays light (no torch until the model is needed).
+    if name == "NAS":
+        from yolonas_cli.api import NAS
+
+        return NAS
+    raise AttributeError(f"module 'yolonas_cli' has no attribute {name!r}")
