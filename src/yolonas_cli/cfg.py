@@ -1,0 +1,509 @@
+"""Typed arguments of every mode: defaults, one-line help, validation and coercion.
+
+Each mode has one dataclass (`PredictArgs`, `ValArgs`, `ExportArgs`, `InfoArgs`, `BenchmarkArgs`), all built
+on `CommonArgs`. Every field carries its help line and its check in `dataclasses.field(metadata=...)`, and
+`__post_init__` runs the checks, so an instance (from the CLI parser, from `make_args`, from direct
+construction or from `dataclasses.replace`) always holds valid, normalised values, or construction raises
+`UsageError` with one line naming the argument, the bad value and what is allowed.
+
+Types are checked strictly:
+- a bool field takes only True or False (`save=1` is an error; the CLI parser turns true/false into bools);
+- an int field takes only integers (`batch=2.5` and `batch=2.0` are errors);
+- a float field takes integers or floats (`conf=1` is 1.0); `conf=abc` is an error;
+- a text field (model, data, name, ...) takes str or a path-like object (turned into str).
+Normalisation: `device=N` → "cuda:N"; `imgsz` → int or (h, w) tuple, rounded up to a multiple of 32 with a
+warning; `classes=N` → [N]; `format=trt|tensorrt` → "engine"; choices are lower-cased.
+"""
+
+from __future__ import annotations
+
+import difflib
+import numbers
+import os
+import re
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, ClassVar
+
+from yolonas_cli import console
+from yolonas_cli.errors import UsageError
+
+Check = Callable[[str, Any], Any]
+
+MODES = ("predict", "val", "export", "info", "benchmark")
+EXPORT_FORMATS = ("onnx", "torchscript", "openvino", "engine")
+BENCHMARK_FORMATS = ("pytorch", *EXPORT_FORMATS)
+FORMAT_ALIASES = {"trt": "engine", "tensorrt": "engine", "pt": "pytorch", "torch": "pytorch"}
+STRIDE = 32
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda|cuda:\d+)$")
+
+
+# ---------------------------------------------------------------- messages
+
+
+def format_value(value: Any) -> str:
+    """A value written the way it is typed on the command line: None, True, 640, 640,480, [0,2], text."""
+    if isinstance(value, tuple):
+        return ",".join(format_value(v) for v in value)
+    if isinstance(value, list):
+        return "[" + ",".join(format_value(v) for v in value) + "]"
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return str(value)
+
+
+def _show(value: Any) -> str:
+    """A bad value for an error message: text as typed, other objects by repr (shortened)."""
+    if isinstance(value, str):
+        return value if value else "''"
+    text = format_value(value) if isinstance(value, (tuple, list, os.PathLike)) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _bad(name: str, value: Any, problem: str, allowed: str) -> UsageError:
+    return UsageError(f"{name}={_show(value)} {problem}: {allowed}")
+
+
+def did_you_mean(word: str, options: list[str] | tuple[str, ...]) -> str:
+    """' Did you mean 'x'?' (up to 3 close matches by difflib), or '' when nothing is close."""
+    matches = [f"'{m}'" for m in difflib.get_close_matches(word, list(options), n=3, cutoff=0.6)]
+    if not matches:
+        return ""
+    listed = matches[0] if len(matches) == 1 else ", ".join(matches[:-1]) + " or " + matches[-1]
+    return f" Did you mean {listed}?"
+
+
+def unknown_key_message(mode: str, key: str, where: str = "") -> str:
+    """The one-line error for a key that `mode` does not take (`where` names a cfg file, if any)."""
+    hint = did_you_mean(key, field_names(mode)) or f" Run 'yolo-nas {mode} --help' to list the arguments."
+    return f"'{key}'{where} is not a valid argument for {mode}.{hint}"
+
+
+# ---------------------------------------------------------------- checks
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def boolean(name: str, value: Any) -> bool:
+    """True or False only."""
+    if isinstance(value, bool):
+        return value
+    raise _bad(name, value, "is not a boolean", f"use {name}=True or {name}=False")
+
+
+def integer(minimum: int, optional: bool = False) -> Check:
+    """A check for a whole number >= minimum (or None when optional)."""
+    allowed = f"use a whole number >= {minimum}" + (" or None" if optional else "")
+
+    def check(name: str, value: Any) -> int | None:
+        if value is None and optional:
+            return None
+        if not _is_int(value):
+            raise _bad(name, value, "is not a whole number", allowed)
+        if value < minimum:
+            raise _bad(name, value, "is out of range", allowed)
+        return int(value)
+
+    return check
+
+
+def number(low: float, high: float, low_open: bool = False) -> Check:
+    """A check for a float in [low, high] (or (low, high] when low_open); ints are accepted."""
+    if low_open:
+        allowed = f"use a number > {low:g} and <= {high:g}"
+    else:
+        allowed = f"use a number between {low:g} and {high:g}"
+
+    def check(name: str, value: Any) -> float:
+        if not _is_real(value):
+            raise _bad(name, value, "is not a number", allowed)
+        inside = (low < value <= high) if low_open else (low <= value <= high)
+        if not inside:  # also catches NaN
+            raise _bad(name, value, "is out of range", allowed)
+        return float(value)
+
+    return check
+
+
+def text(optional: bool = False) -> Check:
+    """A check for a non-empty str (a path-like object becomes str); None too when optional."""
+    allowed = "use a non-empty path or name" + (" (or None)" if optional else "")
+
+    def check(name: str, value: Any) -> str | None:
+        if value is None and optional:
+            return None
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if not isinstance(value, str) or not value:
+            raise _bad(name, value, "is not valid", allowed)
+        return value
+
+    return check
+
+
+def choice(options: tuple[str, ...], aliases: dict[str, str] | None = None) -> Check:
+    """A check for one of `options` (case-insensitive; `aliases` map other spellings onto options)."""
+    aliases = aliases or {}
+
+    def check(name: str, value: Any) -> str:
+        key = value.lower() if isinstance(value, str) else value
+        key = aliases.get(key, key) if isinstance(key, str) else key
+        if key in options:
+            return key
+        allowed = f"use one of {', '.join(options)}"
+        hint = did_you_mean(key, options) if isinstance(key, str) else ""
+        raise _bad(name, value, "is not valid", f"{allowed}.{hint}" if hint else allowed)
+
+    return check
+
+
+def _round_up(size: int) -> int:
+    return -(-size // STRIDE) * STRIDE
+
+
+def imgsz(name: str, value: Any) -> int | tuple[int, int]:
+    """An int or an (h, w) pair of positive ints, each rounded up to a multiple of 32."""
+    allowed = "use a positive whole number or (h, w), e.g. imgsz=640 or imgsz=640,480"
+    if _is_int(value):
+        sizes = [value]
+    elif isinstance(value, (list, tuple)) and len(value) == 2 and all(map(_is_int, value)):
+        sizes = list(value)
+    else:
+        raise _bad(name, value, "is not valid", allowed)
+    if min(sizes) < 1:
+        raise _bad(name, value, "is out of range", allowed)
+    rounded = [_round_up(int(s)) for s in sizes]
+    return rounded[0] if len(rounded) == 1 else (rounded[0], rounded[1])
+
+
+def device(name: str, value: Any) -> str:
+    """auto, cpu, cuda, cuda:N or mps; an int N (or the text "N") means cuda:N."""
+    allowed = "use auto, cpu, cuda, cuda:N (or just N) or mps"
+    if _is_int(value):
+        if value < 0:
+            raise _bad(name, value, "is not valid", allowed)
+        return f"cuda:{int(value)}"
+    if not isinstance(value, str):
+        raise _bad(name, value, "is not valid", allowed)
+    spelled = value.strip().lower()
+    if spelled.isdigit():
+        return f"cuda:{int(spelled)}"
+    if not _DEVICE_RE.match(spelled):
+        raise _bad(name, value, "is not valid", allowed)
+    return spelled
+
+
+def source(name: str, value: Any) -> Any:
+    """A path, URL, glob or stream (str), a webcam index (int >= 0), or None (the bundled sample photos).
+
+    Other objects (numpy arrays, PIL images, lists of them) are passed through for the Python API.
+    """
+    allowed = "use a path, URL, glob or stream, or a webcam index >= 0"
+    if value is None:
+        return None
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    fractional = _is_real(value) and not _is_int(value)
+    if isinstance(value, bool) or fractional or (isinstance(value, str) and not value):
+        raise _bad(name, value, "is not valid", allowed)
+    if _is_int(value):
+        if value < 0:
+            raise _bad(name, value, "is not valid", allowed)
+        return int(value)
+    return value
+
+
+def classes(name: str, value: Any) -> list[int] | None:
+    """None (every class), a class id, or a list/tuple of class ids >= 0; returned as a list."""
+    allowed = "use class ids >= 0, e.g. classes=0 or classes=[0,2]"
+    if value is None:
+        return None
+    ids = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not ids or not all(_is_int(i) and i >= 0 for i in ids):
+        raise _bad(name, value, "is not valid", allowed)
+    return [int(i) for i in ids]
+
+
+def formats(name: str, value: Any) -> list[str] | None:
+    """None (every available backend) or backend names as a list or comma-separated text."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [part.strip(" '\"") for part in value.strip("[]()").split(",")]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise _bad(name, value, "is not valid", f"use names among {', '.join(BENCHMARK_FORMATS)}")
+    check = choice(BENCHMARK_FORMATS, FORMAT_ALIASES)
+    picked = [check(name, item) for item in value]
+    return list(dict.fromkeys(picked))
+
+
+# ---------------------------------------------------------------- fields
+
+
+def arg(default: Any, help: str, check: Check, text_types: tuple[type, ...] = (), example: Any = None) -> Any:
+    """A dataclass field with its one-line `help` and its `check`.
+
+    text_types: for fields that take text, the types a parsed command-line literal may keep; the CLI parser
+    falls back to the typed text for any other type (`name=123` → "123"). example: a value shown in
+    "needs a value" errors when the default is None.
+    """
+    meta = {"help": help, "check": check, "text_types": text_types, "example": example}
+    return field(default=default, metadata=meta)
+
+
+def _conf(default: float) -> Any:
+    return arg(default, "confidence threshold: boxes scoring below it are dropped", number(0, 1))
+
+
+def _iou() -> Any:
+    return arg(0.7, "IoU threshold of non-maximum suppression", number(0, 1))
+
+
+def _max_det() -> Any:
+    return arg(300, "most detections kept per image", integer(1))
+
+
+def _batch(default: int, what: str = "images per batch") -> Any:
+    return arg(default, what, integer(1))
+
+
+def _half(what: str = "run in FP16 (CUDA only)") -> Any:
+    return arg(False, what, boolean)
+
+
+def _classes() -> Any:
+    return arg(None, "keep only these class ids, e.g. classes=0 or classes=[0,2] (None = all)", classes,
+               example=[0, 2])
+
+
+def _flag(default: bool, help: str) -> Any:
+    return arg(default, help, boolean)
+
+
+def _project(mode: str) -> Any:
+    return arg(None, f"folder that holds the run folders (None = runs/{mode})", text(True), (str,),
+               example=f"runs/{mode}")
+
+
+def _name() -> Any:
+    return arg(None, "run folder name (None = exp; exp2, exp3, ... when it exists)", text(True), (str,),
+               example="exp")
+
+
+def _exist_ok() -> Any:
+    return _flag(False, "reuse an existing run folder instead of numbering a new one")
+
+
+# ---------------------------------------------------------------- the mode dataclasses
+
+
+@dataclass
+class CommonArgs:
+    """Arguments every mode takes; `__post_init__` validates and normalises every field."""
+
+    mode: ClassVar[str] = ""
+
+    model: str = arg("yolo_nas_s.pt", "weights: yolo_nas_s.pt, yolo_nas_m.pt, yolo_nas_l.pt or a file path",
+                     text(), (str,))
+    weights_dir: str | None = arg(None, "where weights are cached and downloaded (None = the default cache)",
+                                  text(True), (str,), example="weights")
+    verbose: bool = _flag(True, "print progress and results (False = errors only)")
+    device: str = arg("auto", "auto, cpu, cuda, cuda:N (or just N) or mps", device, (str, int))
+    imgsz: int | tuple[int, int] = arg(640, "input size N or h,w; rounded up to a multiple of 32", imgsz)
+
+    def __post_init__(self) -> None:
+        given = self.imgsz
+        for f in fields(self):
+            setattr(self, f.name, f.metadata["check"](f.name, getattr(self, f.name)))
+        if self.verbose and _pair(given) != _pair(self.imgsz):
+            console.warn(f"imgsz={format_value(given)} is not a multiple of {STRIDE}: "
+                         f"using imgsz={format_value(self.imgsz)}")
+
+
+def _pair(size: Any) -> tuple[Any, Any]:
+    if isinstance(size, (list, tuple)):
+        return (size[0], size[1]) if len(size) == 2 else (size[0], size[0])
+    return (size, size)
+
+
+@dataclass
+class PredictArgs(CommonArgs):
+    """Arguments of `yolo-nas predict`."""
+
+    mode: ClassVar[str] = "predict"
+
+    source: str | int | None = arg(None, "image, video, folder, glob, URL, stream or webcam index "
+                                         "(None = the bundled sample photos)", source, (str, int),
+                                   example="bus.jpg")
+    conf: float = _conf(0.25)
+    iou: float = _iou()
+    max_det: int = _max_det()
+    half: bool = _half()
+    batch: int = _batch(1)
+    classes: list[int] | None = _classes()  # noqa: RUF009 (a dataclasses.Field, not a default)
+    agnostic_nms: bool = _flag(False, "suppress overlapping boxes across classes, not only within one")
+    rect: bool = _flag(False, "letterbox to the smallest stride multiple instead of a square")
+    vid_stride: int = arg(1, "read every Nth video frame", integer(1))
+    save: bool = _flag(True, "save annotated images and videos")
+    save_txt: bool = _flag(False, "save labels as labels/<stem>.txt (class xc yc w h, normalised)")
+    save_conf: bool = _flag(False, "add the confidence to each saved label line")
+    save_crop: bool = _flag(False, "save each detected box as crops/<class>/<stem>.jpg")
+    save_json: bool = _flag(False, "save every detection to predictions.json (COCO format)")
+    project: str | None = _project("predict")
+    name: str | None = _name()
+    exist_ok: bool = _exist_ok()
+    line_width: int | None = arg(None, "box line width in pixels (None = scaled to the image)",
+                                 integer(1, optional=True), example=2)
+    show_labels: bool = _flag(True, "draw class names on the boxes")
+    show_conf: bool = _flag(True, "draw confidences on the boxes")
+    stream_buffer: bool = _flag(False, "queue every stream frame (False = keep only the latest)")
+
+
+@dataclass
+class ValArgs(CommonArgs):
+    """Arguments of `yolo-nas val`."""
+
+    mode: ClassVar[str] = "val"
+
+    data: str = arg("coco8.yaml", "dataset YAML (name or path)", text(), (str,))
+    conf: float = _conf(0.001)
+    iou: float = _iou()
+    max_det: int = _max_det()
+    batch: int = _batch(16)
+    half: bool = _half()
+    classes: list[int] | None = _classes()  # noqa: RUF009 (a dataclasses.Field, not a default)
+    rect: bool = _flag(False, "letterbox each batch to its smallest stride multiple instead of a square")
+    split: str = arg("val", "dataset split to evaluate: val, test or train", choice(("val", "test", "train")),
+                     (str,))
+    protocol: str = arg("coco", "preprocessing: coco (letterbox) or sg (SuperGradients resize and pad)",
+                        choice(("coco", "sg")), (str,))
+    save_json: bool = _flag(False, "save predictions.json and score it with COCO tools")
+    save_txt: bool = _flag(False, "save predicted labels as labels/<stem>.txt")
+    plots: bool = _flag(True, "save PR curves and confusion matrices")
+    project: str | None = _project("val")
+    name: str | None = _name()
+    exist_ok: bool = _exist_ok()
+    workers: int = arg(2, "data loading worker processes", integer(0))
+
+
+@dataclass
+class ExportArgs(CommonArgs):
+    """Arguments of `yolo-nas export`."""
+
+    mode: ClassVar[str] = "export"
+
+    format: str = arg("onnx", "onnx, torchscript, openvino or engine (TensorRT; also trt, tensorrt)",
+                      choice(EXPORT_FORMATS, FORMAT_ALIASES), (str,))
+    batch: int = _batch(1, "batch size of the exported model")
+    dynamic: bool = _flag(False, "dynamic batch and image size")
+    half: bool = _half("export in FP16")
+    int8: bool = _flag(False, "INT8 quantisation (openvino, engine), calibrated on `data`")
+    nms: bool = _flag(False, "include non-maximum suppression in the exported model")
+    simplify: bool = _flag(False, "simplify the ONNX graph (needs onnxslim)")
+    opset: int | None = arg(None, "ONNX opset (None = the default of the installed torch)",
+                            integer(1, optional=True), example=17)
+    data: str | None = arg(None, "dataset YAML with INT8 calibration images (None = coco8.yaml)", text(True),
+                           (str,), example="coco128.yaml")
+    fraction: float = arg(1.0, "fraction of the calibration images to use", number(0, 1, low_open=True))
+    conf: float = _conf(0.25)
+    iou: float = _iou()
+    max_det: int = _max_det()
+
+
+@dataclass
+class InfoArgs(CommonArgs):
+    """Arguments of `yolo-nas info` (only the common ones)."""
+
+    mode: ClassVar[str] = "info"
+
+
+@dataclass
+class BenchmarkArgs(CommonArgs):
+    """Arguments of `yolo-nas benchmark`."""
+
+    mode: ClassVar[str] = "benchmark"
+
+    formats: list[str] | None = arg(  # noqa: RUF009 (a dataclasses.Field, not a default)
+        None, f"backends to time among {', '.join(BENCHMARK_FORMATS)} (None = every available one)", formats,
+        (str, list, tuple), example=["onnx", "openvino"])
+    batch: int = _batch(1)
+    data: str | None = arg(None, "dataset YAML: also measure mAP on it (None = timing only)", text(True),
+                           (str,), example="coco8.yaml")
+    runs: int = arg(20, "timed runs per backend", integer(1))
+    warmup: int = arg(3, "untimed warm-up runs per backend", integer(0))
+    half: bool = _half("also time FP16 where the backend supports it")
+    int8: bool = _flag(True, "also time INT8 where the backend supports it")
+    project: str | None = _project("benchmark")
+    name: str | None = _name()
+    exist_ok: bool = _exist_ok()
+
+
+MODE_ARGS: dict[str, type[CommonArgs]] = {
+    "predict": PredictArgs,
+    "val": ValArgs,
+    "export": ExportArgs,
+    "info": InfoArgs,
+    "benchmark": BenchmarkArgs,
+}
+
+
+# ---------------------------------------------------------------- the public helpers
+
+
+def args_class(mode: str) -> type[CommonArgs]:
+    """The dataclass of `mode`; UsageError (with did-you-mean) for an unknown mode."""
+    if mode not in MODE_ARGS:
+        hint = did_you_mean(mode, MODES) or f" Use one of {', '.join(MODES)}."
+        raise UsageError(f"'{mode}' is not a valid mode.{hint}")
+    return MODE_ARGS[mode]
+
+
+def arg_fields(mode: str) -> dict[str, Any]:
+    """Field name → dataclasses.Field of `mode`, in declaration order."""
+    return {f.name: f for f in fields(args_class(mode))}
+
+
+def field_names(mode: str) -> list[str]:
+    """Every argument name of `mode`."""
+    return list(arg_fields(mode))
+
+
+def check_keys(mode: str, keys: Any, where: str = "") -> None:
+    """UsageError for the first key that `mode` does not take."""
+    valid = arg_fields(mode)
+    for key in keys:
+        if key not in valid:
+            raise UsageError(unknown_key_message(mode, key, where))
+
+
+def make_args(mode: str, **kwargs: Any) -> CommonArgs:
+    """The validated arguments of `mode` from keyword values (the Python API's entry)."""
+    check_keys(mode, kwargs)
+    return args_class(mode)(**kwargs)
+
+
+def defaults(mode: str) -> dict[str, Any]:
+    """Argument name → default value of `mode`."""
+    return {name: f.default for name, f in arg_fields(mode).items()}
+
+
+def describe(mode: str) -> list[tuple[str, Any, str]]:
+    """(name, default, one-line help) of every argument of `mode`."""
+    return [(name, f.default, f.metadata["help"]) for name, f in arg_fields(mode).items()]
+
+
+def example_value(mode: str, key: str) -> str:
+    """A value to show in 'needs a value' errors: the default, else the field's example."""
+    f = arg_fields(mode)[key]
+    value = f.default if f.default is not None else f.metadata["example"]
+    return format_value(value)
+
+
+def is_bool_field(mode: str, key: str) -> bool:
+    """True when `key` is a boolean argument of `mode` (a bare `key` on the command line means True)."""
+    return arg_fields(mode)[key].metadata["check"] is boolean

@@ -1,0 +1,337 @@
+"""The `yolo-nas` command: `yolo-nas MODE key=value ...`, on a Typer entrypoint.
+
+Typer provides the entrypoint and hands over the raw tokens (`ctx.args`); everything after that is ours:
+special commands (help, version, checks, cfg), per-mode help, the key=value grammar (`cli/parse.py`) and the
+dispatch. A mode runs through a lazy registry, `MODE_RUNNERS[mode] = "module:function"`; the function is
+called as `run(args) -> int | None` with the mode's validated dataclass, and its return value is the exit
+code (None = 0). Errors become one line on stderr: `YoloNasError` → its `exit_code` (2 for `UsageError`),
+Ctrl-C → 130, anything else → 1 ("internal error"); `YOLONAS_DEBUG=1` re-raises for the traceback.
+Importing this module does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from typing import Any, Callable
+
+import typer
+
+from yolonas_cli import __version__, console
+from yolonas_cli.cfg import MODES, args_class, describe, did_you_mean, format_value
+from yolonas_cli.cli.parse import parse_args
+from yolonas_cli.errors import UsageError, YoloNasError
+
+MODE_RUNNERS: dict[str, str] = {mode: f"yolonas_cli.modes.{mode}:run" for mode in MODES}
+MODE_SUMMARIES = {
+    "predict": "detect objects in images, videos, folders, globs, URLs, streams or a webcam",
+    "val": "measure mAP on a dataset YAML (COCO-style labels)",
+    "export": "export to ONNX, TorchScript, OpenVINO or TensorRT",
+    "info": "show a model's classes, input size, layers and parameters",
+    "benchmark": "time the model (and optionally its mAP) on every available backend",
+}
+COMMANDS = {
+    "help": "help [MODE]   this text, or every argument of MODE with its default and meaning",
+    "version": "version       print the version",
+    "checks": "checks        report Python, library versions, devices and optional backends",
+    "cfg": "cfg [MODE]    print the default arguments of every mode (or of MODE) as YAML",
+}
+_ALIASES = {"h": "help", "check": "checks", "v": "version"}
+_TASK = "detect"  # Ultralytics' optional TASK word (`yolo detect predict ...`); YOLO-NAS only detects
+_BACKENDS = {  # module to look for → (distributions that may provide it, the extra that installs it)
+    "onnx": (("onnx",), "onnx"),
+    "onnxruntime": (("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml"),
+                    "onnx"),
+    "openvino": (("openvino",), "openvino"),
+    "tensorrt": (("tensorrt", "tensorrt-cu12", "tensorrt-cu11", "tensorrt-cu13"), "tensorrt"),
+}
+_OPENCV = ("opencv-python", "opencv-python-headless", "opencv-contrib-python",
+           "opencv-contrib-python-headless")
+
+
+# ---------------------------------------------------------------- texts
+
+
+def _print(text: str) -> None:
+    """Plain text on stdout (no markup: `[onnx,openvino]` must print as typed)."""
+    console.out_console.print(text, markup=False, emoji=False, highlight=False)
+
+
+def help_text() -> str:
+    """The top-level help: usage, modes, special commands, examples."""
+    width = max(map(len, MODES)) + 2
+    lines = [f"yolo-nas {__version__}: run YOLO-NAS object detectors (S, M, L) without SuperGradients.", "",
+             "Usage: yolo-nas MODE [key=value ...]", "", "Modes:"]
+    lines += [f"  {mode:<{width}}{MODE_SUMMARIES[mode]}" for mode in MODES]
+    lines += ["", "Commands:"] + [f"  {usage}" for usage in COMMANDS.values()]
+    lines += ["", "Examples:",
+              "  yolo-nas predict model=yolo_nas_s.pt source=bus.jpg conf=0.4 save_txt",
+              "  yolo-nas val model=yolo_nas_m.pt data=coco8.yaml batch=8",
+              "  yolo-nas export model=yolo_nas_s.pt format=onnx imgsz=640",
+              "  yolo-nas benchmark model=yolo_nas_s.pt formats=[onnx,openvino]",
+              "  yolo-nas predict --help",
+              "",
+              "Values: true/false/none (any case), numbers, lists [0,2] or 640,480; anything else is text.",
+              "A bare boolean key means True (save_txt = save_txt=True). cfg=file.yaml loads arguments "
+              "from YAML (command-line keys win)."]
+    return "\n".join(lines)
+
+
+def mode_help_text(mode: str) -> str:
+    """Every argument of `mode` as `key=default  meaning`."""
+    rows = [(f"{name}={format_value(default)}", meaning) for name, default, meaning in describe(mode)]
+    width = max(len(left) for left, _ in rows) + 2
+    lines = [f"yolo-nas {mode}: {MODE_SUMMARIES[mode]}.", "", f"Usage: yolo-nas {mode} [key=value ...]", "",
+             "Arguments (key=default  meaning):"]
+    lines += [f"  {left:<{width}}{meaning}" for left, meaning in rows]
+    lines += ["", "A bare boolean key means True (save_txt = save_txt=True). cfg=file.yaml loads arguments "
+              "from YAML (command-line keys win)."]
+    return "\n".join(lines)
+
+
+def _yaml_scalar(value: Any) -> str:
+    """A YAML flow scalar or list for a default value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_yaml_scalar(v) for v in value) + "]"
+    if isinstance(value, str):
+        plain = value and value.strip() == value and not any(c in value for c in ":#{}[],&*!|>'\"%@`")
+        return value if plain and _yaml_reads_back(value) else '"' + value.replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def _yaml_reads_back(value: str) -> bool:
+    """True when YAML would read `value` back as the same text (not a bool, null or number)."""
+    import yaml
+
+    return yaml.safe_load(value) == value
+
+
+def cfg_text(modes: Sequence[str]) -> str:
+    """The defaults of `modes` as YAML: flat for one mode, one section per mode otherwise."""
+    nested = len(modes) > 1
+    lines = [f"# yolo-nas {__version__} defaults: save as my.yaml, edit, run `yolo-nas MODE cfg=my.yaml`"]
+    for mode in modes:
+        if nested:
+            lines.append(f"{mode}:")
+        indent = "  " if nested else ""
+        lines += [f"{indent}{name}: {_yaml_scalar(default)}  # {meaning}" for name, default, meaning in
+                  describe(mode)]
+    return "\n".join(lines)
+
+
+def _dist_version(names: Sequence[str]) -> str | None:
+    """The installed version of the first of `names` (distribution names) that is installed."""
+    import importlib.metadata  # lazy: only `checks` needs it
+
+    for name in names:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _backend_status(module: str) -> str:
+    """Whether an optional backend is importable, found with find_spec (nothing is imported)."""
+    dists, extra = _BACKENDS[module]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        return f"not installed (pip install 'yolo-nas[{extra}]')"
+    return f"installed {_dist_version(dists) or '(version unknown)'}"
+
+
+def _torch_rows() -> list[tuple[str, str]]:
+    """torch's version and the devices it sees (torch is imported here, and only here)."""
+    try:
+        import torch
+    except Exception as exc:  # a broken install must not break the report
+        return [("torch", f"not importable: {type(exc).__name__}: {exc}")]
+    rows: list[tuple[str, str]] = [("torch", str(torch.__version__))]
+    if torch.cuda.is_available():
+        names = [f"cuda:{i} {torch.cuda.get_device_name(i)} "
+                 f"({torch.cuda.get_device_properties(i).total_memory / 2**30:.1f} GiB)"
+                 for i in range(torch.cuda.device_count())]
+        rows.append(("CUDA", f"{torch.version.cuda}: " + ", ".join(names)))
+    else:
+        rows.append(("CUDA", "not available" + ("" if torch.version.cuda else " (torch built for CPU)")))
+    mps = getattr(torch.backends, "mps", None)
+    rows.append(("MPS", "available" if mps is not None and mps.is_available() else "not available"))
+    return rows
+
+
+def checks_text() -> str:
+    """The environment report of `yolo-nas checks`."""
+    rows = [("yolo-nas", __version__),
+            ("Python", f"{platform.python_version()} ({platform.python_implementation()}) {sys.executable}"),
+            ("OS", platform.platform()),
+            ("CPU", f"{platform.machine() or 'unknown'}, {os.cpu_count()} logical cores"),
+            ("numpy", _dist_version(("numpy",)) or "not installed"),
+            ("opencv", _dist_version(_OPENCV) or "not installed")]
+    rows += _torch_rows()
+    rows += [(module, _backend_status(module)) for module in _BACKENDS]
+    width = max(len(key) for key, _ in rows) + 2
+    return "\n".join(f"{key:<{width}}{value}" for key, value in rows)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def _command(token: str) -> str:
+    """A first token as a command name: case and leading dashes dropped, aliases resolved."""
+    name = token.lstrip("-").lower()
+    return _ALIASES.get(name, name)
+
+
+def _at_most_one(command: str, rest: Sequence[str]) -> str | None:
+    if len(rest) > 1:
+        raise UsageError(f"'{command}' takes at most one mode, got {' '.join(rest)}")
+    return _mode_name(rest[0]) if rest else None
+
+
+def _mode_name(token: str) -> str:
+    mode = token.lower()
+    args_class(mode)  # UsageError with did-you-mean for an unknown mode
+    return mode
+
+
+def _help(rest: Sequence[str]) -> int:
+    mode = _at_most_one("help", rest)
+    _print(mode_help_text(mode) if mode else help_text())
+    return 0
+
+
+def _version(rest: Sequence[str]) -> int:
+    if rest:
+        raise UsageError("'version' takes no arguments")
+    _print(__version__)
+    return 0
+
+
+def _checks(rest: Sequence[str]) -> int:
+    if rest:
+        raise UsageError("'checks' takes no arguments")
+    _print(checks_text())
+    return 0
+
+
+def _cfg(rest: Sequence[str]) -> int:
+    mode = _at_most_one("cfg", rest)
+    _print(cfg_text([mode] if mode else list(MODES)))
+    return 0
+
+
+SPECIAL_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "help": _help, "version": _version, "checks": _checks, "cfg": _cfg,
+}
+
+
+def _unknown_first(token: str) -> UsageError:
+    if "=" in token:
+        return UsageError(f"no mode given: use 'yolo-nas MODE key=value ...' with MODE one of "
+                          f"{', '.join(MODES)}")
+    if token.lower() == "train":
+        return UsageError("mode 'train' is not supported: yolo-nas runs pretrained models "
+                          f"({', '.join(MODES)})")
+    hint = did_you_mean(token.lower(), [*MODES, *SPECIAL_COMMANDS]) or \
+        f" Use one of {', '.join(MODES)}, or help, version, checks, cfg."
+    return UsageError(f"'{token}' is not a valid mode.{hint}")
+
+
+def load_runner(mode: str) -> Callable[[Any], Any]:
+    """The `run` function of `mode`, imported lazily; YoloNasError when its module does not exist."""
+    module_name, _, attr = MODE_RUNNERS[mode].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):
+            raise YoloNasError(f"mode '{mode}' is not available in this version") from None
+        raise
+    return getattr(module, attr)
+
+
+def _exit_code(code: Any) -> int:
+    return code if isinstance(code, int) and not isinstance(code, bool) else 0
+
+
+def run_mode(mode: str, tokens: Sequence[str]) -> int:
+    """Parse `tokens` for `mode`, then run it with console verbosity set from its `verbose`."""
+    if any("=" not in t and _command(t) == "help" for t in tokens):
+        _print(mode_help_text(mode))
+        return 0
+    args = parse_args(mode, tokens)
+    runner = load_runner(mode)
+    previous = console.is_verbose()
+    console.set_verbose(args.verbose)
+    try:
+        return _exit_code(runner(args))
+    finally:
+        console.set_verbose(previous)
+
+
+def _dispatch(tokens: list[str]) -> int:
+    if tokens and tokens[0].lower() == _TASK:
+        tokens = tokens[1:]
+    if not tokens:
+        return _help([])
+    head, rest = _command(tokens[0]), tokens[1:]
+    if head in SPECIAL_COMMANDS:
+        return SPECIAL_COMMANDS[head](rest)
+    if tokens[0].lower() in MODES:
+        return run_mode(tokens[0].lower(), rest)
+    raise _unknown_first(tokens[0])
+
+
+def _debug() -> bool:
+    return os.environ.get("YOLONAS_DEBUG", "").strip().lower() in ("1", "true", "yes")
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split()) if "\n" in message else message
+
+
+def run_cli(tokens: Sequence[str]) -> int:
+    """Run one command line (without the program name) and return its exit code; never raises,
+    except with YOLONAS_DEBUG=1."""
+    try:
+        return _dispatch(list(tokens))
+    except YoloNasError as exc:
+        if _debug():
+            raise
+        console.error(_one_line(str(exc)) or type(exc).__name__)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        console.error("interrupted")
+        return 130
+    except Exception as exc:
+        if _debug():
+            raise
+        console.error(f"internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+                      "(set YOLONAS_DEBUG=1 for the traceback)")
+        return 1
+
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.command(add_help_option=False,
+             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def cli(ctx: typer.Context) -> None:
+    """Run YOLO-NAS object detectors: yolo-nas MODE key=value ... (yolo-nas help for more)."""
+    raise typer.Exit(run_cli(ctx.args))
+
+
+def main() -> None:
+    """The `yolo-nas` console script."""
+    app(prog_name="yolo-nas")

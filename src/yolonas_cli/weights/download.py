@@ -1,0 +1,253 @@
+"""The one downloader (weights, datasets, http(s) image and video sources). Standard library only.
+
+`fetch()` streams to `<dest>.part` next to `dest`, resumes an existing `.part` with an HTTP Range request,
+retries transient failures (connection errors, timeouts, HTTP 5xx/408/429) with a short exponential backoff,
+hashes while streaming and checks size and sha256 *before* the atomic rename to `dest`. Mirror URLs are tried
+in turn. Every failure is a `DownloadError` with a one-line message naming the URL(s) and the fix.
+
+A `.part` left by a network failure is kept, so that the next call resumes it; one that fails the size or
+hash check is deleted (and a resumed file that fails is retried once from zero).
+
+Tests make the backoff instant by setting `BACKOFF_BASE = 0` (monkeypatch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Callable
+from urllib.error import HTTPError, URLError
+from urllib.request import Request, urlopen
+
+from yolonas_cli import __version__, console
+from yolonas_cli.errors import DownloadError
+
+BACKOFF_BASE = 0.5  # seconds; retry k (0-based) waits BACKOFF_BASE * 2**k, capped at BACKOFF_MAX
+BACKOFF_MAX = 8.0
+CHUNK = 1 << 16
+USER_AGENT = f"yolo-nas/{__version__} (python-urllib)"
+_RETRY_STATUS = frozenset({408, 429})
+
+
+class _Retryable(Exception):
+    """A transient failure: worth another try on the same URL."""
+
+
+class _Failed(Exception):
+    """A failure of this URL that another try would not fix (404, 403, bad content): go to the next mirror."""
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """What `fetch_result()` downloaded: the final path, the URL that served it, its sha256 and size."""
+
+    path: Path
+    url: str
+    sha256: str
+    size: int
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The hex sha256 of a file, read in chunks."""
+    hasher = hashlib.sha256()
+    with open(path, "rb") as f:
+        _hash_stream(f, hasher, chunk)
+    return hasher.hexdigest()
+
+
+def fetch(urls: str | Sequence[str], dest: str | Path, *, sha256: str | None = None, size: int | None = None,
+          timeout: float = 30, retries: int = 3, description: str | None = None) -> Path:
+    """Download the first URL of `urls` that works to `dest` and return `dest`.
+
+    `sha256`/`size`, when given, must match or nothing is kept. `timeout` is the socket timeout in seconds;
+    `retries` is the number of extra tries per URL after a transient failure. Raises DownloadError."""
+    return fetch_result(urls, dest, sha256=sha256, size=size, timeout=timeout, retries=retries,
+                        description=description).path
+
+
+def fetch_result(urls: str | Sequence[str], dest: str | Path, *, sha256: str | None = None,
+                 size: int | None = None, timeout: float = 30, retries: int = 3,
+                 description: str | None = None) -> FetchResult:
+    """Like `fetch()` but also returns the serving URL and the sha256/size computed while streaming."""
+    url_list = [urls] if isinstance(urls, str) else list(urls)
+    if not url_list:
+        raise ValueError("fetch() needs at least one URL")
+    dest = Path(dest)
+    _make_parent(dest)
+    part = dest.with_name(dest.name + ".part")
+    want_sha = sha256.lower() if sha256 else None
+    failures: list[tuple[str, str]] = []
+    for url in url_list:
+        if failures and want_sha is None:  # without a hash, never splice bytes from two servers
+            _unlink(part)
+        try:
+            return _fetch_one(url, dest, part, want_sha, size, timeout, retries, description or dest.name)
+        except _Failed as exc:
+            failures.append((url, str(exc)))
+        except OSError as exc:  # network errors are classified inside; what is left is the local disk
+            raise DownloadError(f"cannot write {part} while downloading {url} ({exc.strerror or exc}); "
+                                "free disk space or choose another folder") from None
+    raise DownloadError(_failure_message(dest, failures))
+
+
+def _make_parent(dest: Path) -> None:
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise DownloadError(f"cannot create the folder {dest.parent} for {dest.name} ({reason}); "
+                            "choose another folder") from None
+
+
+def _failure_message(dest: Path, failures: list[tuple[str, str]]) -> str:
+    tried = ", then ".join(f"{url} ({reason})" for url, reason in failures)
+    return (f"could not download {dest.name} from {tried}; check the network or put the file by hand at "
+            f"{dest}")
+
+
+def _fetch_one(url: str, dest: Path, part: Path, sha256: str | None, size: int | None, timeout: float,
+               retries: int, description: str) -> FetchResult:
+    """Try one URL (with retries and one fresh restart if a resumed file turns out wrong)."""
+    attempt, restarted = 0, False
+    while True:
+        try:
+            digest, nbytes, resumed_from = _transfer(url, part, timeout, description)
+        except _Retryable as exc:
+            if attempt >= retries:
+                raise _Failed(str(exc)) from None
+            delay = min(BACKOFF_BASE * 2**attempt, BACKOFF_MAX)
+            console.warn(f"downloading {dest.name} from {url} failed ({exc}); retrying in {delay:g} s")
+            time.sleep(delay)
+            attempt += 1
+            continue
+        problem = _content_problem(digest, nbytes, sha256, size)
+        if problem is None:
+            os.replace(part, dest)
+            return FetchResult(dest, url, digest, nbytes)
+        _unlink(part)
+        if resumed_from and not restarted:  # the kept prefix may be stale: try once from zero
+            restarted = True
+            continue
+        raise _Failed(f"{problem}; the download was discarded")
+
+
+def _content_problem(digest: str, nbytes: int, sha256: str | None, size: int | None) -> str | None:
+    if size is not None and nbytes != size:
+        return f"got {nbytes} bytes, expected {size}"
+    if sha256 is not None and digest != sha256:
+        return f"sha256 {digest} does not match the pinned {sha256}"
+    return None
+
+
+def _transfer(url: str, part: Path, timeout: float, description: str) -> tuple[str, int, int]:
+    """Stream `url` into `part`, resuming it when it exists. Returns (sha256, total bytes, resumed offset)."""
+    offset = part.stat().st_size if part.exists() else 0
+    resp, offset = _open(url, part, offset, timeout)
+    with resp:
+        length = _content_length(resp)
+        total = offset + length if length is not None else None
+        hasher = hashlib.sha256()
+        if offset:
+            with open(part, "rb") as f:
+                _hash_stream(f, hasher, 1 << 20)
+        progress = console.download_progress(description, total)
+        with open(part, "ab" if offset else "wb") as out, progress as advance:
+            advance(offset)
+            written = _copy(resp, out, hasher, advance, timeout)
+            out.flush()
+            os.fsync(out.fileno())
+    received = offset + written
+    if total is not None and received < total:
+        raise _Retryable(f"connection closed after {received} of {total} bytes")
+    return hasher.hexdigest(), received, offset
+
+
+def _open(url: str, part: Path, offset: int, timeout: float) -> tuple[http.client.HTTPResponse, int]:
+    """Open `url` asking for bytes from `offset` on. Returns the response and the offset it starts at."""
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        resp = urlopen(Request(url, headers=headers), timeout=timeout)
+    except HTTPError as exc:
+        exc.close()
+        if exc.code == 416 and offset:  # our .part is not a prefix the server can continue: start over
+            _unlink(part)
+            return _open(url, part, 0, timeout)
+        raise _classify_http(exc.code, exc.reason) from None
+    except (URLError, OSError, http.client.HTTPException, ValueError) as exc:
+        raise _classify_error(exc, timeout) from None
+    if offset and (resp.status != 206 or not _range_starts_at(resp, offset)):
+        return resp, 0  # the server sent the whole file (200) or another range: restart from zero
+    return resp, offset
+
+
+def _range_starts_at(resp: http.client.HTTPResponse, offset: int) -> bool:
+    content_range = resp.headers.get("Content-Range", "")
+    return content_range.replace(" ", "").startswith(f"bytes{offset}-")
+
+
+def _content_length(resp: http.client.HTTPResponse) -> int | None:
+    value = resp.headers.get("Content-Length")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _copy(resp: IO[bytes], out: IO[bytes], hasher: hashlib._Hash, advance: Callable[[int], object],
+          timeout: float) -> int:
+    """Copy the body to `out`, hashing it. Network trouble mid-stream is a _Retryable (the .part is kept)."""
+    written = 0
+    while True:
+        try:
+            chunk = resp.read(CHUNK)
+        except (OSError, http.client.HTTPException) as exc:
+            raise _Retryable(f"{_reason(exc, timeout)} after {written} bytes") from None
+        if not chunk:
+            return written
+        out.write(chunk)
+        hasher.update(chunk)
+        advance(len(chunk))
+        written += len(chunk)
+
+
+def _classify_http(code: int, reason: str) -> Exception:
+    text = f"HTTP {code} {reason}".strip()
+    if code >= 500 or code in _RETRY_STATUS:
+        return _Retryable(text)
+    return _Failed(text)
+
+
+def _classify_error(exc: BaseException, timeout: float) -> Exception:
+    inner = exc.reason if isinstance(exc, URLError) and isinstance(exc.reason, BaseException) else exc
+    if isinstance(inner, socket.gaierror):
+        return _Failed(f"cannot resolve the host: {inner.strerror or inner}")
+    if isinstance(exc, ValueError):
+        return _Failed(f"bad URL: {exc}")
+    return _Retryable(_reason(inner, timeout))
+
+
+def _reason(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return f"timed out after {timeout:g} s"
+    if isinstance(exc, URLError):
+        return str(exc.reason)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower() if exc.strerror[:1].isupper() else exc.strerror
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _hash_stream(f: IO[bytes], hasher: hashlib._Hash, chunk: int) -> None:
+    while block := f.read(chunk):
+        hasher.update(block)
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)

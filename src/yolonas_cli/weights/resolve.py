@@ -1,0 +1,172 @@
+"""Turn a model argument (a path, or an official name such as `yolo_nas_s`) into a verified local file.
+
+The weights cache is `cache_dir()`. Next to the cached files it keeps `weights.lock.json`, which records for
+each name the sha256 seen at the first download (trust on first use, for records without a pinned sha256),
+where it came from, and whether the licence notice was shown.
+
+Environment variables:
+    YOLONAS_WEIGHTS_DIR   the cache folder (overridden by an explicit `weights_dir`).
+    YOLONAS_WEIGHTS_LOCK  a lock file to use instead of the packaged `weights.lock` (see `lock.py`); tests use
+                          it to point the records' URLs at a local server.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from yolonas_cli import console
+from yolonas_cli.errors import DownloadError, UsageError
+from yolonas_cli.weights.download import fetch_result, sha256_file
+from yolonas_cli.weights.lock import WeightsRecord, find_record, known_names, load_lock
+
+WEIGHTS_DIR_ENV = "YOLONAS_WEIGHTS_DIR"
+CACHE_LOCK_NAME = "weights.lock.json"
+
+
+def cache_dir(weights_dir: str | Path | None = None) -> Path:
+    """The weights cache folder, created on demand.
+
+    `weights_dir` if given, else `$YOLONAS_WEIGHTS_DIR`, else `$XDG_CACHE_HOME/yolo-nas` or
+    `~/.cache/yolo-nas` (Windows: `%LOCALAPPDATA%/yolo-nas`)."""
+    if weights_dir is not None and str(weights_dir):
+        folder = Path(weights_dir).expanduser()
+    elif os.environ.get(WEIGHTS_DIR_ENV):
+        folder = Path(os.environ[WEIGHTS_DIR_ENV]).expanduser()
+    else:
+        folder = _default_cache_root() / "yolo-nas"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DownloadError(f"cannot create the weights folder {folder} ({exc.strerror or exc}); "
+                            f"set {WEIGHTS_DIR_ENV} or pass another weights folder") from None
+    return folder
+
+
+def _default_cache_root() -> Path:
+    if os.name == "nt" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"])
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg)
+    return Path.home() / ".cache"
+
+
+def resolve_weights(name_or_path: str, weights_dir: str | Path | None = None, *,
+                    offline: bool = False) -> Path:
+    """A local, verified weights file for `name_or_path`.
+
+    - An existing file path is returned as is (not hashed).
+    - A name from the weights lock (or an alias such as `yolo_nas_s`) gives `<cache>/<name>`: verified
+      against the pinned sha256, or, where the lock pins none, against the sha256 recorded in
+      `<cache>/weights.lock.json` at first use; downloaded (mirrors in turn) when absent, unless `offline`.
+    - The lock file is the packaged one unless `$YOLONAS_WEIGHTS_LOCK` names another (this is how tests point
+      the URLs at a local server).
+    The licence of a named model is printed once per cache. Raises UsageError for an unknown name and
+    DownloadError for a failed download or a cached file that does not match."""
+    local = Path(name_or_path).expanduser()
+    if local.is_file():
+        return local
+    record = find_record(name_or_path)
+    if record is None:
+        raise UsageError(_not_found_message(name_or_path))
+    cache = cache_dir(weights_dir)
+    path = cache / record.name
+    if path.exists():
+        _verify_cached(record, path, cache)
+    elif offline:
+        raise DownloadError(f"{record.name} is not in the weights cache and offline mode is on; run once "
+                            f"without offline mode or put the file by hand at {path}")
+    else:
+        _download(record, path, cache)
+    _show_licence_once(record, cache)
+    return path
+
+
+def _not_found_message(name: str) -> str:
+    official = ", ".join(load_lock())
+    close = difflib.get_close_matches(name, known_names(), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return f"model {name!r} not found: not a file, and not one of {official}.{hint}"
+
+
+def _download(record: WeightsRecord, path: Path, cache: Path) -> None:
+    result = fetch_result(record.urls, path, sha256=record.sha256, size=record.size,
+                          description=f"Downloading {record.name}")
+    _update_entry(cache, record.name, sha256=result.sha256, size=result.size, url=result.url,
+                  recorded=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def _verify_cached(record: WeightsRecord, path: Path, cache: Path) -> None:
+    """Check a cached file against the pinned sha256, else the recorded one; record it if neither exists."""
+    entry = _read_state(cache)["weights"].get(record.name, {})
+    actual_size = path.stat().st_size
+    if record.size is not None and actual_size != record.size:
+        raise _mismatch(path, f"has {actual_size} bytes, expected {record.size} (pinned in the weights lock)")
+    actual = sha256_file(path)
+    if record.sha256 is not None:
+        expected, source = record.sha256, "pinned in the weights lock"
+    elif entry.get("sha256"):
+        expected, source = entry["sha256"], f"recorded at first download in {cache / CACHE_LOCK_NAME}"
+    else:  # put there by hand, or the record was lost: trust on first use
+        _update_entry(cache, record.name, sha256=actual, size=actual_size, url=None,
+                      recorded=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        return
+    if actual != expected:
+        raise _mismatch(path, f"has sha256 {actual}, expected {expected} ({source})")
+
+
+def _mismatch(path: Path, what: str) -> DownloadError:
+    return DownloadError(f"the cached weights file {path} {what}; it may be corrupt or tampered with: delete "
+                         f"{path} and run again to download it afresh")
+
+
+def _show_licence_once(record: WeightsRecord, cache: Path) -> None:
+    if _read_state(cache)["weights"].get(record.name, {}).get("licence_shown"):
+        return
+    console.info(f"{record.name}: these weights are under the {record.licence_name}, "
+                 f"see {record.licence_url}")
+    _update_entry(cache, record.name, licence_shown=True)
+
+
+def _read_state(cache: Path) -> dict[str, Any]:
+    """The cache's own lock: {"version": 1, "weights": {name: {sha256, size, url, recorded, licence_shown}}}.
+    """
+    where = cache / CACHE_LOCK_NAME
+    if not where.exists():
+        return {"version": 1, "weights": {}}
+    try:
+        state = json.loads(where.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DownloadError(f"cannot read the weights cache record {where} ({exc}); delete it to start the "
+                            "record afresh") from None
+    if not isinstance(state, dict) or not isinstance(state.get("weights"), dict):
+        raise DownloadError(f"the weights cache record {where} is malformed; delete it to start the record "
+                            "afresh")
+    return state
+
+
+def _update_entry(cache: Path, name: str, **fields: Any) -> None:
+    state = _read_state(cache)
+    state["weights"].setdefault(name, {}).update(fields)
+    _write_json_atomic(cache / CACHE_LOCK_NAME, state)
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temp file in the same folder, then os.replace it over `path`."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,130 @@
+"""postprocess: thresholds, top-k, multi-label, class-aware vs agnostic, classes filter, max_det, empties."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from yolonas_cli.ops import batched_nms, nms
+from yolonas_cli.postprocess import postprocess
+
+BOX_A = [0.0, 0.0, 10.0, 10.0]
+BOX_B = [1.0, 0.0, 11.0, 10.0]  # IoU with A = 90 / 110 = 0.82
+FAR = [100.0, 100.0, 120.0, 120.0]
+
+
+def batch(rows: list[list[float]], scores: list[list[float]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One-image batch: boxes [1, N, 4], scores [1, N, C]."""
+    return torch.tensor([rows]), torch.tensor([scores])
+
+
+def run(rows: list[list[float]], scores: list[list[float]], **kw) -> torch.Tensor:
+    kw = {"conf": 0.25, "iou": 0.7, **kw}
+    (out,) = postprocess(*batch(rows, scores), **kw)
+    assert out.dtype == torch.float32 and out.shape[1] == 6
+    return out
+
+
+def test_strict_threshold_in_multi_label_and_inclusive_in_single_label() -> None:
+    scores = [[0.5, 0.0], [0.0, 0.25]]
+    assert run([BOX_A, FAR], scores)[:, 5].tolist() == [0]
+    assert run([BOX_A, FAR], scores, multi_label=False)[:, 5].tolist() == [0, 1]
+
+
+def test_same_box_twice_with_two_labels() -> None:
+    out = run([BOX_A], [[0.9, 0.6, 0.1]])
+    assert out.tolist() == [[*BOX_A, pytest.approx(0.9), 0.0], [*BOX_A, pytest.approx(0.6), 1.0]]
+    assert run([BOX_A], [[0.9, 0.6, 0.1]], agnostic=True)[:, 5].tolist() == [0]
+    assert run([BOX_A], [[0.9, 0.6, 0.1]], multi_label=False)[:, 5].tolist() == [0]
+
+
+def test_class_aware_vs_agnostic() -> None:
+    scores = [[0.9, 0.0], [0.0, 0.8]]
+    assert run([BOX_A, BOX_B], scores)[:, 5].tolist() == [0, 1]
+    assert run([BOX_A, BOX_B], scores, agnostic=True)[:, 5].tolist() == [0]
+    same_class = [[0.9, 0.0], [0.8, 0.0]]
+    assert run([BOX_A, BOX_B], same_class)[:, 4].tolist() == [pytest.approx(0.9)]
+    assert len(run([BOX_A, BOX_B], same_class, iou=0.85)) == 2  # IoU 0.82 is not above 0.85
+
+
+def test_pre_nms_top_k() -> None:
+    rows = [[i * 20.0, 0, i * 20.0 + 10, 10] for i in range(10)]
+    scores = [[0.3 + 0.05 * i] for i in range(10)]
+    out = run(rows, scores, pre_nms_top_k=4)
+    assert out[:, 0].tolist() == [180, 160, 140, 120]
+    assert len(run(rows, scores)) == 10
+
+
+def test_classes_filter_before_top_k() -> None:
+    rows = [[i * 20.0, 0, i * 20.0 + 10, 10] for i in range(6)]
+    scores = [[0.9, 0.0, 0.0]] * 3 + [[0.0, 0.5, 0.4]] * 3
+    out = run(rows, scores, classes=[1, 2], pre_nms_top_k=3)
+    assert out[:, 5].tolist() == [1, 1, 1]
+    assert sorted(run(rows, scores, classes=[2])[:, 0].tolist()) == [60, 80, 100]
+    assert len(run(rows, scores, classes=[])) == 0
+    # single-label: an anchor's best class decides, then the filter applies
+    assert len(run(rows, scores, classes=[2], multi_label=False)) == 0
+
+
+def test_max_det_and_order() -> None:
+    rng = random.Random(0)
+    rows = [[i * 20.0, 0, i * 20.0 + 10, 10] for i in range(50)]
+    scores = [[rng.random() for _ in range(3)] for _ in range(50)]
+    out = run(rows, scores, max_det=7)
+    assert len(out) == 7
+    conf = out[:, 4]
+    assert torch.all(conf[:-1] >= conf[1:])
+    assert conf[0] == max(max(s) for s in scores)
+
+
+def test_empty_outputs() -> None:
+    boxes, scores = batch([BOX_A, FAR], [[0.1, 0.2], [0.9, 0.0]])
+    boxes, scores = torch.cat([boxes, boxes]), torch.cat([scores, torch.zeros_like(scores)])
+    first, second = postprocess(boxes, scores, conf=0.25, iou=0.7)
+    assert first.shape == (1, 6) and second.shape == (0, 6) and second.dtype == torch.float32
+    for out in postprocess(
+        torch.zeros(2, 0, 4), torch.zeros(2, 0, 80), conf=0.25, iou=0.7, multi_label=False
+    ):
+        assert out.shape == (0, 6)
+
+
+def test_half_inputs_give_float32() -> None:
+    boxes, scores = batch([BOX_A], [[0.9]])
+    (out,) = postprocess(boxes.half(), scores.half(), conf=0.25, iou=0.7)
+    assert out.dtype == torch.float32 and out[0, 4] == torch.tensor(0.9).half().float()
+
+
+def test_bad_shapes_raise() -> None:
+    with pytest.raises(ValueError, match="boxes"):
+        postprocess(torch.zeros(10, 4), torch.zeros(1, 10, 80), conf=0.25, iou=0.7)
+    with pytest.raises(ValueError, match="scores"):
+        postprocess(torch.zeros(1, 10, 4), torch.zeros(1, 9, 80), conf=0.25, iou=0.7)
+
+
+def reference(boxes: torch.Tensor, scores: torch.Tensor, conf: float, iou: float, k: int, agnostic: bool):
+    """The original's algorithm written with loops: (anchor, class) pairs > conf, top-k, NMS, max 300."""
+    pairs = [(a, c) for a in range(scores.shape[0]) for c in range(scores.shape[1]) if scores[a, c] > conf]
+    a = torch.tensor([p[0] for p in pairs], dtype=torch.long)
+    c = torch.tensor([p[1] for p in pairs], dtype=torch.long)
+    s = scores[a, c]
+    if len(pairs) > k:
+        top = torch.topk(s, k).indices
+        a, c, s = a[top], c[top], s[top]
+    keep = nms(boxes[a], s, iou) if agnostic else batched_nms(boxes[a], s, c, iou)
+    keep = keep[:300]
+    return torch.cat([boxes[a][keep], s[keep, None], c[keep, None].float()], 1)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_matches_loop_reference(seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    n, classes = 300, 6
+    xy = torch.rand(2, n, 2, generator=g) * 100
+    boxes = torch.cat([xy, xy + torch.rand(2, n, 2, generator=g) * 40 + 1], -1)
+    scores = (torch.rand(2, n, classes, generator=g) ** 3 * 20).round() / 20  # many ties
+    agnostic = seed % 2 == 1
+    outs = postprocess(boxes, scores, conf=0.25, iou=0.5, pre_nms_top_k=150, agnostic=agnostic)
+    for b in range(2):
+        assert torch.equal(outs[b], reference(boxes[b], scores[b], 0.25, 0.5, 150, agnostic))
