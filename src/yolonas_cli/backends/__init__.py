@@ -1,0 +1,1 @@
+"""Inference backends behind one small interface (`Backend`), one file each; heavy imports inside them."""

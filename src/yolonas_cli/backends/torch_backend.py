@@ -1,0 +1,29 @@
+"""The PyTorch backend: the (fused) YOLO-NAS module on a CPU, CUDA or MPS device, FP32 or FP16."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class TorchBackend:
+    """Wraps an eval-mode module. Input: numpy float32 [B,3,H,W]; output tensors as the model returns them."""
+
+    name = "torch"
+    fixed_input = None
+
+    def __init__(self, model: nn.Module, device: torch.device, half: bool = False):
+        self.device = device
+        self.dtype = torch.float16 if half else torch.float32
+        self.model = model.eval().to(device=device, dtype=self.dtype)
+
+    @torch.inference_mode()
+    def __call__(self, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = torch.from_numpy(images).to(self.device, non_blocking=True).to(self.dtype)
+        boxes, scores = self.model(batch)
+        return boxes, scores
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)

@@ -1,0 +1,66 @@
+"""What `yolo-nas info` reports about a model: one dictionary, printed as a table by the CLI and
+returned by `NAS.info()`."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from rich.table import Table
+
+from yolonas_cli.loader import LoadedWeights
+from yolonas_cli.nn.blocks import reparameterize_model
+from yolonas_cli.nn.profile import count_flops, count_layers, count_parameters
+
+
+def model_info(loaded: LoadedWeights, imgsz: tuple[int, int] = (640, 640), *, fused: bool = False) -> dict[str, Any]:
+    """Variant, classes, input size, layers, parameters (unfused and fused), GFLOPs, file facts, licence.
+
+    `fused` says whether `loaded.model` is already fused (its unfused counts are then derived from a
+    fresh unfused build of the same architecture).
+    """
+    from yolonas_cli.nn.yolo_nas import build_model
+    from yolonas_cli.weights.download import sha256_file
+    from yolonas_cli.weights.lock import find_record
+
+    unfused = build_model(loaded.arch) if fused else loaded.model
+    fused_model = loaded.model if fused else reparameterize_model(copy.deepcopy(loaded.model))
+    height, width = imgsz
+    record = find_record(loaded.path.name)
+    return {
+        "model": loaded.variant or "custom YOLO-NAS",
+        "file": str(loaded.path),
+        "format": loaded.file_format,
+        "sha256": sha256_file(loaded.path),
+        "classes": len(loaded.names),
+        "names": loaded.names,
+        "input_size": [height, width],
+        "layers": count_layers(unfused),
+        "layers_fused": count_layers(fused_model),
+        "parameters": count_parameters(unfused),
+        "parameters_fused": count_parameters(fused_model),
+        "gflops": round(count_flops(unfused, height, width) / 1e9, 2),
+        "gflops_fused": round(count_flops(fused_model, height, width) / 1e9, 2),
+        "licence": f"{record.licence_name} ({record.licence_url})" if record else "see the weights' source",
+    }
+
+
+def info_table(info: dict[str, Any]) -> Table:
+    """A two-column Rich table of `model_info`'s result (class names abbreviated)."""
+    table = Table(title=f"{info['model']}", show_header=False, title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    names = list(info["names"].values())
+    shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+    rows = [
+        ("file", info["file"]), ("format", info["format"]), ("sha256", info["sha256"]),
+        ("classes", f"{info['classes']}: {shown}"),
+        ("input size", "x".join(map(str, info["input_size"]))),
+        ("layers", f"{info['layers']} (fused {info['layers_fused']})"),
+        ("parameters", f"{info['parameters']:,} (fused {info['parameters_fused']:,})"),
+        ("GFLOPs", f"{info['gflops']} (fused {info['gflops_fused']})"),
+        ("licence", info["licence"]),
+    ]
+    for field_name, value in rows:
+        table.add_row(field_name, str(value))
+    return table

@@ -1,0 +1,27 @@
+"""Shared fixtures: checkpoints of the fixture formula weights written once per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from formula import formula_torch_state_dict
+
+
+def _write_checkpoint(folder: Path, variant: str) -> Path:
+    path = folder / f"formula_{variant}.pth"
+    torch.save({"net": formula_torch_state_dict(variant)}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SuperGradients-style `{"net": state_dict}` checkpoint of the tiny fixture model (80 classes)."""
+    return _write_checkpoint(tmp_path_factory.mktemp("weights"), "tiny")
+
+
+@pytest.fixture(scope="session")
+def s_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same for YOLO-NAS S with the fixture formula weights."""
+    return _write_checkpoint(tmp_path_factory.mktemp("weights"), "s")
