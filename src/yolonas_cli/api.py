@@ -88,12 +88,12 @@ class NAS:
     def info(self, imgsz: int | tuple[int, int] = 640, verbose: bool = True) -> dict[str, Any]:
         """Print (when verbose) and return the model facts `yolo-nas info` shows."""
         from yolonas_cli import console
-        from yolonas_cli.info import info_table, model_info
+        from yolonas_cli.info import info_text, model_info
 
         size = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
         facts = model_info(self._loaded, size, fused=self.fused)  # type: ignore[arg-type]
         if verbose:
-            console.out(info_table(facts))
+            console.text(info_text(facts))
         return facts
 
     def __repr__(self) -> str:

@@ -57,6 +57,11 @@ def out(renderable: object) -> None:
     out_console.print(renderable)
 
 
+def text(message: str) -> None:
+    """Plain text for the user on stdout, printed as is (no markup, no highlighting, no wrapping)."""
+    out_console.print(message, markup=False, emoji=False, highlight=False, soft_wrap=True)
+
+
 def interactive() -> bool:
     """True when stderr is a terminal (progress bars are drawn only then)."""
     return sys.stderr.isatty() and _state["verbose"]

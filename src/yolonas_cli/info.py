@@ -6,8 +6,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from rich.table import Table
-
 from yolonas_cli.loader import LoadedWeights
 from yolonas_cli.nn.blocks import reparameterize_model
 from yolonas_cli.nn.profile import count_flops, count_layers, count_parameters
@@ -45,15 +43,12 @@ def model_info(loaded: LoadedWeights, imgsz: tuple[int, int] = (640, 640), *, fu
     }
 
 
-def info_table(info: dict[str, Any]) -> Table:
-    """A two-column Rich table of `model_info`'s result (class names abbreviated)."""
-    table = Table(title=f"{info['model']}", show_header=False, title_justify="left")
-    table.add_column("field", style="bold")
-    table.add_column("value", overflow="fold")
+def info_text(info: dict[str, Any]) -> str:
+    """`model_info`'s result as aligned `field: value` lines (class names abbreviated)."""
     names = list(info["names"].values())
     shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
     rows = [
-        ("file", info["file"]), ("format", info["format"]), ("sha256", info["sha256"]),
+        ("model", info["model"]), ("file", info["file"]), ("format", info["format"]), ("sha256", info["sha256"]),
         ("classes", f"{info['classes']}: {shown}"),
         ("input size", "x".join(map(str, info["input_size"]))),
         ("layers", f"{info['layers']} (fused {info['layers_fused']})"),
@@ -61,6 +56,5 @@ def info_table(info: dict[str, Any]) -> Table:
         ("GFLOPs", f"{info['gflops']} (fused {info['gflops_fused']})"),
         ("licence", info["licence"]),
     ]
-    for field_name, value in rows:
-        table.add_row(field_name, str(value))
-    return table
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
