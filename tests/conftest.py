@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from formula import formula_torch_state_dict
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from formula import FIXTURES, formula_torch_state_dict, read_keys
 
+from formula import FIXTURES, formula_torch_state_dict, read_keys
 from yolonas_cli.nn.blocks import QARepVGGBlock, reparameterize_model
 from yolonas_cli.nn.yolo_nas import VARIANTS, arch_from_state_dict, build_model, variant_name
 
@@ -64,7 +64,7 @@ def test_tiny_is_a_custom_architecture():
 
 def test_class_count_comes_from_the_checkpoint():
     keys = dict(read_keys("tiny"))
-    keys = {k: ((7,) + v[1:] if "cls_pred" in k else v) for k, v in keys.items()}
+    keys = {k: ((7, *v[1:]) if "cls_pred" in k else v) for k, v in keys.items()}
     arch = arch_from_state_dict(keys)
     boxes, scores = build_model(arch)(torch.rand(1, 3, 64, 96))
     assert arch.num_classes == 7 and scores.shape == (1, 96 * 64 // 64 + 96 * 64 // 256 + 96 * 64 // 1024, 7)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import textwrap
@@ -14,10 +13,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from formula import FIXTURES
-from httpserver import serve
 from typer.testing import CliRunner
 
+from formula import FIXTURES
+from httpserver import serve
 from yolonas_cli import NAS
 from yolonas_cli.cli.app import app
 from yolonas_cli.sources import default_source
@@ -58,30 +57,50 @@ def run(*tokens: str, cwd: Path | None = None):
 
 # ------------------------------------------------------------------------------------ parity
 
+
 @pytest.mark.parametrize(("conf", "iou"), SETTINGS)
 def test_python_api_matches_the_original_pipeline(s_checkpoint, conf, iou):
     results = NAS(s_checkpoint)(conf=conf, iou=iou, verbose=False)
     assert len(results) == 4
     for result in results:
-        assert_matches_reference(Path(result.path).name, conf, iou, result.boxes.xyxy, result.boxes.conf,
-                                 result.boxes.cls)
+        assert_matches_reference(
+            Path(result.path).name, conf, iou, result.boxes.xyxy, result.boxes.conf, result.boxes.cls
+        )
 
 
 @pytest.mark.parametrize(("conf", "iou"), SETTINGS)
 def test_cli_save_json_matches_the_original_pipeline(s_checkpoint, tmp_path, conf, iou):
-    result = run("predict", f"model={s_checkpoint}", f"conf={conf}", f"iou={iou}", "save_json", "save=False",
-                 cwd=tmp_path)
+    result = run(
+        "predict",
+        f"model={s_checkpoint}",
+        f"conf={conf}",
+        f"iou={iou}",
+        "save_json",
+        "save=False",
+        cwd=tmp_path,
+    )
     assert result.exit_code == 0, result.output
     entries = json.loads((tmp_path / "runs/predict/exp/predictions.json").read_text())
-    assert sorted(Path(e["path"]).name for e in entries) == ["astronaut.png", "chelsea.png", "coffee.png",
-                                                             "rocket.jpg"]
+    assert sorted(Path(e["path"]).name for e in entries) == [
+        "astronaut.png",
+        "chelsea.png",
+        "coffee.png",
+        "rocket.jpg",
+    ]
     for entry in entries:
         dets = entry["detections"]
-        assert_matches_reference(Path(entry["path"]).name, conf, iou, [d["box"] for d in dets],
-                                 [d["confidence"] for d in dets], [d["class"] for d in dets])
+        assert_matches_reference(
+            Path(entry["path"]).name,
+            conf,
+            iou,
+            [d["box"] for d in dets],
+            [d["confidence"] for d in dets],
+            [d["class"] for d in dets],
+        )
 
 
 # ------------------------------------------------------------------------------------ sources
+
 
 def write_images(folder: Path, count: int, size=(96, 128), suffix=".jpg") -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
@@ -114,8 +133,15 @@ def predict_cli(checkpoint: Path, cwd: Path, *extra: str):
 
 def test_directory_source_saves_annotated_images_labels_crops_and_json(tiny_checkpoint, tmp_path):
     images = write_images(tmp_path / "imgs", 3)
-    out = predict_cli(tiny_checkpoint, tmp_path, f"source={tmp_path / 'imgs'}", "save_txt", "save_conf",
-                      "save_crop", "save_json")
+    out = predict_cli(
+        tiny_checkpoint,
+        tmp_path,
+        f"source={tmp_path / 'imgs'}",
+        "save_txt",
+        "save_conf",
+        "save_crop",
+        "save_json",
+    )
     run_dir = tmp_path / "runs/predict/exp"
     entries = {Path(e["path"]).name: e for e in json.loads((run_dir / "predictions.json").read_text())}
     assert set(entries) == {p.name for p in images}
@@ -131,8 +157,15 @@ def test_directory_source_saves_annotated_images_labels_crops_and_json(tiny_chec
         assert rows.shape == (len(dets), 6)
         h, w = entries[image.name]["height"], entries[image.name]["width"]
         boxes = np.array([d["box"] for d in dets])
-        xywhn = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2 / w, (boxes[:, 1] + boxes[:, 3]) / 2 / h,
-                          (boxes[:, 2] - boxes[:, 0]) / w, (boxes[:, 3] - boxes[:, 1]) / h], 1)
+        xywhn = np.stack(
+            [
+                (boxes[:, 0] + boxes[:, 2]) / 2 / w,
+                (boxes[:, 1] + boxes[:, 3]) / 2 / h,
+                (boxes[:, 2] - boxes[:, 0]) / w,
+                (boxes[:, 3] - boxes[:, 1]) / h,
+            ],
+            1,
+        )
         assert np.array_equal(rows[:, 0], [d["class"] for d in dets])
         assert np.allclose(rows[:, 1:5], xywhn, atol=2e-5)
         assert np.allclose(rows[:, 5], [d["confidence"] for d in dets], atol=1e-5)
@@ -158,14 +191,20 @@ def test_video_source_keeps_frame_count_and_vid_stride(tiny_checkpoint, tmp_path
 
 def test_glob_and_list_file_sources(tiny_checkpoint, tmp_path):
     images = write_images(tmp_path / "imgs", 4)
-    result = predict_cli(tiny_checkpoint, tmp_path, f"source={tmp_path / 'imgs'}/img00[12].jpg", "save=False",
-                         "save_json")
-    names = [Path(e["path"]).name for e in json.loads((tmp_path / "runs/predict/exp/predictions.json").read_text())]
+    result = predict_cli(
+        tiny_checkpoint, tmp_path, f"source={tmp_path / 'imgs'}/img00[12].jpg", "save=False", "save_json"
+    )
+    names = [
+        Path(e["path"]).name for e in json.loads((tmp_path / "runs/predict/exp/predictions.json").read_text())
+    ]
     assert names == ["img001.jpg", "img002.jpg"] and "image 2/2" in result.stderr
     listing = tmp_path / "list.txt"
     listing.write_text(f"imgs/{images[3].name}\n\n# a comment\n{images[0]}\n")
     predict_cli(tiny_checkpoint, tmp_path, f"source={listing}", "save=False", "save_json")
-    names = [Path(e["path"]).name for e in json.loads((tmp_path / "runs/predict/exp2/predictions.json").read_text())]
+    names = [
+        Path(e["path"]).name
+        for e in json.loads((tmp_path / "runs/predict/exp2/predictions.json").read_text())
+    ]
     assert names == ["img003.jpg", "img000.jpg"]
 
 
@@ -184,7 +223,11 @@ def test_default_source_is_the_bundled_photos_and_runs_increment(tiny_checkpoint
     predict_cli(tiny_checkpoint, tmp_path)
     for run_dir in ("exp", "exp2"):
         assert sorted(p.name for p in (tmp_path / "runs/predict" / run_dir).iterdir()) == [
-            "astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg"]
+            "astronaut.jpg",
+            "chelsea.jpg",
+            "coffee.jpg",
+            "rocket.jpg",
+        ]
     predict_cli(tiny_checkpoint, tmp_path, "project=out", "name=mine", "exist_ok")
     assert (tmp_path / "out/mine/coffee.jpg").is_file()
 
@@ -229,8 +272,21 @@ def test_batch_and_rect_give_the_same_detections_as_batch_one(tiny_checkpoint, t
 
 def test_subprocess_of_the_installed_script(tiny_checkpoint, tmp_path):
     write_images(tmp_path / "imgs", 2)
-    done = subprocess.run([str(SCRIPT), "predict", f"model={tiny_checkpoint}", "source=imgs", "imgsz=128",
-                           "save_txt", "conf=0.01"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            str(SCRIPT),
+            "predict",
+            f"model={tiny_checkpoint}",
+            "source=imgs",
+            "imgsz=128",
+            "save_txt",
+            "conf=0.01",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "runs/predict/exp/img000.jpg").is_file()
     assert "image 2/2" in done.stderr and "Traceback" not in done.stderr
@@ -255,9 +311,24 @@ def test_memory_stays_bounded_over_500_images(tiny_checkpoint, tmp_path):
     """)
 
     def peak_kb(source: str, name: str) -> int:
-        done = subprocess.run([sys.executable, "-c", script, "predict", f"model={tiny_checkpoint}",
-                               f"source={source}", "imgsz=128", "save_txt", f"name={name}", "verbose=False"],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                script,
+                "predict",
+                f"model={tiny_checkpoint}",
+                f"source={source}",
+                "imgsz=128",
+                "save_txt",
+                f"name={name}",
+                "verbose=False",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         rss, code = done.stdout.split()
         assert code == "0", done.stderr
         return int(rss)

@@ -1,9 +1,9 @@
 """The Python API: `NAS("yolo_nas_s.pt")`, the same engine as the CLI.
 
-    from yolonas_cli import NAS
-    model = NAS("yolo_nas_s.pt")          # a path or a weights.lock name; downloads once, verified
-    results = model("photo.jpg")          # list of Result, one per image or frame
-    model.info()                          # what `yolo-nas info` shows
+from yolonas_cli import NAS
+model = NAS("yolo_nas_s.pt")          # a path or a weights.lock name; downloads once, verified
+results = model("photo.jpg")          # list of Result, one per image or frame
+model.info()                          # what `yolo-nas info` shows
 """
 
 from __future__ import annotations
@@ -58,7 +58,9 @@ class NAS:
         self.fused = True
         return self
 
-    def make_engine(self, settings: EngineSettings, device: str | int | None = "auto", half: bool = False) -> Engine:
+    def make_engine(
+        self, settings: EngineSettings, device: str | int | None = "auto", half: bool = False
+    ) -> Engine:
         """The shared inference engine on `device` (fusing the model first, as every mode does)."""
         from yolonas_cli.backends.torch_backend import TorchBackend
         from yolonas_cli.devices import resolve_half, select_device
@@ -68,7 +70,9 @@ class NAS:
             self.fuse()
         return Engine(TorchBackend(self.model, target, resolve_half(half, target)), self.names, settings)
 
-    def predict(self, source: Any = None, *, stream: bool = False, **kwargs: Any) -> list[Result] | Iterator[Result]:
+    def predict(
+        self, source: Any = None, *, stream: bool = False, **kwargs: Any
+    ) -> list[Result] | Iterator[Result]:
         """Detect objects in `source` (path, folder, glob, URL, video, webcam index, numpy BGR array, PIL
         image, or a list of these; None = the bundled sample photos). Keyword arguments are the CLI's
         predict arguments (conf, iou, imgsz, classes, save, save_txt, ...; save defaults to False here).
@@ -81,7 +85,9 @@ class NAS:
         results = predict_stream(self, args)
         return results if stream else list(results)
 
-    def __call__(self, source: Any = None, *, stream: bool = False, **kwargs: Any) -> list[Result] | Iterator[Result]:
+    def __call__(
+        self, source: Any = None, *, stream: bool = False, **kwargs: Any
+    ) -> list[Result] | Iterator[Result]:
         """Same as `predict`."""
         return self.predict(source, stream=stream, **kwargs)
 

@@ -277,8 +277,12 @@ def _half(what: str = "run in FP16 (CUDA only)") -> Any:
 
 
 def _classes() -> Any:
-    return arg(None, "keep only these class ids, e.g. classes=0 or classes=[0,2] (None = all)", classes,
-               example=[0, 2])
+    return arg(
+        None,
+        "keep only these class ids, e.g. classes=0 or classes=[0,2] (None = all)",
+        classes,
+        example=[0, 2],
+    )
 
 
 def _flag(default: bool, help: str) -> Any:
@@ -286,13 +290,23 @@ def _flag(default: bool, help: str) -> Any:
 
 
 def _project(mode: str) -> Any:
-    return arg(None, f"folder that holds the run folders (None = runs/{mode})", text(True), (str,),
-               example=f"runs/{mode}")
+    return arg(
+        None,
+        f"folder that holds the run folders (None = runs/{mode})",
+        text(True),
+        (str,),
+        example=f"runs/{mode}",
+    )
 
 
 def _name() -> Any:
-    return arg(None, "run folder name (None = exp; exp2, exp3, ... when it exists)", text(True), (str,),
-               example="exp")
+    return arg(
+        None,
+        "run folder name (None = exp; exp2, exp3, ... when it exists)",
+        text(True),
+        (str,),
+        example="exp",
+    )
 
 
 def _exist_ok() -> Any:
@@ -308,10 +322,16 @@ class CommonArgs:
 
     mode: ClassVar[str] = ""
 
-    model: str = arg("yolo_nas_s.pt", "weights: yolo_nas_s.pt, yolo_nas_m.pt, yolo_nas_l.pt or a file path",
-                     text(), (str,))
-    weights_dir: str | None = arg(None, "where weights are cached and downloaded (None = the default cache)",
-                                  text(True), (str,), example="weights")
+    model: str = arg(
+        "yolo_nas_s.pt", "weights: yolo_nas_s.pt, yolo_nas_m.pt, yolo_nas_l.pt or a file path", text(), (str,)
+    )
+    weights_dir: str | None = arg(
+        None,
+        "where weights are cached and downloaded (None = the default cache)",
+        text(True),
+        (str,),
+        example="weights",
+    )
     verbose: bool = _flag(True, "print progress and results (False = errors only)")
     device: str = arg("auto", "auto, cpu, cuda, cuda:N (or just N) or mps", device, (str, int))
     imgsz: int | tuple[int, int] = arg(640, "input size N or h,w; rounded up to a multiple of 32", imgsz)
@@ -321,8 +341,10 @@ class CommonArgs:
         for f in fields(self):
             setattr(self, f.name, f.metadata["check"](f.name, getattr(self, f.name)))
         if self.verbose and _pair(given) != _pair(self.imgsz):
-            console.warn(f"imgsz={format_value(given)} is not a multiple of {STRIDE}: "
-                         f"using imgsz={format_value(self.imgsz)}")
+            console.warn(
+                f"imgsz={format_value(given)} is not a multiple of {STRIDE}: "
+                f"using imgsz={format_value(self.imgsz)}"
+            )
 
 
 def _pair(size: Any) -> tuple[Any, Any]:
@@ -337,9 +359,13 @@ class PredictArgs(CommonArgs):
 
     mode: ClassVar[str] = "predict"
 
-    source: str | int | None = arg(None, "image, video, folder, glob, URL, stream or webcam index "
-                                         "(None = the bundled sample photos)", source, (str, int),
-                                   example="bus.jpg")
+    source: str | int | None = arg(
+        None,
+        "image, video, folder, glob, URL, stream or webcam index (None = the bundled sample photos)",
+        source,
+        (str, int),
+        example="bus.jpg",
+    )
     conf: float = _conf(0.25)
     iou: float = _iou()
     max_det: int = _max_det()
@@ -353,12 +379,15 @@ class PredictArgs(CommonArgs):
     save_txt: bool = _flag(False, "save labels as labels/<stem>.txt (class xc yc w h, normalised)")
     save_conf: bool = _flag(False, "add the confidence to each saved label line")
     save_crop: bool = _flag(False, "save each detected box as crops/<class>/<stem>.jpg")
-    save_json: bool = _flag(False, "save every detection to predictions.json (COCO format)")
+    save_json: bool = _flag(
+        False, "save every detection to predictions.json (path, size, boxes, confidences, classes)"
+    )
     project: str | None = _project("predict")
     name: str | None = _name()
     exist_ok: bool = _exist_ok()
-    line_width: int | None = arg(None, "box line width in pixels (None = scaled to the image)",
-                                 integer(1, optional=True), example=2)
+    line_width: int | None = arg(
+        None, "box line width in pixels (None = scaled to the image)", integer(1, optional=True), example=2
+    )
     show_labels: bool = _flag(True, "draw class names on the boxes")
     show_conf: bool = _flag(True, "draw confidences on the boxes")
     stream_buffer: bool = _flag(False, "queue every stream frame (False = keep only the latest)")
@@ -378,10 +407,15 @@ class ValArgs(CommonArgs):
     half: bool = _half()
     classes: list[int] | None = _classes()  # noqa: RUF009 (a dataclasses.Field, not a default)
     rect: bool = _flag(False, "letterbox each batch to its smallest stride multiple instead of a square")
-    split: str = arg("val", "dataset split to evaluate: val, test or train", choice(("val", "test", "train")),
-                     (str,))
-    protocol: str = arg("coco", "preprocessing: coco (letterbox) or sg (SuperGradients resize and pad)",
-                        choice(("coco", "sg")), (str,))
+    split: str = arg(
+        "val", "dataset split to evaluate: val, test or train", choice(("val", "test", "train")), (str,)
+    )
+    protocol: str = arg(
+        "coco",
+        "preprocessing: coco (letterbox) or sg (SuperGradients resize and pad)",
+        choice(("coco", "sg")),
+        (str,),
+    )
     save_json: bool = _flag(False, "save predictions.json and score it with COCO tools")
     save_txt: bool = _flag(False, "save predicted labels as labels/<stem>.txt")
     plots: bool = _flag(True, "save PR curves and confusion matrices")
@@ -397,18 +431,28 @@ class ExportArgs(CommonArgs):
 
     mode: ClassVar[str] = "export"
 
-    format: str = arg("onnx", "onnx, torchscript, openvino or engine (TensorRT; also trt, tensorrt)",
-                      choice(EXPORT_FORMATS, FORMAT_ALIASES), (str,))
+    format: str = arg(
+        "onnx",
+        "onnx, torchscript, openvino or engine (TensorRT; also trt, tensorrt)",
+        choice(EXPORT_FORMATS, FORMAT_ALIASES),
+        (str,),
+    )
     batch: int = _batch(1, "batch size of the exported model")
     dynamic: bool = _flag(False, "dynamic batch and image size")
     half: bool = _half("export in FP16")
     int8: bool = _flag(False, "INT8 quantisation (openvino, engine), calibrated on `data`")
     nms: bool = _flag(False, "include non-maximum suppression in the exported model")
     simplify: bool = _flag(False, "simplify the ONNX graph (needs onnxslim)")
-    opset: int | None = arg(None, "ONNX opset (None = the default of the installed torch)",
-                            integer(1, optional=True), example=17)
-    data: str | None = arg(None, "dataset YAML with INT8 calibration images (None = coco8.yaml)", text(True),
-                           (str,), example="coco128.yaml")
+    opset: int | None = arg(
+        None, "ONNX opset (None = the default of the installed torch)", integer(1, optional=True), example=17
+    )
+    data: str | None = arg(
+        None,
+        "dataset YAML with INT8 calibration images (None = coco8.yaml)",
+        text(True),
+        (str,),
+        example="coco128.yaml",
+    )
     fraction: float = arg(1.0, "fraction of the calibration images to use", number(0, 1, low_open=True))
     conf: float = _conf(0.25)
     iou: float = _iou()
@@ -429,11 +473,20 @@ class BenchmarkArgs(CommonArgs):
     mode: ClassVar[str] = "benchmark"
 
     formats: list[str] | None = arg(  # noqa: RUF009 (a dataclasses.Field, not a default)
-        None, f"backends to time among {', '.join(BENCHMARK_FORMATS)} (None = every available one)", formats,
-        (str, list, tuple), example=["onnx", "openvino"])
+        None,
+        f"backends to time among {', '.join(BENCHMARK_FORMATS)} (None = every available one)",
+        formats,
+        (str, list, tuple),
+        example=["onnx", "openvino"],
+    )
     batch: int = _batch(1)
-    data: str | None = arg(None, "dataset YAML: also measure mAP on it (None = timing only)", text(True),
-                           (str,), example="coco8.yaml")
+    data: str | None = arg(
+        None,
+        "dataset YAML: also measure mAP on it (None = timing only)",
+        text(True),
+        (str,),
+        example="coco8.yaml",
+    )
     runs: int = arg(20, "timed runs per backend", integer(1))
     warmup: int = arg(3, "untimed warm-up runs per backend", integer(0))
     half: bool = _half("also time FP16 where the backend supports it")

@@ -85,11 +85,21 @@ class Engine:
     def postprocess(self, raw, letterboxes: Sequence[Letterbox]) -> list[np.ndarray]:
         """Raw outputs -> per image float32 [K,6] (x1, y1, x2, y2, conf, class) in original pixels, clipped."""
         s = self.settings
-        detections = postprocess(raw[0], raw[1], conf=s.conf, iou=s.iou, max_det=s.max_det,
-                                 pre_nms_top_k=s.pre_nms_top_k, multi_label=s.multi_label,
-                                 agnostic=s.agnostic_nms, classes=s.classes)
-        return [np.asarray(lb.to_original(det.cpu().numpy()), dtype=np.float32)
-                for lb, det in zip(letterboxes, detections)]
+        detections = postprocess(
+            raw[0],
+            raw[1],
+            conf=s.conf,
+            iou=s.iou,
+            max_det=s.max_det,
+            pre_nms_top_k=s.pre_nms_top_k,
+            multi_label=s.multi_label,
+            agnostic=s.agnostic_nms,
+            classes=s.classes,
+        )
+        return [
+            np.asarray(lb.to_original(det.cpu().numpy()), dtype=np.float32)
+            for lb, det in zip(letterboxes, detections)
+        ]
 
     # --- loop ---------------------------------------------------------------------------------------
     def run_batch(self, images: Sequence[np.ndarray]) -> list[tuple[np.ndarray, Letterbox, dict[str, float]]]:
@@ -103,8 +113,11 @@ class Engine:
         detections = self.postprocess(raw, prepared.letterboxes)
         t_post = time.perf_counter()
         count = len(images)
-        speed = {"preprocess": (t_pre - clock) * 1e3 / count, "inference": (t_inf - t_pre) * 1e3 / count,
-                 "postprocess": (t_post - t_inf) * 1e3 / count}
+        speed = {
+            "preprocess": (t_pre - clock) * 1e3 / count,
+            "inference": (t_inf - t_pre) * 1e3 / count,
+            "postprocess": (t_post - t_inf) * 1e3 / count,
+        }
         for stage, ms in speed.items():
             self.timer.totals[stage] += ms * count
         self.timer.images += count
@@ -142,9 +155,16 @@ class Engine:
             last_shape = shape
         return groups
 
-    def _result(self, frame: Frame, det: np.ndarray, lb: Letterbox, speed: dict[str, float],
-                keep_image: bool) -> Result:
+    def _result(
+        self, frame: Frame, det: np.ndarray, lb: Letterbox, speed: dict[str, float], keep_image: bool
+    ) -> Result:
         orig_shape = tuple(frame.image_bgr.shape[:2])
-        return Result(boxes=Boxes(det, orig_shape), names=self.names,
-                      orig_img=frame.image_bgr if keep_image else None, orig_shape=orig_shape,
-                      path=frame.path, speed=dict(speed), input_shape=lb.padded_hw)
+        return Result(
+            boxes=Boxes(det, orig_shape),
+            names=self.names,
+            orig_img=frame.image_bgr if keep_image else None,
+            orig_shape=orig_shape,
+            path=frame.path,
+            speed=dict(speed),
+            input_shape=lb.padded_hw,
+        )

@@ -11,7 +11,9 @@ from yolonas_cli.nn.blocks import reparameterize_model
 from yolonas_cli.nn.profile import count_flops, count_layers, count_parameters
 
 
-def model_info(loaded: LoadedWeights, imgsz: tuple[int, int] = (640, 640), *, fused: bool = False) -> dict[str, Any]:
+def model_info(
+    loaded: LoadedWeights, imgsz: tuple[int, int] = (640, 640), *, fused: bool = False
+) -> dict[str, Any]:
     """Variant, classes, input size, layers, parameters (unfused and fused), GFLOPs, file facts, licence.
 
     `fused` says whether `loaded.model` is already fused (its unfused counts are then derived from a
@@ -48,7 +50,10 @@ def info_text(info: dict[str, Any]) -> str:
     names = list(info["names"].values())
     shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
     rows = [
-        ("model", info["model"]), ("file", info["file"]), ("format", info["format"]), ("sha256", info["sha256"]),
+        ("model", info["model"]),
+        ("file", info["file"]),
+        ("format", info["format"]),
+        ("sha256", info["sha256"]),
         ("classes", f"{info['classes']}: {shown}"),
         ("input size", "x".join(map(str, info["input_size"]))),
         ("layers", f"{info['layers']} (fused {info['layers_fused']})"),

@@ -11,7 +11,14 @@ import torch
 
 from yolonas_cli.coco import COCO80_NAMES
 from yolonas_cli.errors import WeightsError
-from yolonas_cli.nn.yolo_nas import ArchitectureError, ArchSpec, YoloNAS, arch_from_state_dict, build_model, variant_name
+from yolonas_cli.nn.yolo_nas import (
+    ArchitectureError,
+    ArchSpec,
+    YoloNAS,
+    arch_from_state_dict,
+    build_model,
+    variant_name,
+)
 
 
 @dataclass
@@ -50,7 +57,7 @@ def load_weights(model: str | Path, weights_dir: str | Path | None = None) -> Lo
         path=path,
         file_format=checkpoint.format,
         processing=checkpoint.processing,
-        meta={**checkpoint.meta, **({'model_name': checkpoint.model_name} if checkpoint.model_name else {})},
+        meta={**checkpoint.meta, **({"model_name": checkpoint.model_name} if checkpoint.model_name else {})},
     )
 
 
@@ -70,19 +77,26 @@ def load_checked_state_dict(model: torch.nn.Module, state: dict[str, torch.Tenso
         problems.append(f"{len(unexpected)} unexpected tensors (first: '{unexpected[0]}')")
     if wrong:
         k = wrong[0]
-        problems.append(f"{len(wrong)} tensors with the wrong shape (first: '{k}' is {list(state[k].shape)},"
-                        f" expected {list(expected[k].shape)})")
+        problems.append(
+            f"{len(wrong)} tensors with the wrong shape (first: '{k}' is {list(state[k].shape)},"
+            f" expected {list(expected[k].shape)})"
+        )
     if problems:
         raise WeightsError(f"'{path}' does not fit a YOLO-NAS model: {'; '.join(problems)}")
     converted = collections.OrderedDict(
-        (k, v.to(expected[k].dtype) if v.is_floating_point() else v) for k, v in state.items())
+        (k, v.to(expected[k].dtype) if v.is_floating_point() else v) for k, v in state.items()
+    )
     model.load_state_dict(converted, strict=True)
 
 
 def class_names(names: tuple[str, ...] | list[str] | None, num_classes: int, path: Path) -> dict[int, str]:
     """{index: name}: the checkpoint's names, else COCO's for 80 classes, else 'class0', 'class1', ..."""
     if names is None:
-        names = COCO80_NAMES if num_classes == len(COCO80_NAMES) else [f"class{i}" for i in range(num_classes)]
+        names = (
+            COCO80_NAMES if num_classes == len(COCO80_NAMES) else [f"class{i}" for i in range(num_classes)]
+        )
     if len(names) != num_classes:
-        raise WeightsError(f"'{path}' lists {len(names)} class names but its head predicts {num_classes} classes")
+        raise WeightsError(
+            f"'{path}' lists {len(names)} class names but its head predicts {num_classes} classes"
+        )
     return {i: str(name) for i, name in enumerate(names)}

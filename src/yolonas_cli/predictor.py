@@ -22,9 +22,16 @@ if TYPE_CHECKING:
 def engine_settings(args: PredictArgs) -> EngineSettings:
     """The engine settings a predict run asks for."""
     size = (args.imgsz, args.imgsz) if isinstance(args.imgsz, int) else tuple(args.imgsz)
-    return EngineSettings(imgsz=size, conf=args.conf, iou=args.iou, max_det=args.max_det,  # type: ignore[arg-type]
-                          classes=tuple(args.classes) if args.classes is not None else None,
-                          agnostic_nms=args.agnostic_nms, rect=args.rect, batch=args.batch)
+    return EngineSettings(
+        imgsz=size,
+        conf=args.conf,
+        iou=args.iou,
+        max_det=args.max_det,  # type: ignore[arg-type]
+        classes=tuple(args.classes) if args.classes is not None else None,
+        agnostic_nms=args.agnostic_nms,
+        rect=args.rect,
+        batch=args.batch,
+    )
 
 
 def predict_stream(nas: NAS, args: PredictArgs) -> Iterator[Result]:
@@ -73,8 +80,9 @@ class PredictOutputs:
     def __init__(self, args: PredictArgs):
         self.args = args
         saving = args.save or args.save_txt or args.save_crop or args.save_json
-        self.run_dir: Path | None = (make_run_dir(args.project, args.name, args.exist_ok, "predict", create=True)
-                                     if saving else None)
+        self.run_dir: Path | None = (
+            make_run_dir(args.project, args.name, args.exist_ok, "predict", create=True) if saving else None
+        )
         self.json = JsonSink(self.run_dir) if args.save_json and self.run_dir else None
         self.videos: dict[str, VideoSink] = {}
         self.stems: dict[str, str] = {}
@@ -100,8 +108,9 @@ class PredictOutputs:
             self.json.add(result)
 
     def _save_image(self, frame: Frame, result: Result, stem: str) -> None:
-        annotated = result.plot(line_width=self.args.line_width, labels=self.args.show_labels,
-                                conf=self.args.show_conf)
+        annotated = result.plot(
+            line_width=self.args.line_width, labels=self.args.show_labels, conf=self.args.show_conf
+        )
         assert self.run_dir is not None
         if frame.kind == "image":
             atomic_imwrite(self.run_dir / f"{stem}.jpg", annotated)
@@ -137,8 +146,10 @@ def _print_summary(engine: Engine, run: PredictOutputs, seen: int, seconds: floa
     shape = engine.timer.last_shape
     if shape is not None:
         shape = (min(engine.settings.batch, seen), *shape[1:])
-        console.info(f"Speed: {speed['preprocess']:.1f}ms preprocess, {speed['inference']:.1f}ms inference, "
-                     f"{speed['postprocess']:.1f}ms postprocess per image at shape {shape}")
+        console.info(
+            f"Speed: {speed['preprocess']:.1f}ms preprocess, {speed['inference']:.1f}ms inference, "
+            f"{speed['postprocess']:.1f}ms postprocess per image at shape {shape}"
+        )
     if run.run_dir is not None:
         console.info(f"Results saved to {run.run_dir}")
         if run.args.save_txt:

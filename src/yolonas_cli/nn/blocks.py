@@ -28,7 +28,9 @@ def batch_norm(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
 
 
-def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+def fold_bn(
+    weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Fold an eval-mode BatchNorm that follows a convolution into that convolution.
 
     weight: [out, in/groups, kh, kw]; bias: [out] or None. Returns (weight', bias') such that
@@ -44,8 +46,16 @@ def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d)
 
 def _conv_with(weight: torch.Tensor, bias: torch.Tensor, like: nn.Conv2d) -> nn.Conv2d:
     """A Conv2d with `like`'s geometry (stride, padding, dilation, groups) holding the given weight and bias."""
-    conv = nn.Conv2d(like.in_channels, like.out_channels, like.kernel_size, like.stride, like.padding,
-                     like.dilation, like.groups, bias=True).to(device=weight.device, dtype=weight.dtype)
+    conv = nn.Conv2d(
+        like.in_channels,
+        like.out_channels,
+        like.kernel_size,
+        like.stride,
+        like.padding,
+        like.dilation,
+        like.groups,
+        bias=True,
+    ).to(device=weight.device, dtype=weight.dtype)
     conv.weight.data.copy_(weight)
     conv.bias.data.copy_(bias)  # type: ignore[union-attr]
     return conv

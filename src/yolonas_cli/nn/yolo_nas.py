@@ -11,8 +11,8 @@ Module attribute names reproduce the original checkpoints' state-dict keys exact
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -102,7 +102,13 @@ def variant_name(arch: ArchSpec) -> str | None:
 
 def _same_layout(a: ArchSpec, b: ArchSpec) -> bool:
     return (a.stem_channels, a.stages, a.spp_channels, a.necks, a.head_channels, a.reg_max) == (
-        b.stem_channels, b.stages, b.spp_channels, b.necks, b.head_channels, b.reg_max)
+        b.stem_channels,
+        b.stages,
+        b.spp_channels,
+        b.necks,
+        b.head_channels,
+        b.reg_max,
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -234,10 +240,13 @@ class UpStage(nn.Module):
         self.reduce_after_concat = ConvBNAct(out * 3, out, 1)
         self.blocks = CSPLayer(out, spec, repvgg=True)
 
-    def forward(self, x: torch.Tensor, skip1: torch.Tensor, skip2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, skip1: torch.Tensor, skip2: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         x_inter = self.conv(x)
-        merged = torch.cat([self.upsample(x_inter), self.reduce_skip1(skip1),
-                            self.downsample(self.reduce_skip2(skip2))], 1)
+        merged = torch.cat(
+            [self.upsample(x_inter), self.reduce_skip1(skip1), self.downsample(self.reduce_skip2(skip2))], 1
+        )
         return x_inter, self.blocks(self.reduce_after_concat(merged))
 
 
@@ -309,7 +318,9 @@ class DFLHeads(nn.Module):
         bins = torch.arange(arch.reg_max + 1, dtype=torch.float32).reshape(1, -1, 1, 1)
         self.register_buffer("proj_conv", bins, persistent=False)
 
-    def raw(self, features: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def raw(
+        self, features: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(cls_logits [B,N,C], reg_distri [B,N,4*(reg_max+1)], distances [B,N,4] in grid cells (l,t,r,b),
         anchors [N,3] = (x, y, stride) with x, y cell centres in grid units)."""
         heads = (self.head1, self.head2, self.head3)
@@ -337,7 +348,9 @@ class DFLHeads(nn.Module):
         return boxes, cls_logits.sigmoid()
 
 
-def _anchor_grid(height: int, width: int, stride: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def _anchor_grid(
+    height: int, width: int, stride: int, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
     """[h*w, 3] rows (col + 0.5, row + 0.5, stride), row-major."""
     ys = torch.arange(height, device=device, dtype=torch.float32) + 0.5
     xs = torch.arange(width, device=device, dtype=torch.float32) + 0.5
@@ -407,7 +420,9 @@ def arch_from_state_dict(shapes: Mapping[str, object]) -> ArchSpec:
         hidden = shape(f"{prefix}.conv1.conv.weight")[0]
         out_channels, concat_in = shape(f"{prefix}.conv3.conv.weight")[:2]
         if concat_in not in (hidden * 2, hidden * (2 + count)):
-            raise ArchitectureError(f"'{prefix}.conv3' takes {concat_in} channels, not a CSP concat of {hidden}")
+            raise ArchitectureError(
+                f"'{prefix}.conv3' takes {concat_in} channels, not a CSP concat of {hidden}"
+            )
         return StageSpec(out_channels, count, hidden, concat_in == hidden * (2 + count))
 
     stem_out, in_channels = shape("backbone.stem.conv.branch_3x3.conv.weight")[:2]

@@ -1,0 +1,80 @@
+"""The ONNX Runtime backend: runs `*.onnx` files written by `yolo-nas export` on the CPU or a CUDA GPU.
+
+The metadata comes from the session (`custom_metadata_map`), so the `onnx` package is not needed here.
+Static exports get a fixed input size (and batch: other batch sizes are split and padded); dynamic ones
+take any size that is a multiple of 32.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from yolonas_cli.backends.registry import check_input, outputs_to_raw, run_in_batches
+from yolonas_cli.errors import MissingExtraError
+from yolonas_cli.export.metadata import ExportMetadata
+
+
+def load_onnxruntime() -> Any:
+    """`import onnxruntime`, or MissingExtraError with the pip hint."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise MissingExtraError("onnxruntime is not installed (needed to run .onnx models): "
+                                "pip install 'yolo-nas[onnx]'") from None
+    return onnxruntime
+
+
+def providers_for(ort: Any, device: torch.device) -> list[str]:
+    """Execution providers for `device`: CUDA (with CPU fallback) for a CUDA device, else the CPU."""
+    if device.type != "cuda":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise MissingExtraError(f"device={device} needs onnxruntime with CUDA, and this onnxruntime has only "
+                                f"{', '.join(ort.get_available_providers())}: pip install onnxruntime-gpu "
+                                "(or use device=cpu)")
+    return [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]  # type: ignore[list-item]
+
+
+def fixed_dims(shape: list[Any]) -> tuple[int | None, tuple[int, int] | None]:
+    """(batch, (H, W)) of an input shape; None for the dynamic parts."""
+    batch = shape[0] if isinstance(shape[0], int) else None
+    hw = (shape[2], shape[3]) if all(isinstance(d, int) for d in shape[2:4]) else None
+    return batch, hw  # type: ignore[return-value]
+
+
+class OnnxRuntimeBackend:
+    """An exported ONNX model in an ONNX Runtime session (see `backends.base.Backend`)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, device: torch.device = torch.device("cpu"), threads: int = 0):
+        ort = load_onnxruntime()
+        self.path = Path(path)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only
+        options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(self.path), options, providers=providers_for(ort, device))
+        meta_map = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.metadata = ExportMetadata.from_pairs(meta_map, str(self.path))
+        self.end2end = self.metadata.nms
+        self.device = torch.device("cpu")  # outputs come back as host arrays
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.fixed_batch, self.fixed_input = fixed_dims(self.session.get_inputs()[0].shape)
+
+    def run(self, images: np.ndarray) -> list[np.ndarray]:
+        """One session run on exactly the model's batch: the raw output arrays, in output order."""
+        return self.session.run(self.output_names, {self.input_name: images})
+
+    def __call__(self, images: np.ndarray) -> Any:
+        """float32 [B,3,H,W] RGB 0-1 -> (boxes, scores) tensors, or per-image detections when end2end."""
+        check_input(images, self.fixed_input, self.path.name)
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        return outputs_to_raw(run_in_batches(self.run, images, self.fixed_batch), self.end2end)
+
+    def synchronize(self) -> None:
+        """Session runs are synchronous."""
