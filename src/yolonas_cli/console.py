@@ -7,8 +7,8 @@ silences everything but errors. Progress bars are shown only on a terminal.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from rich.console import Console
 from rich.progress import (
