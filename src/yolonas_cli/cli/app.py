@@ -11,6 +11,7 @@ Importing this module does not import torch.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.util
 import os
@@ -301,6 +302,17 @@ def _one_line(message: str) -> str:
     return " ".join(message.split()) if "\n" in message else message
 
 
+def os_error_message(exc: OSError) -> str:
+    """One line for a file-system failure: what failed, on which path, and what to check."""
+    where = f" '{exc.filename}'" if exc.filename else ""
+    reason = exc.strerror or str(exc)
+    hint = {errno.ENOSPC: "free some disk space or write elsewhere (project=...)",
+            errno.EACCES: "check the permissions or write elsewhere (project=...)",
+            errno.EROFS: "the file system is read-only: write elsewhere (project=...)",
+            errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path"}
+    return f"cannot use{where}: {reason}; {hint.get(exc.errno or 0, 'check the path and its permissions')}"
+
+
 def run_cli(tokens: Sequence[str]) -> int:
     """Run one command line (without the program name) and return its exit code; never raises,
     except with YOLONAS_DEBUG=1."""
@@ -314,6 +326,11 @@ def run_cli(tokens: Sequence[str]) -> int:
     except KeyboardInterrupt:
         console.error("interrupted")
         return 130
+    except OSError as exc:
+        if _debug():
+            raise
+        console.error(os_error_message(exc))
+        return 1
     except Exception as exc:
         if _debug():
             raise

@@ -1,0 +1,60 @@
+"""GPU check for predict: the fused S model (fixture formula weights) on CUDA in FP32 and FP16 against the
+CPU pipeline on the bundled photos, plus the original's predict fixture. Run: python scripts/gpu_check_predict.py
+
+Prints one line per check and exits 1 if a check fails. Needs a CUDA GPU (the device tool's machine)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from formula import FIXTURES, formula_torch_state_dict  # noqa: E402
+
+from yolonas_cli import NAS  # noqa: E402
+
+
+def main() -> int:
+    if not torch.cuda.is_available():
+        print("FAIL no CUDA device")
+        return 1
+    print(f"device {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
+    weights = Path(tempfile.mkdtemp()) / "s.pth"
+    torch.save({"net": formula_torch_state_dict("s")}, weights)
+    ref = json.loads((FIXTURES / "yolo_nas_s_predict.json").read_text())
+    cpu = {Path(r.path).name: r for r in NAS(weights)(verbose=False)}
+    failures = 0
+    for device, half, box_tol, conf_tol in [("cuda", False, 0.05, 1e-4), ("cuda", True, 2.0, 2e-2)]:
+        model = NAS(weights)
+        model(device=device, half=half, verbose=False)  # warm-up
+        start = time.perf_counter()
+        results = model(device=device, half=half, verbose=False)
+        ms = (time.perf_counter() - start) * 1e3 / len(results)
+        for result in results:
+            name = Path(result.path).name
+            expected = ref[f"{name}|conf=0.25|iou=0.7"]
+            base = cpu[name]
+            same_count = len(result.boxes) == len(base.boxes) == len(expected["labels"])
+            ok = same_count
+            diff_box = diff_conf = 0.0
+            if same_count and len(base.boxes):
+                diff_box = float(np.abs(result.boxes.xyxy - base.boxes.xyxy).max())
+                diff_conf = float(np.abs(result.boxes.conf - base.boxes.conf).max())
+                ok = diff_box <= box_tol and diff_conf <= conf_tol
+            failures += not ok
+            print(f"{'ok  ' if ok else 'FAIL'} {device} half={half} {name}: {len(result.boxes)} dets "
+                  f"(cpu {len(base.boxes)}, original {len(expected['labels'])}), "
+                  f"max box diff {diff_box:.2e} px, max conf diff {diff_conf:.2e}")
+        print(f"     {device} half={half}: {ms:.1f} ms per image end to end (4 photos, batch 1)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
