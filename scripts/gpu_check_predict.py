@@ -17,7 +17,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from formula import FIXTURES, formula_torch_state_dict  # noqa: E402
-
 from yolonas_cli import NAS  # noqa: E402
 
 

@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from formula import FIXTURES, formula_torch_state_dict
+
+from formula import formula_torch_state_dict
 
 SCRIPT = Path(sys.executable).parent / "yolo-nas"
 
