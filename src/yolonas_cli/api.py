@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
@@ -18,6 +18,9 @@ from yolonas_cli.engine import Engine, EngineSettings
 from yolonas_cli.loader import LoadedWeights, load_weights
 from yolonas_cli.nn.blocks import reparameterize_model
 from yolonas_cli.results import Result
+
+if TYPE_CHECKING:
+    from yolonas_cli.metrics import ValMetrics
 
 
 class NAS:
@@ -90,6 +93,14 @@ class NAS:
     ) -> list[Result] | Iterator[Result]:
         """Same as `predict`."""
         return self.predict(source, stream=stream, **kwargs)
+
+    def val(self, **kwargs: Any) -> ValMetrics:
+        """Validate on a dataset (`data="coco8.yaml"`, ...; the CLI's val arguments). Returns metrics with
+        `box.map`, `box.map50`, `box.map75`, `box.maps`, `speed` and `results_dict`."""
+        from yolonas_cli.cfg import make_args
+        from yolonas_cli.validator import validate
+
+        return validate(self, make_args("val", **{**kwargs, "model": str(self.path)}))  # type: ignore[arg-type]
 
     def info(self, imgsz: int | tuple[int, int] = 640, verbose: bool = True) -> dict[str, Any]:
         """Print (when verbose) and return the model facts `yolo-nas info` shows."""

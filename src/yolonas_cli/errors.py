@@ -5,9 +5,23 @@ from __future__ import annotations
 
 
 class YoloNasError(Exception):
-    """A runtime failure with a one-line message that names the problem and the fix (exit code 1)."""
+    """A runtime failure with a one-line message that names the problem and the fix (exit code 1).
+
+    Line breaks and other control characters in the message (which may quote user input) are escaped, so
+    the message is always exactly one line.
+    """
 
     exit_code = 1
+
+    def __init__(self, message: object = "") -> None:
+        super().__init__(one_line(str(message)))
+
+
+def one_line(text: str) -> str:
+    """`text` with control characters escaped (a newline becomes the two characters backslash n)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode() for ch in text)
 
 
 class UsageError(YoloNasError):

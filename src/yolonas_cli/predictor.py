@@ -137,8 +137,8 @@ class PredictOutputs:
         for sink in self.videos.values():
             sink.abort() if failed else sink.close()
         self.videos.clear()
-        if self.json is not None and not failed:
-            self.json.close()
+        if self.json is not None:
+            self.json.abort() if failed else self.json.close()
 
 
 def _print_summary(engine: Engine, run: PredictOutputs, seen: int, seconds: float) -> None:

@@ -173,21 +173,47 @@ def _output_fps(fps: float | None, vid_stride: int) -> float:
 
 
 class JsonSink:
-    """Collects one entry per image and writes `<run_dir>/predictions.json` atomically on `close()`.
+    """Streams one entry per image into `<run_dir>/predictions.json`, in bounded memory.
 
-    Entry: {path, height, width, detections: [{box: [x1, y1, x2, y2] (pixels), confidence, class, name}]}."""
+    Entries go to a hidden temp file as they come; `close()` finishes the JSON list and renames the file into
+    place (atomic), `abort()` deletes it. Entry: {path, height, width, detections: [{box: [x1, y1, x2, y2]
+    (pixels), confidence, class, name}]}."""
 
     def __init__(self, run_dir: str | os.PathLike[str], filename: str = "predictions.json"):
         self.path = Path(run_dir) / filename
-        self.entries: list[dict[str, Any]] = []
+        self.count = 0
+        self._tmp = _temp_name(self.path)
+        self._file: Any = None
 
     def add(self, result: Result) -> None:
         """Append the entry of one image (or video frame)."""
-        self.entries.append(json_entry(result))
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115 (closed in close/abort)
+            self._file.write("[")
+        self._file.write(("," if self.count else "") + "\n" + json.dumps(json_entry(result)))
+        self.count += 1
 
     def close(self) -> Path:
-        """Write all entries (an empty list when none) and return the file path."""
-        return atomic_write_bytes(self.path, json.dumps(self.entries, indent=2).encode("utf-8"))
+        """Finish the list (an empty list when nothing was added), rename it into place, return its path."""
+        if self._file is None:
+            return atomic_write_bytes(self.path, b"[]\n")
+        try:
+            self._file.write("\n]\n")
+            self._file.close()
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        self._file = None
+        return self.path
+
+    def abort(self) -> None:
+        """Discard what was written (the final name is never created)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        _unlink_quietly(self._tmp)
 
     def __enter__(self) -> JsonSink:
         return self
@@ -195,6 +221,8 @@ class JsonSink:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is None or issubclass(exc_type, KeyboardInterrupt):
             self.close()
+        else:
+            self.abort()
 
 
 def json_entry(result: Result, decimals: int = 3) -> dict[str, Any]:

@@ -1,0 +1,215 @@
+"""Metric building blocks: IoU, COCO-style matching, P/R curves, the pycocotools wrapper, the confusion
+matrix, the plots, and the original's metric (checked against pycocotools where both must agree)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import cv2
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from yolonas_cli.datasets import Labels
+from yolonas_cli.letterbox import Letterbox
+from yolonas_cli.metrics import (
+    IOU_THRESHOLDS,
+    CocoGroundTruth,
+    ConfusionMatrix,
+    box_ioa_np,
+    box_iou_np,
+    coco_detections,
+    coco_evaluate,
+    match_image,
+    plot_confusion_matrix,
+    plot_pr_curve,
+    pr_curves,
+)
+from yolonas_cli.sg_metric import SGDetectionMetric, average_precision, sg_letterbox, top_k_per_class
+
+
+def det_rows(*rows: tuple[float, ...]) -> np.ndarray:
+    return np.array(rows, dtype=np.float64).reshape(-1, 6)
+
+
+def labels(cls, boxes, crowd=None) -> Labels:
+    return Labels.from_xyxy(cls, boxes, crowd)
+
+
+# ---------------------------------------------------------------------------------------- IoU
+
+
+def test_box_iou_and_ioa_match_brute_force():
+    rng = np.random.default_rng(1)
+    a = np.sort(rng.uniform(0, 50, (7, 2, 2)), axis=1).transpose(0, 2, 1).reshape(7, 4)[:, [0, 2, 1, 3]]
+    b = np.sort(rng.uniform(0, 50, (5, 2, 2)), axis=1).transpose(0, 2, 1).reshape(5, 4)[:, [0, 2, 1, 3]]
+    iou, ioa = box_iou_np(a, b), box_ioa_np(a, b)
+    for i in range(7):
+        for j in range(5):
+            w = max(0.0, min(a[i, 2], b[j, 2]) - max(a[i, 0], b[j, 0]))
+            h = max(0.0, min(a[i, 3], b[j, 3]) - max(a[i, 1], b[j, 1]))
+            area_a = (a[i, 2] - a[i, 0]) * (a[i, 3] - a[i, 1])
+            area_b = (b[j, 2] - b[j, 0]) * (b[j, 3] - b[j, 1])
+            assert iou[i, j] == pytest.approx(w * h / (area_a + area_b - w * h))
+            assert ioa[i, j] == pytest.approx(w * h / area_a)
+
+
+# ---------------------------------------------------------------------------------------- matching
+
+
+def test_match_prefers_confidence_then_iou_and_needs_same_class():
+    gt = labels([0], [[0, 0, 10, 10]])
+    det = det_rows((0, 0, 10, 9, 0.5, 0), (0, 0, 10, 10, 0.9, 0), (0, 0, 10, 10, 0.95, 1))
+    tp, ignored = match_image(det, gt)
+    assert tp[:, 0].tolist() == [False, True, False]  # the more confident one wins, whatever its IoU
+    assert not ignored.any()
+
+
+def test_match_respects_each_threshold():
+    gt = labels([3], [[0, 0, 10, 10]])
+    det = det_rows((0, 0, 10, 7, 0.9, 3))  # IoU 0.7
+    tp, _ = match_image(det, gt)
+    assert tp[0].tolist() == [t <= 0.7 + 1e-12 for t in IOU_THRESHOLDS]
+
+
+def test_unmatched_detection_on_a_crowd_box_is_ignored():
+    gt = labels([0, 0], [[0, 0, 10, 10], [20, 0, 60, 40]], crowd=[False, True])
+    det = det_rows((0, 0, 10, 10, 0.9, 0), (25, 5, 35, 15, 0.8, 0), (25, 5, 35, 15, 0.7, 1),
+                   (80, 80, 90, 90, 0.6, 0))
+    tp, ignored = match_image(det, gt)
+    assert tp[:, 0].tolist() == [True, False, False, False]
+    assert ignored[:, 0].tolist() == [False, True, False, False]  # other class and far away are FPs
+
+
+# ---------------------------------------------------------------------------------------- P, R
+
+
+def test_pr_curves_perfect_and_half():
+    tp = np.array([True, True, True, False])
+    conf = np.array([0.9, 0.8, 0.7, 0.6])
+    cls = np.array([0, 0, 1, 1])
+    curves = pr_curves(tp, conf, cls, np.zeros(4, bool), np.array([2, 2, 0]))
+    assert curves.classes.tolist() == [0, 1]
+    assert curves.precision[0] == pytest.approx(1.0) and curves.recall[0] == pytest.approx(1.0, abs=1e-9)
+    assert curves.recall[1] == pytest.approx(0.5, abs=1e-9)
+    assert curves.pr.shape == (2, 1000)
+
+
+# ---------------------------------------------------------------------------------------- pycocotools
+
+
+def test_coco_evaluate_perfect_predictions_and_category_ids():
+    gt = CocoGroundTruth({0: "a", 1: "b"}, [5, 9])
+    gt.add(1, "1.jpg", (100, 100), labels([0, 1], [[10, 10, 50, 50], [60, 60, 90, 95]]))
+    gt.add(2, "2.jpg", (100, 100), Labels.empty())
+    preds = coco_detections(1, det_rows((10, 10, 50, 50, 0.9, 0), (60, 60, 90, 95, 0.8, 1)), [5, 9])
+    assert [p["category_id"] for p in preds] == [5, 9] and preds[0]["bbox"] == [10.0, 10.0, 40.0, 40.0]
+    scores = coco_evaluate(gt.to_dict(), preds, [1, 2])
+    assert scores.stat("mAP50-95") == pytest.approx(1.0) and scores.ap == pytest.approx({5: 1.0, 9: 1.0})
+    assert coco_evaluate(gt.to_dict(), [], [1, 2]).stats.max() == 0
+
+
+def test_confusion_matrix_counts():
+    cm = ConfusionMatrix(2)
+    gt = labels([0, 1, 1], [[0, 0, 10, 10], [20, 20, 30, 30], [50, 50, 60, 60]])
+    det = det_rows((0, 0, 10, 10, 0.9, 0), (20, 20, 30, 30, 0.9, 0), (80, 80, 90, 90, 0.9, 1),
+                   (50, 50, 60, 60, 0.1, 1))
+    cm.update(det, gt)
+    expected = np.array([[1, 1, 0], [0, 0, 1], [0, 1, 0]])  # rows predicted, columns true, 2 = background
+    assert np.array_equal(cm.matrix, expected)
+
+
+def test_plots_are_written_with_opencv(tmp_path):
+    tp = np.array([True, False, True])
+    conf, cls = np.array([0.9, 0.5, 0.4]), np.array([0, 0, 1])
+    curves = pr_curves(tp, conf, cls, np.zeros(3, bool), np.array([1, 2]))
+    pr = plot_pr_curve(tmp_path / "BoxPR_curve.png", curves, {0: "a", 1: "b"}, np.array([1.0, 0.5]), 0.75)
+    cm = ConfusionMatrix(2)
+    cm.update(det_rows((0, 0, 10, 10, 0.9, 0)), labels([1], [[0, 0, 10, 10]]))
+    cmp = plot_confusion_matrix(tmp_path / "confusion_matrix.png", cm.matrix, {0: "a", 1: "b"})
+    for path in (pr, cmp):
+        img = cv2.imread(str(path))
+        assert img is not None and img.std() > 0
+
+
+# ------------------------------------------------------------------------------------ the original's metric
+
+
+def test_sg_letterbox_truncates_where_predict_rounds():
+    sg = sg_letterbox((481, 640))
+    assert sg.resized_hw == (477, 636)  # 481 * 636 / 640 = 477.99 -> 477
+    assert Letterbox.for_image((481, 640), 640).resized_hw == (478, 636)
+    assert (sg.pad_top, sg.pad_left, sg.padded_hw) == ((640 - 477) // 2, 2, (640, 640))
+
+
+def test_sg_average_precision_by_hand():
+    ap = average_precision(np.array([True, False, True]), 2)
+    assert ap == pytest.approx((51 * 1.0 + 50 * 2 / 3) / 101)
+    assert average_precision(np.zeros(0, bool), 3) == 0.0
+
+
+def test_sg_top_k_is_per_class():
+    keep = top_k_per_class(np.array([0.1, 0.9, 0.8, 0.7]), np.array([0, 0, 1, 0]), 2)
+    assert keep.tolist() == [False, True, True, True]
+    metric = SGDetectionMetric(1, top_k=1)
+    two = det_rows((0, 0, 10, 10, 0.9, 0), (0, 0, 10, 10, 0.8, 0))
+    metric.update(two, labels([0, 0], [[0, 0, 10, 10]] * 2))
+    assert metric.compute().map == pytest.approx(51 / 101)  # the second detection is ignored: recall 0.5
+
+
+def _random_scene(rng: np.random.Generator, n_images: int, nc: int):
+    scenes = []
+    for _ in range(n_images):
+        n = int(rng.integers(0, 6))
+        xy = rng.uniform(0, 200, (n, 2))
+        gt_boxes = np.concatenate([xy, xy + rng.uniform(10, 80, (n, 2))], 1)
+        gt = labels(rng.integers(0, nc, n), gt_boxes, crowd=rng.uniform(size=n) < 0.15)
+        dets = []
+        for box, c in zip(gt_boxes, gt.cls):
+            for _ in range(int(rng.integers(0, 3))):
+                x1, y1, x2, y2 = box + rng.normal(0, 6, 4)
+                box_ok = [min(x1, x2), min(y1, y2), max(x1, x2) + 1, max(y1, y2) + 1]  # never inverted
+                dets.append([*box_ok, 0, c if rng.uniform() < 0.85 else (c + 1) % nc])
+        for _ in range(int(rng.integers(0, 4))):
+            x, y = rng.uniform(0, 200, 2)
+            dets.append([x, y, x + rng.uniform(5, 60), y + rng.uniform(5, 60), 0, rng.integers(0, nc)])
+        scenes.append((np.array(dets, dtype=np.float64).reshape(-1, 6), gt))
+    total = sum(len(d) for d, _ in scenes)
+    scores = rng.permutation(total) / total * 0.98 + 0.01  # distinct scores: no tie-order differences
+    start = 0
+    for det, _ in scenes:
+        det[:, 4] = scores[start:start + len(det)]
+        start += len(det)
+    return scenes
+
+
+def test_sg_metric_equals_pycocotools_when_their_definitions_coincide():
+    """Without area ranges and with <= 100 detections per class per image, the original's definition and
+    COCOeval's (area all, maxDets 100) are the same computation, crowd boxes included."""
+    rng = np.random.default_rng(7)
+    nc = 3
+    scenes = _random_scene(rng, 12, nc)
+    metric = SGDetectionMetric(nc)
+    gt = CocoGroundTruth({i: str(i) for i in range(nc)}, [1, 2, 3])
+    preds = []
+    for image_id, (det, lab) in enumerate(scenes, 1):
+        metric.update(det, lab)
+        unit_area = Labels(lab.cls, lab.boxes, lab.crowd, np.ones(len(lab)))  # inside COCO's "all" range
+        gt.add(image_id, f"{image_id}.jpg", (300, 300), unit_area)
+        for x1, y1, x2, y2, score, c in det.tolist():
+            preds.append({"image_id": image_id, "category_id": int(c) + 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
+                          "score": score})
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = gt.to_dict()
+        coco_gt.createIndex()
+        ev = COCOeval(coco_gt, coco_gt.loadRes(preds), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    result = metric.compute()
+    assert result.map == pytest.approx(ev.stats[0], abs=1e-9)
+    assert result.map50 == pytest.approx(ev.stats[1], abs=1e-9)
+    assert result.map75 == pytest.approx(ev.stats[2], abs=1e-9)
