@@ -74,6 +74,23 @@ def setup_files(tmp: Path) -> None:
     (tmp / "lock.json").write_text(json.dumps(lock))
     (tmp / "cache").mkdir()
     (tmp / "cache" / "pinned.pth").write_bytes(good[:-10] + b"0123456789")
+    write_datasets(tmp)
+
+
+def write_datasets(tmp: Path) -> None:
+    """Dataset YAMLs for val: empty, malformed, two-class, and label files with bad classes or coordinates."""
+    (tmp / "empty.yaml").write_text("")
+    (tmp / "malformed.yaml").write_text("path: [unclosed\nval: {")
+    for name, label in (("bad_class", "99 0.5 0.5 0.2 0.2"), ("bad_coords", "0 1.5 0.5 0.2 0.2"),
+                        ("background", None)):
+        image(tmp / name / "images" / "val" / "a.jpg", rgb(64, 80))
+        (tmp / name / "labels" / "val").mkdir(parents=True, exist_ok=True)
+        if label is not None:
+            (tmp / name / "labels" / "val" / "a.txt").write_text(label + "\n")
+        names = "\n".join(f"  {i}: c{i}" for i in range(80))
+        (tmp / f"{name}.yaml").write_text(f"path: {tmp / name}\ntrain: images/val\nval: images/val\nnames:\n{names}\n")
+    (tmp / "two_classes.yaml").write_text(f"path: {tmp / 'background'}\ntrain: images/val\nval: images/val\n"
+                                          "names: [a, b]\n")
 
 
 @dataclass(frozen=True)
@@ -94,6 +111,7 @@ def saved(stem: str, shape: tuple[int, int]) -> Callable[[Path], None]:
 
 
 PREDICT = "predict model={tiny} imgsz=64"
+VAL = "val model={tiny} imgsz=64 plots=False"
 CASES = [
     # grammar and ranges
     Case("unknown key", f"{PREDICT} confx=0.5", 2, "'confx' is not a valid argument for predict. Did you mean 'conf'?"),
@@ -140,6 +158,15 @@ CASES = [
     Case("hash-mismatched cache entry", "info model=pinned.pth", 1, "delete"),
     Case("offline download", "info model=yolo_nas_l_coco.pth", 1, "put the file by hand"),
     Case("weights path is a folder", "info model={tmp}/empty_dir", 2, "empty_dir"),
+    # val datasets
+    Case("empty dataset yaml", f"{VAL} data={{tmp}}/empty.yaml", 2, "empty.yaml"),
+    Case("malformed dataset yaml", f"{VAL} data={{tmp}}/malformed.yaml", 2, "malformed.yaml"),
+    Case("missing dataset yaml", f"{VAL} data={{tmp}}/nope.yaml", 2, "nope.yaml"),
+    Case("dataset with other classes", f"{VAL} data={{tmp}}/two_classes.yaml", 2, "2 classes"),
+    Case("label with an out-of-range class", f"{VAL} data={{tmp}}/bad_class.yaml", 1, "bad_class.yaml"),
+    Case("label with out-of-range coordinates", f"{VAL} data={{tmp}}/bad_coords.yaml", 1, "bad_coords.yaml"),
+    Case("images without labels are background", f"{VAL} data={{tmp}}/background.yaml", 0),
+    Case("val bad protocol", f"{VAL} data={{tmp}}/background.yaml protocol=yolo", 2, "protocol"),
 ]
 
 

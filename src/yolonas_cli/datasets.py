@@ -382,7 +382,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
     try:
         spec = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        raise UsageError(f"cannot read the dataset YAML {path} ({exc})") from None
+        reason = " ".join(str(exc).split())
+        raise UsageError(f"cannot read the dataset YAML {path} ({reason})") from None
     if not isinstance(spec, dict):
         raise UsageError(f"{path} is not a dataset YAML (expected keys path, train, val, names)")
     if "validation" in spec and "val" not in spec:
