@@ -412,7 +412,7 @@ class ValArgs(CommonArgs):
     )
     protocol: str = arg(
         "coco",
-        "preprocessing: coco (letterbox) or sg (SuperGradients resize and pad)",
+        "coco: pycocotools on our pipeline; sg: also the original published protocol and metric",
         choice(("coco", "sg")),
         (str,),
     )
@@ -422,7 +422,7 @@ class ValArgs(CommonArgs):
     project: str | None = _project("val")
     name: str | None = _name()
     exist_ok: bool = _exist_ok()
-    workers: int = arg(2, "data loading worker processes", integer(0))
+    workers: int = arg(2, "image decoding threads (0 = in the main thread)", integer(0))
 
 
 @dataclass
