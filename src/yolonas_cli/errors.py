@@ -7,8 +7,8 @@ from __future__ import annotations
 class YoloNasError(Exception):
     """A runtime failure with a one-line message that names the problem and the fix (exit code 1).
 
-    Line breaks and other control characters in the message (which may quote user input) are escaped, so
-    the message is always exactly one line.
+    Line breaks in the message (which may quote user input) are folded and other control characters
+    escaped, so the message is always exactly one line.
     """
 
     exit_code = 1
@@ -18,10 +18,13 @@ class YoloNasError(Exception):
 
 
 def one_line(text: str) -> str:
-    """`text` with control characters escaped (a newline becomes the two characters backslash n)."""
+    """`text` on one line: runs of whitespace with line breaks become one space, other control characters
+    (terminal escapes, NUL, ...) are shown escaped."""
     if text.isprintable():
         return text
-    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode() for ch in text)
+    if any(ch in text for ch in "\n\r\t\v\f"):
+        text = " ".join(text.split())
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
 
 
 class UsageError(YoloNasError):
