@@ -193,3 +193,24 @@ def test_importing_the_package_stays_light():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy())
     assert done.stdout.strip() == "[]"
     assert Path(sys.executable).parent.joinpath("yolo-nas").exists()
+
+
+def test_exported_model_through_the_api_info_and_predict(tiny_checkpoint, tmp_path):
+    pytest.importorskip("onnxruntime")
+    import shutil
+
+    weights = tmp_path / "tiny.pth"
+    shutil.copy(tiny_checkpoint, weights)
+    path = NAS(weights).export(format="onnx", imgsz=160, dynamic=True)
+    assert path == tmp_path / "tiny.onnx" and oct(path.stat().st_mode & 0o777) != "0o600"
+    exported = NAS(path)
+    assert exported.is_exported and exported.names == NAS(weights).names
+    facts = exported.info(verbose=False)
+    assert facts["format"] == "exported onnx" and facts["input_size"] == [160, 160] and facts["classes"] == 80
+    with pytest.raises(UsageError, match="exported model"):
+        _ = exported.model
+    ours = NAS(weights)(imgsz=160, conf=0.05, verbose=False)
+    theirs = exported(imgsz=160, conf=0.05, verbose=False)
+    assert [len(r.boxes) for r in ours] == [len(r.boxes) for r in theirs]
+    for a, b in zip(ours, theirs):
+        assert np.abs(a.boxes.xyxy - b.boxes.xyxy).max(initial=0) < 5e-3

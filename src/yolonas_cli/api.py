@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from yolonas_cli.engine import Engine, EngineSettings
+from yolonas_cli.errors import UsageError
 from yolonas_cli.loader import LoadedWeights, load_weights
 from yolonas_cli.nn.blocks import reparameterize_model
 from yolonas_cli.results import Result
 
 if TYPE_CHECKING:
+    from yolonas_cli.export.metadata import ExportMetadata
     from yolonas_cli.metrics import ValMetrics
 
 
@@ -31,33 +33,53 @@ class NAS:
     """
 
     def __init__(self, model: str | Path = "yolo_nas_s.pt", *, weights_dir: str | Path | None = None):
-        self._loaded: LoadedWeights = load_weights(model, weights_dir)
+        from yolonas_cli.backends.registry import is_exported, read_exported_metadata
+
         self.fused = False
+        self._engines: dict[tuple[str, bool], Any] = {}
+        self._exported: ExportMetadata | None = None
+        self._exported_path: Path | None = None
+        self._loaded: LoadedWeights | None = None
+        if is_exported(model) and Path(model).exists():
+            self._exported_path, self._exported = Path(model), read_exported_metadata(model)
+        else:
+            self._loaded = load_weights(model, weights_dir)
+
+    @property
+    def is_exported(self) -> bool:
+        """True for an exported model (ONNX, TorchScript, OpenVINO, TensorRT): no torch module behind it."""
+        return self._exported is not None
 
     @property
     def model(self) -> nn.Module:
-        return self._loaded.model
+        """The torch.nn.Module (eval mode). Not available for an exported model."""
+        return self.loaded.model
 
     @property
     def names(self) -> dict[int, str]:
-        return self._loaded.names
+        return dict(self._exported.names) if self._exported is not None else self.loaded.names
 
     @property
     def variant(self) -> str | None:
-        return self._loaded.variant
+        return self._exported.model if self._exported is not None else self.loaded.variant
 
     @property
     def path(self) -> Path:
-        return self._loaded.path
+        return self._exported_path if self._exported_path is not None else self.loaded.path
 
     @property
     def loaded(self) -> LoadedWeights:
         """The model with its metadata (file format, processing settings, checkpoint facts)."""
+        if self._loaded is None:
+            raise UsageError(f"'{self.path}' is an exported model: load the weights file (.pt/.pth) for this")
         return self._loaded
 
     def fuse(self) -> NAS:
-        """Fuse every re-parameterisable block in place (QARepVGG branches, Conv-BN pairs). Returns self."""
-        reparameterize_model(self._loaded.model.eval())
+        """Fuse every re-parameterisable block in place (QARepVGG branches, Conv-BN pairs). Returns self.
+
+        An exported model is already fused: nothing to do."""
+        if self._loaded is not None:
+            reparameterize_model(self._loaded.model.eval())
         self.fused = True
         return self
 
@@ -69,9 +91,31 @@ class NAS:
         from yolonas_cli.devices import resolve_half, select_device
 
         target = select_device(device)
+        if self._exported_path is not None:
+            return self._exported_backend(target, half).make_engine(settings)
         if not self.fused:
             self.fuse()
         return Engine(TorchBackend(self.model, target, resolve_half(half, target)), self.names, settings)
+
+    def _exported_backend(self, device: Any, half: bool) -> Any:
+        """The exported model opened on `device` (runtime sessions are kept per device)."""
+        from yolonas_cli.backends.registry import open_exported
+
+        key = (str(device), half)
+        if key not in self._engines:
+            self._engines[key] = open_exported(self.path, device, half)
+        return self._engines[key]
+
+    def export(self, **kwargs: Any) -> Path:
+        """Export to ONNX, TorchScript, OpenVINO or TensorRT (`format="onnx"`, `dynamic=True`, `nms=True`, ...:
+        the CLI's export arguments). Returns the path written, next to the weights."""
+        from yolonas_cli.cfg import make_args
+        from yolonas_cli.exporter import FORMATS, check_args, check_installed, export_model
+
+        args = make_args("export", **{**kwargs, "model": str(self.path)})
+        check_args(args, FORMATS[args.format])  # type: ignore[attr-defined]
+        check_installed(FORMATS[args.format], args)  # type: ignore[attr-defined]
+        return export_model(self, args)  # type: ignore[arg-type]
 
     def predict(
         self, source: Any = None, *, stream: bool = False, **kwargs: Any
@@ -105,13 +149,17 @@ class NAS:
     def info(self, imgsz: int | tuple[int, int] = 640, verbose: bool = True) -> dict[str, Any]:
         """Print (when verbose) and return the model facts `yolo-nas info` shows."""
         from yolonas_cli import console
-        from yolonas_cli.info import info_text, model_info
+        from yolonas_cli.info import exported_info, info_text, model_info
 
         size = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
-        facts = model_info(self._loaded, size, fused=self.fused)  # type: ignore[arg-type]
+        if self._exported is not None:
+            facts = exported_info(self.path, self._exported)
+        else:
+            facts = model_info(self.loaded, size, fused=self.fused)  # type: ignore[arg-type]
         if verbose:
             console.text(info_text(facts))
         return facts
 
     def __repr__(self) -> str:
-        return f"NAS({str(self.path)!r}, variant={self.variant!r}, classes={len(self.names)}, fused={self.fused})"
+        kind = "exported" if self.is_exported else f"fused={self.fused}"
+        return f"NAS({str(self.path)!r}, variant={self.variant!r}, classes={len(self.names)}, {kind})"

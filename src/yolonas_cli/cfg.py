@@ -114,10 +114,7 @@ def integer(minimum: int, optional: bool = False) -> Check:
 
 def number(low: float, high: float, low_open: bool = False) -> Check:
     """A check for a float in [low, high] (or (low, high] when low_open); ints are accepted."""
-    if low_open:
-        allowed = f"use a number > {low:g} and <= {high:g}"
-    else:
-        allowed = f"use a number between {low:g} and {high:g}"
+    allowed = f"use a number > {low:g} and <= {high:g}" if low_open else f"use a number between {low:g} and {high:g}"
 
     def check(name: str, value: Any) -> float:
         if not _is_real(value):
@@ -440,7 +437,7 @@ class ExportArgs(CommonArgs):
     batch: int = _batch(1, "batch size of the exported model")
     dynamic: bool = _flag(False, "dynamic batch and image size")
     half: bool = _half("export in FP16")
-    int8: bool = _flag(False, "INT8 quantisation (openvino, engine), calibrated on `data`")
+    int8: bool = _flag(False, "INT8 quantisation (onnx, openvino, engine), calibrated on `data`")
     nms: bool = _flag(False, "include non-maximum suppression in the exported model")
     simplify: bool = _flag(False, "simplify the ONNX graph (needs onnxslim)")
     opset: int | None = arg(

@@ -4,6 +4,7 @@ returned by `NAS.info()`."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 from yolonas_cli.loader import LoadedWeights
@@ -45,21 +46,39 @@ def model_info(
     }
 
 
+def exported_info(path: Path, meta: Any) -> dict[str, Any]:
+    """What `info` reports for an exported model: the metadata stored in the file."""
+    from yolonas_cli.weights.download import sha256_file
+
+    digest = sha256_file(path) if path.is_file() else "(a folder)"
+    return {
+        "model": meta.model, "file": str(path), "format": f"exported {meta.format}", "sha256": digest,
+        "classes": len(meta.names), "names": dict(meta.names), "input_size": list(meta.imgsz),
+        "precision": meta.precision, "dynamic": meta.dynamic, "batch": meta.batch,
+        "nms": (f"in the graph (conf {meta.conf}, iou {meta.iou}, max_det {meta.max_det})" if meta.nms else "no"),
+        "source": f"{meta.source} (sha256 {meta.source_sha256})", "exported_by": f"{meta.producer} {meta.version}",
+    }
+
+
+_LABELS = {"input_size": "input size", "exported_by": "exported by", "gflops": "GFLOPs"}
+_HIDDEN = {"names", "layers_fused", "parameters_fused", "gflops_fused"}
+
+
 def info_text(info: dict[str, Any]) -> str:
-    """`model_info`'s result as aligned `field: value` lines (class names abbreviated)."""
+    """`model_info` or `exported_info` as aligned `field: value` lines (class names abbreviated)."""
     names = list(info["names"].values())
     shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
-    rows = [
-        ("model", info["model"]),
-        ("file", info["file"]),
-        ("format", info["format"]),
-        ("sha256", info["sha256"]),
-        ("classes", f"{info['classes']}: {shown}"),
-        ("input size", "x".join(map(str, info["input_size"]))),
-        ("layers", f"{info['layers']} (fused {info['layers_fused']})"),
-        ("parameters", f"{info['parameters']:,} (fused {info['parameters_fused']:,})"),
-        ("GFLOPs", f"{info['gflops']} (fused {info['gflops_fused']})"),
-        ("licence", info["licence"]),
-    ]
+    rows = []
+    for key, value in info.items():
+        if key in _HIDDEN:
+            continue
+        if key == "classes":
+            value = f"{value}: {shown}"
+        elif key == "input_size":
+            value = "x".join(map(str, value))
+        elif key in ("layers", "parameters", "gflops"):
+            fused = info[f"{key}_fused"]
+            value = f"{value:,} (fused {fused:,})" if key != "gflops" else f"{value} (fused {fused})"
+        rows.append((_LABELS.get(key, key), value))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

@@ -185,6 +185,9 @@ class Validator:
         self._announce_protocol()
         settings = engine_settings(args)
         engine = nas.make_engine(settings, args.device, args.half)
+        if self.sg and getattr(engine.backend, "end2end", False):
+            raise UsageError("protocol=sg runs the original's own NMS, but this exported model has NMS in its "
+                             "graph: export it without nms=True, or use protocol=coco")
         self.engine = SGEngine(engine.backend, engine.names, settings) if self.sg else engine
         self.run_dir = make_run_dir(args.project, args.name, args.exist_ok, "val", create=True)
         self.state = RunState(self.dataset, args.classes, self.sg)

@@ -28,7 +28,7 @@ def load_onnxruntime() -> Any:
     return onnxruntime
 
 
-def providers_for(ort: Any, device: torch.device) -> list[str]:
+def providers_for(ort: Any, device: torch.device) -> list[Any]:
     """Execution providers for `device`: CUDA (with CPU fallback) for a CUDA device, else the CPU."""
     if device.type != "cuda":
         return ["CPUExecutionProvider"]
@@ -36,14 +36,14 @@ def providers_for(ort: Any, device: torch.device) -> list[str]:
         raise MissingExtraError(f"device={device} needs onnxruntime with CUDA, and this onnxruntime has only "
                                 f"{', '.join(ort.get_available_providers())}: pip install onnxruntime-gpu "
                                 "(or use device=cpu)")
-    return [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]  # type: ignore[list-item]
+    return [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
 
 
 def fixed_dims(shape: list[Any]) -> tuple[int | None, tuple[int, int] | None]:
     """(batch, (H, W)) of an input shape; None for the dynamic parts."""
     batch = shape[0] if isinstance(shape[0], int) else None
     hw = (shape[2], shape[3]) if all(isinstance(d, int) for d in shape[2:4]) else None
-    return batch, hw  # type: ignore[return-value]
+    return batch, hw
 
 
 class OnnxRuntimeBackend:

@@ -61,7 +61,7 @@ def is_exported(path: str | Path) -> bool:
 
 @dataclass
 class ExportedModel:
-    """An exported model opened for inference."""
+    """An exported model opened for inference: `names` and `make_engine` as on a NAS."""
 
     backend: Any  # a Backend (see backends.base), plus `metadata` and `end2end`
     names: dict[int, str]
@@ -73,8 +73,11 @@ class ExportedModel:
     def end2end(self) -> bool:
         return self.metadata.nms
 
-    def make_engine(self, settings: EngineSettings) -> Engine:
-        """The inference engine for this model (NMS is not run again when the graph already has it)."""
+    def make_engine(self, settings: EngineSettings, device: Any = None, half: bool = False) -> Engine:
+        """The inference engine for this model (NMS is not run again when the graph already has it).
+
+        `device` and `half` are accepted so that an ExportedModel can stand where the predictor and the
+        validator expect a NAS; the device was chosen by `open_exported` and the precision at export."""
         if self.end2end:
             return End2EndEngine(self.backend, self.names, settings)
         return Engine(self.backend, self.names, settings)
@@ -97,6 +100,57 @@ def open_exported(path: str | Path, device: str | int | torch.device | None = "a
     backend = backend_class(path, _device(device))
     meta: ExportMetadata = backend.metadata
     return ExportedModel(backend, dict(meta.names), meta.imgsz, meta, path)
+
+
+def read_exported_metadata(path: str | Path) -> ExportMetadata:
+    """The metadata of an exported model without building a runtime session (cheap: for `NAS("x.onnx")`
+    to know its names and size before a device is chosen). TensorRT and TorchScript need no extra package."""
+    path = Path(path)
+    kind = exported_kind(path)
+    if kind is None or not path.exists():
+        raise WeightsError(f"'{path}' is not an exported model file or folder")
+    if kind == "engine":
+        from yolonas_cli.export.tensorrt_export import read_engine_header
+
+        return read_engine_header(path)
+    if kind == "torchscript":
+        return _torchscript_metadata(path)
+    if kind == "openvino":
+        from yolonas_cli.backends.openvino_backend import find_xml, load_openvino
+        from yolonas_cli.export.openvino_export import read_rt_info
+
+        return read_rt_info(load_openvino().Core().read_model(str(find_xml(path))), str(path))
+    return _onnx_metadata(path)
+
+
+def _torchscript_metadata(path: Path) -> ExportMetadata:
+    """The `extra/metadata.json` entry of the TorchScript zip archive."""
+    import zipfile
+
+    from yolonas_cli.export.metadata import metadata_from_json
+    from yolonas_cli.export.torchscript_export import METADATA_FILE
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next((n for n in archive.namelist() if n.endswith(f"/extra/{METADATA_FILE}")), None)
+            if name is None:
+                raise WeightsError(f"'{path}' was not exported by yolo-nas (no {METADATA_FILE} in it)")
+            return metadata_from_json(archive.read(name), str(path))
+    except zipfile.BadZipFile:
+        raise WeightsError(f"'{path}' is not a TorchScript file") from None
+
+
+def _onnx_metadata(path: Path) -> ExportMetadata:
+    """ONNX metadata_props through onnx when installed, else through an ONNX Runtime CPU session."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnx") is not None:
+        from yolonas_cli.export.onnx_export import read_metadata
+
+        return read_metadata(path)
+    from yolonas_cli.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend(path, torch.device("cpu")).metadata
 
 
 def _device(device: str | int | torch.device | None) -> torch.device:

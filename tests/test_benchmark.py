@@ -1,0 +1,220 @@
+"""`yolo-nas benchmark`: the CLI on the tiny model (2 runs; shapes, positive numbers, agreement), and the
+measuring pieces on their own. Nothing here is a timed assertion: timings only have to be positive."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from yolonas_cli import benchmark as bm
+from yolonas_cli.cfg import make_args
+from yolonas_cli.cli.app import app
+from yolonas_cli.letterbox import Letterbox
+
+runner = CliRunner()
+ASSETS = Path(bm.__file__).parent / "assets"
+
+
+def _onnx_ready() -> bool:
+    needed = ("onnx", "onnxruntime", "yolonas_cli.exporter", "yolonas_cli.backends.registry",
+              "yolonas_cli.export.onnx_export", "yolonas_cli.backends.onnxruntime_backend")
+    try:
+        return all(importlib.util.find_spec(name) is not None for name in needed)
+    except ModuleNotFoundError:
+        return False
+
+
+ONNX = _onnx_ready()
+FORMATS = ["pytorch", "onnx", "engine"] if ONNX else ["pytorch", "engine"]
+
+
+def make_dataset(root: Path) -> Path:
+    """A two-image dataset (bundled photos, one box each) with a YAML; returns the YAML."""
+    images, labels = root / "data" / "images", root / "data" / "labels"
+    images.mkdir(parents=True)
+    labels.mkdir(parents=True)
+    for name in ("astronaut.png", "chelsea.png"):
+        cv2.imwrite(str(images / name), cv2.imread(str(ASSETS / name)))
+        (labels / f"{Path(name).stem}.txt").write_text("0 0.5 0.5 0.4 0.6\n")
+    names = "\n".join(f"  {i}: c{i}" for i in range(80))
+    (root / "data.yaml").write_text(f"path: {root / 'data'}\nval: images\nnames:\n{names}\n")
+    return root / "data.yaml"
+
+
+@pytest.fixture(scope="module")
+def cli_run(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
+    """One CLI benchmark of the tiny model at 160 (2 runs, with a labelled dataset), shared by the tests."""
+    project = tmp_path_factory.mktemp("bench")
+    data = make_dataset(project)
+    result = runner.invoke(app, ["benchmark", f"model={tiny_checkpoint}", "imgsz=160", "runs=2", "warmup=1",
+                                 "device=cpu", f"formats={','.join(FORMATS)}", "int8=False", f"data={data}",
+                                 f"project={project}", "name=run"])
+    return result, project / "run"
+
+
+# ---------------------------------------------------------------------------------------------- the CLI
+
+
+def test_cli_prints_the_table_and_saves_csv_and_json(cli_run) -> None:
+    result, run_dir = cli_run
+    assert result.exit_code == 0, result.output
+    assert "formula_tiny.pth at 160x160, batch 1, cpu, 2 runs" in result.stdout  # the table's title
+    assert "Baseline (unfused eager PyTorch" in result.stdout
+    for name in ("benchmark.csv", "benchmark.json", "benchmark.md"):
+        assert (run_dir / name).is_file()
+    markdown = (run_dir / "benchmark.md").read_text()
+    assert "| Format | Precision | Size MB | Model ms |" in markdown
+    assert "| PyTorch eager, unfused (baseline) | FP32 |" in markdown
+
+
+def test_rows_have_the_expected_shape(cli_run) -> None:
+    _, run_dir = cli_run
+    report = json.loads((run_dir / "benchmark.json").read_text())
+    expected = [("pytorch", "fp32", True), ("pytorch", "fp32", False)]
+    expected += [("onnx", "fp32", False)] if ONNX else []
+    expected += [("engine", "fp32", False)]
+    assert [(r["format"], r["precision"], r["baseline"]) for r in report["rows"]] == expected
+    with (run_dir / "benchmark.csv").open(newline="") as f:
+        lines = list(csv.DictReader(f))
+    assert len(lines) == len(expected)
+    assert set(lines[0]) == set(report["rows"][0])
+    assert set(report) == {"settings", "environment", "peak_gflops", "flops_per_image", "summary", "rows"}
+    assert report["settings"]["imgsz"] == [160, 160] and report["settings"]["runs"] == 2
+
+
+def test_measured_numbers_are_positive_and_agreement_is_computed(cli_run) -> None:
+    _, run_dir = cli_run
+    report = json.loads((run_dir / "benchmark.json").read_text())
+    ok = [r for r in report["rows"] if r["status"] == "ok"]
+    assert len(ok) == (3 if ONNX else 2)
+    for row in ok:
+        for key in ("size_mb", "model_median_ms", "model_p90_ms", "e2e_median_ms", "e2e_p90_ms",
+                    "preprocess_ms", "inference_ms", "postprocess_ms", "images_per_s", "gflops", "peak_pct",
+                    "speedup"):
+            assert row[key] is not None and row[key] > 0, (row["title"], key)
+        assert row["model_p90_ms"] >= row["model_median_ms"]
+        assert row["box_diff_px"] is not None and 0 <= row["box_diff_px"] < 1.0, row["title"]
+        assert row["score_diff"] is not None and 0 <= row["score_diff"] < 1e-2
+        assert row["detections_matched"] == row["detections_reference"]
+    baseline = next(r for r in ok if r["baseline"])
+    assert baseline["speedup"] == pytest.approx(1.0)
+    assert report["flops_per_image"] > 0
+    assert all(v > 0 for v in report["peak_gflops"]["methods"].values())
+    assert report["summary"]["fastest"]["speedup"] > 0
+
+
+def test_a_format_that_cannot_run_here_is_reported_not_fatal(cli_run) -> None:
+    _, run_dir = cli_run
+    rows = json.loads((run_dir / "benchmark.json").read_text())["rows"]
+    engine = next(r for r in rows if r["format"] == "engine")
+    assert engine["status"].startswith("not available: TensorRT needs")
+    assert engine["e2e_median_ms"] is None
+
+
+def test_exports_are_reused_while_they_match(cli_run, tiny_checkpoint: Path) -> None:
+    if not ONNX:
+        pytest.skip("onnx, onnxruntime or the ONNX exporter is not installed")
+    from yolonas_cli.api import NAS
+
+    _, run_dir = cli_run
+    exported = run_dir.parent / "exports" / f"{tiny_checkpoint.stem}-160x160-b1-fp32.onnx"
+    assert exported.is_file()
+    before = exported.stat().st_mtime_ns
+    args = make_args("benchmark", model=str(tiny_checkpoint), imgsz=160, device="cpu", verbose=False,
+                     project=str(run_dir.parent))
+    nas = NAS(tiny_checkpoint).fuse()
+    ctx = bm.Context(args, nas, nas.model, torch.device("cpu"), bm.EngineSettings(imgsz=(160, 160)),
+                     run_dir.parent / "exports")
+    opened = bm.open_export(ctx, bm.Variant("onnx", "fp32"))
+    assert opened.path == exported and exported.stat().st_mtime_ns == before
+
+
+def test_map_is_measured_for_every_row_with_a_labelled_dataset(cli_run) -> None:
+    _, run_dir = cli_run
+    report = json.loads((run_dir / "benchmark.json").read_text())
+    for row in report["rows"]:
+        if row["status"] == "ok":
+            assert 0.0 <= row["map50_95"] <= 1.0
+            assert row["map50_95_diff"] == pytest.approx(0.0, abs=1e-3)
+    assert report["settings"]["data"].endswith("data.yaml")
+    assert "mAP50-95" in bm.agreement_text({"matched": 0, "reference": 0, "map50_95": 0.5})
+
+
+# ---------------------------------------------------------------------------------------------- pieces
+
+
+def test_stats_median_and_p90() -> None:
+    stats = bm.Stats.of([5.0, 1.0, 3.0, 2.0, 4.0])
+    assert (stats.median, stats.min, stats.count) == (3.0, 1.0, 5)
+    assert stats.p90 == pytest.approx(4.6)
+
+
+def test_plan_variants_cpu_and_gpu() -> None:
+    cpu = bm.plan_variants(["pytorch", "onnx", "openvino"], torch.device("cpu"), half=False, int8=True)
+    assert [(v.format, v.precision, v.baseline) for v in cpu] == [
+        ("pytorch", "fp32", True), ("pytorch", "fp32", False), ("onnx", "fp32", False),
+        ("onnx", "int8", False), ("openvino", "fp32", False), ("openvino", "int8", False)]
+    gpu = bm.plan_variants(["pytorch", "onnx", "engine"], torch.device("cuda", 0), half=True, int8=True)
+    assert [(v.format, v.precision) for v in gpu[1:]] == [
+        ("pytorch", "fp32"), ("pytorch", "fp16"), ("onnx", "fp32"), ("onnx", "fp16"), ("engine", "fp32"),
+        ("engine", "fp16"), ("engine", "int8")]
+    cpu_half = bm.plan_variants(["pytorch", "onnx"], torch.device("cpu"), half=True, int8=False)
+    assert [(v.format, v.precision) for v in cpu_half[1:]] == [("pytorch", "fp32"), ("pytorch", "fp16"),
+                                                               ("onnx", "fp32")]
+
+
+def test_available_formats_always_has_pytorch_and_no_tensorrt_on_a_cpu() -> None:
+    found = bm.available_formats(torch.device("cpu"))
+    assert found[:2] == ["pytorch", "torchscript"]
+    assert "engine" not in found
+
+
+def test_original_preprocess_gives_the_same_input_as_the_engine() -> None:
+    image = bm.benchmark_images(1)[0]
+    assert image.shape == (720, 1280, 3)
+    lb = Letterbox.for_image(image.shape[:2], 640)
+    original = bm.original_preprocess(lb, image)
+    assert original.dtype == np.float32 and original.flags.c_contiguous
+    np.testing.assert_array_equal(original, lb.apply(image))
+
+
+def test_agreement_compares_top_anchors_and_matches_detections() -> None:
+    rng = np.random.default_rng(0)
+    boxes = rng.uniform(0, 100, (1, 200, 4)).astype(np.float32)
+    scores = rng.uniform(0, 1, (1, 200, 3)).astype(np.float32)
+    dets = [np.array([[10, 10, 50, 50, 0.9, 1], [60, 60, 90, 90, 0.8, 2]], np.float32)]
+    top = np.argsort(-scores.max(2), axis=1)[:, : bm.TOP_K]
+    ref = bm.Reference(boxes, scores, top, dets)
+    moved = boxes.copy()
+    moved[0, top[0, 0], 0] += 0.25
+    moved[0, top[0, -1] if bm.TOP_K < 200 else 0, 1] += 0.0
+    other = [np.array([[10.5, 10, 50, 50, 0.85, 1], [60, 60, 90, 90, 0.8, 0]], np.float32)]
+    result = bm.agreement(ref, other, (torch.from_numpy(moved), torch.from_numpy(scores)))
+    assert result["box_diff_px"] == pytest.approx(0.25)
+    assert result["score_diff"] == 0.0
+    assert (result["matched"], result["reference"]) == (1, 2)  # the second detection has another class
+    assert "box_diff_px" not in bm.agreement(ref, dets, [dets[0]])  # end-to-end outputs: detections only
+
+
+def test_matmul_peak_reports_positive_gflops() -> None:
+    peak = bm.matmul_peak(torch.device("cpu"), size=256, runs=1)
+    assert set(peak.methods) == {"torch.mm fp32", "oneDNN fp32"}
+    assert all(v > 0 for v in peak.methods.values())
+    assert peak.best("fp32") == max(peak.methods.values())
+    assert peak.best("fp16") is None
+
+
+def test_rows_that_were_not_measured_render_their_status() -> None:
+    row = bm.Row(bm.Variant("openvino", "int8"), status="not available: nncf is not installed")
+    cells = bm.table_cells(row)
+    assert len(cells) == 10 and cells[0] == "OpenVINO" and cells[1] == "INT8"
+    assert "not available" in cells[8]
+    assert row.to_dict()["e2e_median_ms"] is None

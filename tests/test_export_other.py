@@ -1,0 +1,259 @@
+"""TorchScript, OpenVINO and TensorRT exports and their backends (TensorRT: what a CPU machine can check).
+
+Measured: TorchScript equals torch exactly (0.0 difference: the same kernels run). OpenVINO FP32 (f32
+precision hint) vs torch on the sample photos, batch 1 and 3, 256x256 / 192x256 / 320x320 on one dynamic IR:
+tiny boxes <= 7e-4 px, scores <= 6e-6; S boxes <= 1.9e-3 px, scores <= 1.1e-5 (the same FP32 noise floor as
+ONNX Runtime, see test_export_onnx.py).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from yolonas_cli import console
+from yolonas_cli.api import NAS
+from yolonas_cli.backends.registry import open_exported
+from yolonas_cli.cfg import ExportArgs
+from yolonas_cli.engine import EngineSettings
+from yolonas_cli.errors import MissingExtraError, UsageError, WeightsError
+from yolonas_cli.export.metadata import ExportMetadata
+from yolonas_cli.exporter import export_model
+from yolonas_cli.letterbox import Letterbox
+from yolonas_cli.postprocess import postprocess
+
+ASSETS = Path(__file__).resolve().parents[1] / "src" / "yolonas_cli" / "assets"
+PHOTOS = sorted(p for p in ASSETS.iterdir() if p.suffix in (".png", ".jpg"))
+SIZES = ((256, 256), (192, 256))
+HAS_OPENVINO = importlib.util.find_spec("openvino") is not None and importlib.util.find_spec("onnx") is not None
+needs_openvino = pytest.mark.skipif(not HAS_OPENVINO, reason="the openvino extra is not installed "
+                                                               "(pip install 'yolo-nas[openvino]')")
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    previous = console.is_verbose()
+    console.set_verbose(False)
+    yield
+    console.set_verbose(previous)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return Path(shutil.copy(tiny_checkpoint, tmp_path_factory.mktemp("other") / "tiny.pt"))
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny: Path) -> torch.nn.Module:
+    return NAS(tiny).fuse().model
+
+
+def export_copy(weights: Path, folder: Path, **kwargs) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    copy = Path(shutil.copy(weights, folder / weights.name))
+    return export_model(NAS(copy), ExportArgs(model=str(copy), **kwargs))
+
+
+def photos_batch(size: tuple[int, int], count: int) -> np.ndarray:
+    images = [cv2.imread(str(p)) for p in PHOTOS[:count]]
+    return np.stack([Letterbox.for_image(img.shape[:2], size).apply(img) for img in images])
+
+
+def torch_outputs(model: torch.nn.Module, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.no_grad():
+        return model(torch.from_numpy(images))
+
+
+def assert_close_to_torch(backend, model: torch.nn.Module, box_tol: float, score_tol: float) -> None:
+    for size in SIZES:
+        for count in (1, 3):
+            images = photos_batch(size, count)
+            boxes, scores = backend(images)
+            ref_boxes, ref_scores = torch_outputs(model, images)
+            assert boxes.shape == ref_boxes.shape
+            assert (boxes - ref_boxes).abs().max() <= box_tol
+            assert (scores - ref_scores).abs().max() <= score_tol
+
+
+# ---------------------------------------------------------------- TorchScript
+
+
+def test_torchscript_is_exact_on_one_dynamic_file(tiny: Path, tiny_model: torch.nn.Module, tmp_path: Path) -> None:
+    path = export_copy(tiny, tmp_path, format="torchscript", imgsz=320, dynamic=True)
+    assert path.name == "tiny.torchscript"
+    exported = open_exported(path, "cpu")
+    assert exported.metadata.format == "torchscript" and exported.names[0] == "person"
+    assert exported.backend.fixed_input is None
+    assert_close_to_torch(exported.backend, tiny_model, 1e-5, 1e-5)
+
+
+def test_torchscript_static_and_the_engine(tiny: Path, tmp_path: Path) -> None:
+    path = export_copy(tiny, tmp_path, format="torchscript", imgsz=(256, 192))
+    exported = open_exported(path, "cpu")
+    assert exported.backend.fixed_input == (256, 192) and exported.imgsz == (256, 192)
+    settings = EngineSettings(imgsz=(256, 192))
+    images = [cv2.imread(str(p)) for p in PHOTOS]
+    got = exported.make_engine(settings).run_batch(images)
+    want = NAS(tiny).make_engine(settings, device="cpu").run_batch(images)
+    for (det, _, _), (ref, _, _) in zip(got, want):
+        assert np.array_equal(det, ref)
+
+
+def test_cli_export_torchscript(tiny: Path, tmp_path: Path) -> None:
+    from yolonas_cli.cli.app import run_cli
+
+    weights = Path(shutil.copy(tiny, tmp_path / "tiny.pt"))
+    assert run_cli(["export", f"model={weights}", "format=torchscript", "imgsz=128"]) == 0
+    assert (tmp_path / "tiny.torchscript").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.pt", "tiny.torchscript"]  # no temp files
+
+
+# ---------------------------------------------------------------- OpenVINO
+
+
+@needs_openvino
+def test_openvino_fp32_on_one_dynamic_ir(tiny: Path, tiny_model: torch.nn.Module, tmp_path: Path) -> None:
+    path = export_copy(tiny, tmp_path, format="openvino", imgsz=320, dynamic=True)
+    assert path.name == "tiny_openvino_model" and (path / "tiny.xml").is_file() and (path / "tiny.bin").is_file()
+    exported = open_exported(path, "cpu")
+    assert exported.metadata.format == "openvino" and exported.metadata.precision == "fp32"
+    assert exported.backend.fixed_input is None
+    assert_close_to_torch(exported.backend, tiny_model, 1e-3, 1e-3)
+    assert open_exported(path / "tiny.xml", "cpu").names == exported.names  # the .xml opens too
+
+
+@needs_openvino
+def test_openvino_fp32_s(s_checkpoint: Path, tmp_path: Path) -> None:
+    """S: scores within 1e-5; boxes within 2e-3 px (torch FP32 itself is 1.4e-3 px from float64 here)."""
+    weights = Path(shutil.copy(s_checkpoint, tmp_path / "yolo_nas_s.pt"))
+    path = export_copy(weights, tmp_path / "out", format="openvino", imgsz=256, dynamic=True)
+    assert_close_to_torch(open_exported(path, "cpu").backend, NAS(weights).fuse().model, 5e-3, 1e-4)
+
+
+@needs_openvino
+def test_openvino_with_nms_static_batch(tiny: Path, tiny_model: torch.nn.Module, tmp_path: Path) -> None:
+    path = export_copy(tiny, tmp_path, format="openvino", imgsz=(256, 192), batch=2, nms=True)
+    backend = open_exported(path, "cpu").backend
+    assert backend.end2end and backend.fixed_input == (256, 192) and backend.fixed_batch == 2
+    images = photos_batch((256, 192), 3)
+    got = backend(images)
+    want = postprocess(*torch_outputs(tiny_model, images), conf=0.25, iou=0.7, max_det=300)
+    assert sum(len(w) for w in want) > 10
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and torch.equal(g[:, 5], w[:, 5])
+        assert (g[:, :4] - w[:, :4]).abs().max() <= 1e-3 if len(g) else True
+
+
+@needs_openvino
+def test_openvino_fp16_stores_fp16_weights(tiny: Path, tiny_model: torch.nn.Module, tmp_path: Path) -> None:
+    path = export_copy(tiny, tmp_path, format="openvino", imgsz=192, half=True)
+    fp32_bytes = 4 * sum(p.numel() for p in tiny_model.parameters())
+    assert (path / "tiny.bin").stat().st_size < 0.6 * fp32_bytes
+    exported = open_exported(path, "cpu")
+    assert exported.metadata.precision == "fp16"
+    boxes, scores = exported.backend(photos_batch((192, 192), 1))
+    assert torch.isfinite(boxes).all() and scores.min() >= 0 and scores.max() <= 1
+
+
+@needs_openvino
+@pytest.mark.skipif(importlib.util.find_spec("nncf") is None, reason="nncf is not installed (pip install nncf)")
+def test_openvino_int8_through_nncf(tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from test_int8 import make_dataset
+
+    data = make_dataset(tmp_path / "data", tiny, labels=False)
+    console.set_verbose(True)
+    path = export_copy(tiny, tmp_path / "w", format="openvino", imgsz=160, int8=True, data=str(data), fraction=0.25)
+    err = capsys.readouterr().err
+    assert "with NNCF" in err and "INT8 agreement with FP32" in err
+    assert open_exported(path, "cpu").metadata.precision == "int8"
+
+
+def test_missing_openvino_is_one_line_with_the_hint(monkeypatch, tiny: Path) -> None:
+    import importlib.util as iu
+
+    from yolonas_cli.exporter import FORMATS, check_installed
+
+    real = iu.find_spec
+    monkeypatch.setattr(iu, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+    with pytest.raises(MissingExtraError, match=r"pip install 'yolo-nas\[openvino\]'"):
+        check_installed(FORMATS["openvino"], ExportArgs(format="openvino"))
+
+
+# ---------------------------------------------------------------- TensorRT (CPU-side checks)
+
+
+def test_engine_needs_tensorrt_and_cuda(tiny: Path) -> None:
+    from yolonas_cli.cli.app import run_cli
+
+    if importlib.util.find_spec("tensorrt") is None:
+        with pytest.raises(MissingExtraError, match=r"needs tensorrt.*pip install 'yolo-nas\[tensorrt\]'"):
+            export_model(NAS(tiny), ExportArgs(model=str(tiny), format="engine"))
+    elif not torch.cuda.is_available():
+        with pytest.raises(MissingExtraError, match="needs CUDA"):
+            export_model(NAS(tiny), ExportArgs(model=str(tiny), format="engine"))
+    with pytest.raises(UsageError, match="needs an NVIDIA GPU") if importlib.util.find_spec("tensorrt") else \
+            pytest.raises(MissingExtraError):
+        export_model(NAS(tiny), ExportArgs(model=str(tiny), format="engine", device="cpu"))
+    assert run_cli(["export", f"model={tiny}", "format=engine", "opset=5", "simplify"]) in (1, 2)
+
+
+def test_engine_file_header_round_trip(tmp_path: Path) -> None:
+    from yolonas_cli.export.tensorrt_export import read_engine_file, write_engine_file
+
+    meta = ExportMetadata(names={0: "a"}, imgsz=(640, 640), batch=4, dynamic=True, precision="fp16", nms=True,
+                          model="yolo_nas_s", source="s.pt", source_sha256="1" * 64, format="engine", conf=0.25,
+                          iou=0.7, max_det=300, pre_nms_top_k=1024, version="0.1.0")
+    path = tmp_path / "x.engine"
+    write_engine_file(path, meta, b"\x00engine-bytes")
+    assert read_engine_file(path) == (meta, b"\x00engine-bytes")
+    (tmp_path / "raw.engine").write_bytes(b"plain trtexec engine")
+    with pytest.raises(WeightsError, match="no yolo-nas header"):
+        read_engine_file(tmp_path / "raw.engine")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime is not installed")
+def test_int8_graph_for_tensorrt_is_symmetric(tiny: Path, tmp_path: Path) -> None:
+    """TensorRT takes only symmetric INT8 Q/DQ: every activation zero point is an int8 0."""
+    import onnx
+    from onnx import numpy_helper
+
+    from test_int8 import make_dataset
+    from yolonas_cli.export.tensorrt_export import onnx_for_engine
+    from yolonas_cli.exporter import FORMATS, ExportJob, export_metadata
+
+    data = make_dataset(tmp_path / "data", tiny, labels=False)
+    nas = NAS(tiny).fuse()
+    args = ExportArgs(model=str(tiny), format="engine", imgsz=192, int8=True, data=str(data), fraction=0.25)
+    job = ExportJob(nas, args, FORMATS["engine"], export_metadata(nas, args, (192, 192)), tmp_path / "x.engine",
+                    torch.device("cpu"), (192, 192))
+    model = onnx.load(str(onnx_for_engine(job, tmp_path)))
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    zero_points = [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert len(zero_points) > 50
+    assert all(z.dtype == np.int8 and not z.any() for z in zero_points)
+
+
+def test_metadata_is_read_without_a_runtime(tiny: Path, tmp_path: Path) -> None:
+    """`read_exported_metadata` (what NAS("x.onnx") needs before a device is chosen) for every format."""
+    from yolonas_cli.backends.registry import read_exported_metadata
+    from yolonas_cli.export.tensorrt_export import write_engine_file
+
+    script = export_copy(tiny, tmp_path / "ts", format="torchscript", imgsz=128)
+    meta = read_exported_metadata(script)
+    assert meta.format == "torchscript" and meta.imgsz == (128, 128) and meta.names[79] == "toothbrush"
+    engine = tmp_path / "x.engine"
+    write_engine_file(engine, meta, b"engine")
+    assert read_exported_metadata(engine) == meta
+    with pytest.raises(WeightsError):
+        read_exported_metadata(tmp_path / "missing.onnx")
+    if HAS_OPENVINO:
+        ir = export_copy(tiny, tmp_path / "ov", format="openvino", imgsz=128)
+        assert read_exported_metadata(ir).format == "openvino"
+        onnx_file = export_copy(tiny, tmp_path / "onnx", imgsz=128)
+        assert read_exported_metadata(onnx_file).format == "onnx"
