@@ -7,6 +7,7 @@ predict, info and the weights."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import signal
@@ -56,6 +57,7 @@ def setup_files(tmp: Path) -> None:
     (tmp / "list.txt").write_text("ok.jpg\nmissing.jpg\n")
     state = formula_torch_state_dict("tiny")
     torch.save({"net": state}, tmp / "tiny.pth")
+    torch.save({"net": state}, tmp / "export_me.pth")
     good = (tmp / "tiny.pth").read_bytes()
     (tmp / "truncated.pth").write_bytes(good[: len(good) // 2])
     (tmp / "random.pt").write_bytes(np.random.default_rng(1).bytes(4096))
@@ -112,6 +114,7 @@ def saved(stem: str, shape: tuple[int, int]) -> Callable[[Path], None]:
 
 PREDICT = "predict model={tiny} imgsz=64"
 VAL = "val model={tiny} imgsz=64 plots=False"
+EXPORT = "export model={tmp}/export_me.pth imgsz=64"
 CASES = [
     # grammar and ranges
     Case("unknown key", f"{PREDICT} confx=0.5", 2, "'confx' is not a valid argument for predict. Did you mean 'conf'?"),
@@ -167,6 +170,14 @@ CASES = [
     Case("label with out-of-range coordinates", f"{VAL} data={{tmp}}/bad_coords.yaml", 1, "bad_coords.yaml"),
     Case("images without labels are background", f"{VAL} data={{tmp}}/background.yaml", 0),
     Case("val bad protocol", f"{VAL} data={{tmp}}/background.yaml protocol=yolo", 2, "protocol"),
+    # export
+    Case("export unknown format", f"{EXPORT} format=tflite", 2, "format=tflite"),
+    Case("export unsupported combination", f"{EXPORT} format=torchscript nms", 2, "nms=True is not supported"),
+    Case("export half with int8", f"{EXPORT} format=onnx half int8", 2, "half=True and int8=True"),
+    Case("export nms setting without nms", f"{EXPORT} format=onnx conf=0.3", 2, "nms=True"),
+    Case("export int8 with a missing dataset", f"{EXPORT} format=onnx int8 data={{tmp}}/nope.yaml", 2, "nope.yaml"),
+    Case("export bad opset", f"{EXPORT} format=onnx opset=3", 2, "opset=3"),
+    Case("export tensorrt without tensorrt", f"{EXPORT} format=engine", 1, "pip install"),
 ]
 
 
@@ -193,6 +204,8 @@ def test_the_matrix_has_at_least_40_cases():
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_input(case: Case, workspace: Path, tmp_path: Path) -> None:
+    if case.name == "export tensorrt without tensorrt" and importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("tensorrt is installed here")
     tokens = case.tokens.format(tiny=workspace / "tiny.pth", tmp=workspace).split()
     env = {"YOLONAS_WEIGHTS_LOCK": str(workspace / "lock.json"), "YOLONAS_WEIGHTS_DIR": str(workspace / "cache")}
     if "yolo_nas" in case.tokens:
