@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,15 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def s_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same for YOLO-NAS S with the fixture formula weights."""
     return _write_checkpoint(tmp_path_factory.mktemp("weights"), "s")
+
+
+@pytest.fixture(autouse=True)
+def _loopback_network_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never reach the internet: a connection to anything but this machine fails the test."""
+    real = socket.create_connection
+
+    def local_only(address, *args, **kwargs):  # type: ignore[no-untyped-def]
+        assert address[0] in ("127.0.0.1", "localhost", "::1"), f"test tried to reach {address}"
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", local_only)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -24,14 +23,7 @@ FAST = {"timeout": 0.5, "retries": 2}
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No real network, no real cache, no backoff waits."""
-    real = socket.create_connection
-
-    def local_only(address, *args, **kwargs):  # type: ignore[no-untyped-def]
-        assert address[0] in ("127.0.0.1", "localhost"), f"test tried to reach {address}"
-        return real(address, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "create_connection", local_only)
+    """No real cache, no backoff waits (conftest keeps the network local)."""
     monkeypatch.setattr(download, "BACKOFF_BASE", 0.0)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
