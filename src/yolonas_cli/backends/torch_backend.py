@@ -1,4 +1,7 @@
-"""The PyTorch backend: the (fused) YOLO-NAS module on a CPU, CUDA or MPS device, FP32 or FP16."""
+"""The PyTorch backend: the (fused) YOLO-NAS module on a CPU, CUDA or MPS device, FP32 or FP16.
+
+FP32 on CUDA means FP32: cuDNN's TF32 convolutions (PyTorch's default on Ampere and newer) move boxes by
+tenths of a pixel, so they are switched off for our calls only (`half=True` is the fast path)."""
 
 from __future__ import annotations
 
@@ -21,7 +24,8 @@ class TorchBackend:
     @torch.inference_mode()
     def __call__(self, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         batch = torch.from_numpy(images).to(self.device, non_blocking=True).to(self.dtype)
-        boxes, scores = self.model(batch)
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
+            boxes, scores = self.model(batch)
         return boxes, scores
 
     def synchronize(self) -> None:
