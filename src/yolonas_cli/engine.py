@@ -61,7 +61,12 @@ class Prepared:
 
 
 class Engine:
-    """Runs a backend over images and returns one `Result` per image, in input order."""
+    """Runs a backend over images and returns one `Result` per image, in input order.
+
+    Variants of the pipeline change the two hooks, not the stages: `letterbox()` (how an image is planned
+    into the input) and `clip_boxes` (whether mapped-back boxes are clipped to the image)."""
+
+    clip_boxes = True
 
     def __init__(self, backend: Backend, names: dict[int, str], settings: EngineSettings):
         self.backend = backend
@@ -69,12 +74,16 @@ class Engine:
         self.settings = settings
         self.timer = StageTimer()
 
+    def letterbox(self, orig_hw: tuple[int, int]) -> Letterbox:
+        """The letterbox of an image of size (H, W): the original predict preprocessing at imgsz (or rect)."""
+        imgsz = self.backend.fixed_input or self.settings.imgsz
+        rect = self.settings.rect and self.backend.fixed_input is None
+        return Letterbox.for_image(orig_hw, imgsz, rect=rect)
+
     # --- stages -------------------------------------------------------------------------------------
     def preprocess(self, images: Sequence[np.ndarray]) -> Prepared:
         """BGR (or grey/BGRA/16-bit) images of one padded shape -> network input. See `Letterbox`."""
-        imgsz = self.backend.fixed_input or self.settings.imgsz
-        rect = self.settings.rect and self.backend.fixed_input is None
-        boxes = tuple(Letterbox.for_image(img.shape[:2], imgsz, rect=rect) for img in images)
+        boxes = tuple(self.letterbox(img.shape[:2]) for img in images)
         inputs = np.stack([lb.apply(img) for lb, img in zip(boxes, images)])
         return Prepared(inputs, boxes)
 
@@ -97,7 +106,7 @@ class Engine:
             classes=s.classes,
         )
         return [
-            np.asarray(lb.to_original(det.cpu().numpy()), dtype=np.float32)
+            np.asarray(lb.to_original(det.cpu().numpy(), clip=self.clip_boxes), dtype=np.float32)
             for lb, det in zip(letterboxes, detections)
         ]
 
@@ -145,10 +154,8 @@ class Engine:
         """Consecutive runs of frames whose padded inputs have the same shape (always one group unless rect)."""
         groups: list[list[Frame]] = []
         last_shape = None
-        imgsz = self.backend.fixed_input or self.settings.imgsz
-        rect = self.settings.rect and self.backend.fixed_input is None
         for frame in frames:
-            shape = Letterbox.for_image(frame.image_bgr.shape[:2], imgsz, rect=rect).padded_hw
+            shape = self.letterbox(frame.image_bgr.shape[:2]).padded_hw
             if not groups or shape != last_shape:
                 groups.append([])
             groups[-1].append(frame)

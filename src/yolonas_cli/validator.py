@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections import deque
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable, Union
 
@@ -33,7 +33,7 @@ import numpy as np
 from yolonas_cli import console
 from yolonas_cli.cfg import ValArgs
 from yolonas_cli.datasets import CorruptSample, Dataset, Labels, Sample, load_dataset
-from yolonas_cli.engine import Engine, EngineSettings, Prepared
+from yolonas_cli.engine import Engine, EngineSettings
 from yolonas_cli.errors import UsageError, YoloNasError
 from yolonas_cli.letterbox import Letterbox, to_bgr_uint8
 from yolonas_cli.metrics import (
@@ -52,7 +52,6 @@ from yolonas_cli.metrics import (
     pr_curves,
 )
 from yolonas_cli.ops import clip_boxes
-from yolonas_cli.postprocess import postprocess
 from yolonas_cli.results import Boxes, Result
 from yolonas_cli.sg_metric import SG_POSTPROCESS, SGDetectionMetric, sg_letterbox
 from yolonas_cli.sinks import atomic_write_bytes, make_run_dir
@@ -98,17 +97,10 @@ class SGEngine(Engine):
     """The engine with the original's val preprocessing (`sg_letterbox`: truncated resize) and unclipped
     boxes (the original does not clip; clip with `ops.clip_boxes` where needed)."""
 
-    def preprocess(self, images: Sequence[np.ndarray]) -> Prepared:
-        boxes = tuple(sg_letterbox(img.shape[:2], self.settings.imgsz) for img in images)
-        return Prepared(np.stack([lb.apply(img) for lb, img in zip(boxes, images)]), boxes)
+    clip_boxes = False
 
-    def postprocess(self, raw: Any, letterboxes: Sequence[Letterbox]) -> list[np.ndarray]:
-        s = self.settings
-        detections = postprocess(raw[0], raw[1], conf=s.conf, iou=s.iou, max_det=s.max_det,
-                                 pre_nms_top_k=s.pre_nms_top_k, multi_label=s.multi_label,
-                                 agnostic=s.agnostic_nms, classes=s.classes)
-        return [np.asarray(lb.to_original(det.cpu().numpy(), clip=False), dtype=np.float32)
-                for lb, det in zip(letterboxes, detections)]
+    def letterbox(self, orig_hw: tuple[int, int]) -> Letterbox:
+        return sg_letterbox(orig_hw, self.settings.imgsz)
 
 
 # ---------------------------------------------------------------------------------------- data feeding
