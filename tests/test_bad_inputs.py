@@ -178,6 +178,11 @@ CASES = [
     Case("export int8 with a missing dataset", f"{EXPORT} format=onnx int8 data={{tmp}}/nope.yaml", 2, "nope.yaml"),
     Case("export bad opset", f"{EXPORT} format=onnx opset=3", 2, "opset=3"),
     Case("export tensorrt without tensorrt", f"{EXPORT} format=engine", 1, "pip install"),
+    # benchmark
+    Case("benchmark zero runs", "benchmark model={tiny} imgsz=64 runs=0", 2, "runs"),
+    Case("benchmark negative warmup", "benchmark model={tiny} imgsz=64 warmup=-1", 2, "warmup"),
+    Case("benchmark unknown format", "benchmark model={tiny} imgsz=64 formats=[tflite]", 2, "tflite"),
+    Case("benchmark missing weights", "benchmark model={tmp}/nope.pt imgsz=64", 2, "nope.pt"),
 ]
 
 
