@@ -57,7 +57,6 @@ import numpy as np
 import torch
 
 from yolonas_cli import console
-from yolonas_cli.backends.torch_backend import TorchBackend
 from yolonas_cli.cfg import BenchmarkArgs
 from yolonas_cli.engine import Engine, EngineSettings, Prepared
 from yolonas_cli.errors import MissingExtraError, YoloNasError
@@ -148,10 +147,10 @@ class Row:
         return {
             "format": v.format, "title": v.title, "precision": v.precision, "baseline": v.baseline,
             "status": self.status, "file": self.file, "size_mb": _sig(self.size_mb),
-            "model_median_ms": _round(self.model and self.model.median),
-            "model_p90_ms": _round(self.model and self.model.p90),
-            "e2e_median_ms": _round(self.e2e and self.e2e.median),
-            "e2e_p90_ms": _round(self.e2e and self.e2e.p90),
+            "model_median_ms": _round(self.model.median if self.model else None),
+            "model_p90_ms": _round(self.model.p90 if self.model else None),
+            "e2e_median_ms": _round(self.e2e.median if self.e2e else None),
+            "e2e_p90_ms": _round(self.e2e.p90 if self.e2e else None),
             **{f"{stage}_ms": _round(self.stages.get(stage)) for stage in STAGES},
             "images_per_s": _sig(self.images_per_s), "gflops": _sig(self.gflops),
             "peak_pct": _sig(self.peak_pct), "box_diff_px": _sig(a.get("box_diff_px"), 3),
@@ -241,11 +240,14 @@ def matmul_peak(device: torch.device, size: int = PEAK_SIZE, runs: int = PEAK_RU
         for dtype in dtypes:
             a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
             label = "fp32" if dtype == torch.float32 else "fp16"
-            samples = _time_ms(lambda a=a, b=b: torch.mm(a, b), runs, 2, sync)
-            methods[f"torch.mm {label}"] = _gflops(flop, samples)
+            methods[f"torch.mm {label}"] = _gflops(flop, _time_ms(_mm(a, b), runs, 2, sync))
         if device.type == "cpu":
             methods["oneDNN fp32"] = _gflops(flop, _onednn_gemm_ms(size, runs))
     return Peak(methods, size, torch.get_num_threads())
+
+
+def _mm(a: torch.Tensor, b: torch.Tensor) -> Callable[[], torch.Tensor]:
+    return lambda: torch.mm(a, b)
 
 
 def _onednn_gemm_ms(size: int, runs: int) -> list[float]:
@@ -293,21 +295,33 @@ def plan_variants(formats: Sequence[str], device: torch.device, half: bool, int8
 # ---------------------------------------------------------------------------------------------- baseline
 
 
-class EagerBackend(TorchBackend):
-    """The model run eagerly under `torch.no_grad`, as the original does (no inference mode)."""
+class EagerBackend:
+    """The unfused model as the original runs it: NCHW, eager, under `torch.no_grad` (no inference mode).
+
+    Deliberately not a `TorchBackend`, so that speed-ups added there never reach the baseline."""
+
+    name = "torch-eager"
+    fixed_input: tuple[int, int] | None = None
+
+    def __init__(self, model: torch.nn.Module, device: torch.device):
+        self.device = device
+        self.model = model.eval().to(device=device, dtype=torch.float32)
 
     @torch.no_grad()
     def __call__(self, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = torch.from_numpy(images).to(self.device).to(self.dtype)
-        boxes, scores = self.model(batch)
+        boxes, scores = self.model(torch.from_numpy(images).to(self.device))
         return boxes, scores
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
 
 class OriginalStyleEngine(Engine):
     """The baseline pipeline: the original's kind of preprocessing, float64 arithmetic included."""
 
     def preprocess(self, images: Sequence[np.ndarray]) -> Prepared:
-        boxes = tuple(Letterbox.for_image(img.shape[:2], self.settings.imgsz) for img in images)
+        boxes = tuple(self.letterbox(img.shape[:2]) for img in images)
         return Prepared(np.stack([original_preprocess(lb, img) for lb, img in zip(boxes, images)]), boxes)
 
 
@@ -345,6 +359,15 @@ class Context:
     settings: EngineSettings
     workspace: Path
     _sources: dict[str, NAS] = field(default_factory=dict)
+    _sha256: str | None = None
+
+    def weights_sha256(self) -> str:
+        """The sha256 of the weights file (computed once)."""
+        from yolonas_cli.weights.download import sha256_file
+
+        if self._sha256 is None:
+            self._sha256 = sha256_file(self.nas.path)
+        return self._sha256
 
 
 def open_variant(ctx: Context, variant: Variant) -> Opened:
@@ -366,10 +389,10 @@ def _torch_engine(ctx: Context, precision: str) -> Engine:
     from yolonas_cli.api import NAS
 
     if precision == "fp32":
-        return ctx.nas.make_engine(ctx.settings, ctx.device, half=False)
+        return ctx.nas.make_engine(ctx.settings, str(ctx.device), half=False)
     if ctx.device.type not in ("cuda", "mps"):
         raise Unavailable("FP16 needs a GPU")
-    return NAS(ctx.nas.path).make_engine(ctx.settings, ctx.device, half=True)
+    return NAS(ctx.nas.path).make_engine(ctx.settings, str(ctx.device), half=True)
 
 
 def _runtime_device(ctx: Context, variant: Variant) -> torch.device:
@@ -456,9 +479,7 @@ def _link(target: Path, link: Path) -> None:
 
 def _matches(meta: Any, ctx: Context, variant: Variant) -> bool:
     """True when an exported file was made from these weights at this size, batch and precision."""
-    from yolonas_cli.weights.download import sha256_file
-
-    return (meta.source_sha256 == sha256_file(ctx.nas.path) and tuple(meta.imgsz) == ctx.settings.imgsz
+    return (meta.source_sha256 == ctx.weights_sha256() and tuple(meta.imgsz) == ctx.settings.imgsz
             and meta.batch == ctx.args.batch and meta.precision == variant.precision and not meta.nms
             and not meta.dynamic)
 
@@ -648,7 +669,7 @@ def _fill(row: Row, opened: Opened, ctx: Context, images: Sequence[np.ndarray], 
     row.e2e, row.stages = time_pipeline(engine, images, a.runs, a.warmup)
     row.images_per_s = len(images) / (row.e2e.median * 1e-3)
     row.gflops = flops * len(images) / (row.model.median * 1e-3) / 1e9
-    best = peak.best("fp32" if row.variant.precision == "fp32" or ctx.device.type != "cuda" else "fp16")
+    best = peak.best(row.variant.precision)  # no INT8 peak is measured: INT8 rows get no percentage
     row.peak_pct = 100.0 * row.gflops / best if best else None
     if a.data:
         row.agreement["map50_95"] = dataset_map(engine, a.data, a.batch)
@@ -697,7 +718,7 @@ def _workspace(args: BenchmarkArgs) -> Path:
 
 
 def _reference(ctx: Context, images: Sequence[np.ndarray]) -> Reference:
-    engine = ctx.nas.make_engine(ctx.settings, ctx.device, half=False)
+    engine = ctx.nas.make_engine(ctx.settings, str(ctx.device), half=False)
     ref = make_reference(engine, images)
     if ctx.args.data:
         console.info(f"Measuring the reference mAP50-95 on {ctx.args.data}")
@@ -783,12 +804,12 @@ def _headline(row: Row | None) -> dict[str, Any] | None:
 # ---------------------------------------------------------------------------------------------- output
 
 
-COLUMNS = ("Format", "Precision", "Size MB", "Model ms", "E2E ms", "Pre+post ms", "img/s", "GFLOP/s",
+COLUMNS = ("Format", "Precision", "Size MB", "Model ms", "E2E ms", "Pre / post ms", "img/s", "GFLOP/s",
            "Agreement", "Speed-up")
-CAPTION = ("Model ms and E2E (end-to-end) ms: median / p90 per batch. Pre+post: median preprocess + "
-           "postprocess ms. GFLOP/s: fused-model FLOPs / model time (% of the matmul peak). Agreement with "
-           f"PyTorch FP32: largest box (px) and score difference over the top {TOP_K} anchors, reference "
-           "detections reproduced. Speed-up: end-to-end, over the baseline.")
+CAPTION = ("Model ms and E2E (end-to-end) ms: median / p90 per batch. Pre / post: median preprocess and "
+           "postprocess ms. GFLOP/s: fused-model FLOPs / model time (% of the same precision's matmul peak). "
+           f"Agreement with PyTorch FP32: largest box (px) and score difference over its top {TOP_K} "
+           "anchors, reference detections reproduced. Speed-up: end-to-end, over the baseline.")
 _TEXT_COLUMNS = ("Format", "Precision", "Agreement")
 _MIN_WIDTHS = {"Format": 9, "Agreement": 14}
 
@@ -831,7 +852,7 @@ def table_cells(row: Row) -> list[str]:
     if not row.ok or row.model is None or row.e2e is None:
         return [*head, "-", "-", "-", "-", "-", row.status, "-"]
     pct = f" ({row.peak_pct:.0f}%)" if row.peak_pct is not None else ""
-    pre_post = f"{row.stages['preprocess']:.1f} + {row.stages['postprocess']:.1f}"
+    pre_post = f"{row.stages['preprocess']:.1f} / {row.stages['postprocess']:.1f}"
     return [*head, f"{row.model.median:.1f} / {row.model.p90:.1f}",
             f"{row.e2e.median:.1f} / {row.e2e.p90:.1f}",
             pre_post, _fmt(row.images_per_s, 1), f"{row.gflops:.0f}{pct}", agreement_text(row.agreement),

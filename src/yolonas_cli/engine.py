@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from yolonas_cli.backends.base import Backend
 from yolonas_cli.letterbox import Letterbox
@@ -21,6 +23,17 @@ from yolonas_cli.results import Boxes, Result
 from yolonas_cli.sources import Frame
 
 STAGES = ("preprocess", "inference", "postprocess")
+
+
+@contextmanager
+def single_torch_thread() -> Iterator[None]:
+    """Run the enclosed torch ops on one intra-op thread, then restore the previous count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @dataclass(frozen=True)
@@ -94,17 +107,18 @@ class Engine:
     def postprocess(self, raw, letterboxes: Sequence[Letterbox]) -> list[np.ndarray]:
         """Raw outputs -> per image float32 [K,6] (x1, y1, x2, y2, conf, class) in original pixels, clipped."""
         s = self.settings
-        detections = postprocess(
-            raw[0],
-            raw[1],
-            conf=s.conf,
-            iou=s.iou,
-            max_det=s.max_det,
-            pre_nms_top_k=s.pre_nms_top_k,
-            multi_label=s.multi_label,
-            agnostic=s.agnostic_nms,
-            classes=s.classes,
-        )
+        with single_torch_thread():  # a few small ops: thread hand-offs would cost more than they save
+            detections = postprocess(
+                raw[0],
+                raw[1],
+                conf=s.conf,
+                iou=s.iou,
+                max_det=s.max_det,
+                pre_nms_top_k=s.pre_nms_top_k,
+                multi_label=s.multi_label,
+                agnostic=s.agnostic_nms,
+                classes=s.classes,
+            )
         return [
             np.asarray(lb.to_original(det.cpu().numpy(), clip=self.clip_boxes), dtype=np.float32)
             for lb, det in zip(letterboxes, detections)

@@ -57,6 +57,8 @@ class OnnxRuntimeBackend:
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only
         options.intra_op_num_threads = threads
+        # No busy-waiting between runs: spinning workers starve the pre- and postprocessing around them.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(self.path), options, providers=providers_for(ort, device))
         meta_map = dict(self.session.get_modelmeta().custom_metadata_map)
         self.metadata = ExportMetadata.from_pairs(meta_map, str(self.path))

@@ -25,6 +25,8 @@ class TorchScriptBackend:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.jit deprecation
             self.module = torch.jit.load(str(self.path), map_location=device, _extra_files=extra).eval()
+        if device.type == "cpu":  # as TorchBackend: NHWC convolutions are about 2x faster on a CPU
+            self.module = self.module.to(memory_format=torch.channels_last)
         self.metadata = metadata_from_json(extra[METADATA_FILE], str(self.path))
         self.device = device
         self.fixed_input = None if self.metadata.dynamic else self.metadata.imgsz
