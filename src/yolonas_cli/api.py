@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from torch import nn
 
@@ -21,6 +21,7 @@ from yolonas_cli.nn.blocks import reparameterize_model
 from yolonas_cli.results import Result
 
 if TYPE_CHECKING:
+    from yolonas_cli.cfg import ExportArgs
     from yolonas_cli.export.metadata import ExportMetadata
     from yolonas_cli.metrics import ValMetrics
 
@@ -83,9 +84,7 @@ class NAS:
         self.fused = True
         return self
 
-    def make_engine(
-        self, settings: EngineSettings, device: str | int | None = "auto", half: bool = False
-    ) -> Engine:
+    def make_engine(self, settings: EngineSettings, device: str | int | None = "auto", half: bool = False) -> Engine:
         """The shared inference engine on `device` (fusing the model first, as every mode does)."""
         from yolonas_cli.backends.torch_backend import TorchBackend
         from yolonas_cli.devices import resolve_half, select_device
@@ -112,14 +111,12 @@ class NAS:
         from yolonas_cli.cfg import make_args
         from yolonas_cli.exporter import FORMATS, check_args, check_installed, export_model
 
-        args = make_args("export", **{**kwargs, "model": str(self.path)})
-        check_args(args, FORMATS[args.format])  # type: ignore[attr-defined]
-        check_installed(FORMATS[args.format], args)  # type: ignore[attr-defined]
-        return export_model(self, args)  # type: ignore[arg-type]
+        args = cast("ExportArgs", make_args("export", **{**kwargs, "model": str(self.path)}))
+        check_args(args, FORMATS[args.format])
+        check_installed(FORMATS[args.format], args)
+        return export_model(self, args)
 
-    def predict(
-        self, source: Any = None, *, stream: bool = False, **kwargs: Any
-    ) -> list[Result] | Iterator[Result]:
+    def predict(self, source: Any = None, *, stream: bool = False, **kwargs: Any) -> list[Result] | Iterator[Result]:
         """Detect objects in `source` (path, folder, glob, URL, video, webcam index, numpy BGR array, PIL
         image, or a list of these; None = the bundled sample photos). Keyword arguments are the CLI's
         predict arguments (conf, iou, imgsz, classes, save, save_txt, ...; save defaults to False here).
@@ -132,9 +129,7 @@ class NAS:
         results = predict_stream(self, args)
         return results if stream else list(results)
 
-    def __call__(
-        self, source: Any = None, *, stream: bool = False, **kwargs: Any
-    ) -> list[Result] | Iterator[Result]:
+    def __call__(self, source: Any = None, *, stream: bool = False, **kwargs: Any) -> list[Result] | Iterator[Result]:
         """Same as `predict`."""
         return self.predict(source, stream=stream, **kwargs)
 

@@ -21,12 +21,12 @@ if TYPE_CHECKING:
 
 def engine_settings(args: PredictArgs) -> EngineSettings:
     """The engine settings a predict run asks for."""
-    size = (args.imgsz, args.imgsz) if isinstance(args.imgsz, int) else tuple(args.imgsz)
+    size: tuple[int, int] = (args.imgsz, args.imgsz) if isinstance(args.imgsz, int) else args.imgsz
     return EngineSettings(
         imgsz=size,
         conf=args.conf,
         iou=args.iou,
-        max_det=args.max_det,  # type: ignore[arg-type]
+        max_det=args.max_det,
         classes=tuple(args.classes) if args.classes is not None else None,
         agnostic_nms=args.agnostic_nms,
         rect=args.rect,
@@ -108,9 +108,7 @@ class PredictOutputs:
             self.json.add(result)
 
     def _save_image(self, frame: Frame, result: Result, stem: str) -> None:
-        annotated = result.plot(
-            line_width=self.args.line_width, labels=self.args.show_labels, conf=self.args.show_conf
-        )
+        annotated = result.plot(line_width=self.args.line_width, labels=self.args.show_labels, conf=self.args.show_conf)
         assert self.run_dir is not None
         if frame.kind == "image":
             atomic_imwrite(self.run_dir / f"{stem}.jpg", annotated)

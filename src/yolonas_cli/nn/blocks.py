@@ -15,6 +15,8 @@ and calls it on each. All BatchNorm layers use eps 1e-3 as in the original.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,34 +30,32 @@ def batch_norm(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
 
 
-def fold_bn(
-    weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d
-) -> tuple[torch.Tensor, torch.Tensor]:
+def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """Fold an eval-mode BatchNorm that follows a convolution into that convolution.
 
     weight: [out, in/groups, kh, kw]; bias: [out] or None. Returns (weight', bias') such that
     conv(x, weight', bias') == bn(conv(x, weight, bias)). Computed in float64, returned in weight's dtype.
     """
-    std = (bn.running_var.double() + bn.eps).sqrt()
+    mean, var = cast(torch.Tensor, bn.running_mean), cast(torch.Tensor, bn.running_var)
+    std = (var.double() + bn.eps).sqrt()
     scale = bn.weight.double() / std
     conv_bias = torch.zeros_like(scale) if bias is None else bias.double()
     fused_weight = weight.double() * scale.reshape(-1, 1, 1, 1)
-    fused_bias = (conv_bias - bn.running_mean.double()) * scale + bn.bias.double()
+    fused_bias = (conv_bias - mean.double()) * scale + bn.bias.double()
     return fused_weight.to(weight.dtype), fused_bias.to(weight.dtype)
 
 
 def _conv_with(weight: torch.Tensor, bias: torch.Tensor, like: nn.Conv2d) -> nn.Conv2d:
     """A Conv2d with `like`'s geometry (stride, padding, dilation, groups) holding the given weight and bias."""
-    conv = nn.Conv2d(
-        like.in_channels,
-        like.out_channels,
-        like.kernel_size,
-        like.stride,
-        like.padding,
-        like.dilation,
-        like.groups,
-        bias=True,
-    ).to(device=weight.device, dtype=weight.dtype)
+    geometry: dict[str, Any] = dict(
+        kernel_size=like.kernel_size,
+        stride=like.stride,
+        padding=like.padding,
+        dilation=like.dilation,
+        groups=like.groups,
+    )
+    conv = nn.Conv2d(like.in_channels, like.out_channels, bias=True, **geometry)
+    conv = conv.to(device=weight.device, dtype=weight.dtype)
     conv.weight.data.copy_(weight)
     conv.bias.data.copy_(bias)  # type: ignore[union-attr]
     return conv
@@ -106,8 +106,8 @@ class ConvBNReLU(nn.Module):
         """Fold `seq.bn` into `seq.conv`. Idempotent."""
         if not hasattr(self.seq, "bn"):
             return
-        conv = self.seq.conv
-        fused = _conv_with(*fold_bn(conv.weight, conv.bias, self.seq.bn), like=conv)
+        conv, bn = cast(nn.Conv2d, self.seq.conv), cast(nn.BatchNorm2d, self.seq.bn)
+        fused = _conv_with(*fold_bn(conv.weight, conv.bias, bn), like=conv)
         self.seq = nn.Sequential()
         self.seq.add_module("conv", fused)
         self.seq.add_module("act", nn.ReLU(inplace=True))
@@ -154,8 +154,8 @@ class QARepVGGBlock(nn.Module):
     def equivalent_kernel_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The single 3x3 kernel [Cout,Cin,3,3] and bias [Cout] equal to the whole unfused block before ReLU."""
         assert self.branch_3x3 is not None and self.branch_1x1 is not None and self.post_bn is not None
-        conv3 = self.branch_3x3.conv
-        kernel, bias = fold_bn(conv3.weight, None, self.branch_3x3.bn)
+        conv3, bn3 = cast(nn.Conv2d, self.branch_3x3.conv), cast(nn.BatchNorm2d, self.branch_3x3.bn)
+        kernel, bias = fold_bn(conv3.weight, None, bn3)
         kernel = kernel.double() + F.pad(self.branch_1x1.weight.double(), [1, 1, 1, 1])
         bias = bias.double() + self.branch_1x1.bias.double()  # type: ignore[union-attr]
         if self.identity is not None:
@@ -184,6 +184,7 @@ def reparameterize_model(model: nn.Module) -> nn.Module:
     Call on a model in eval mode: the BatchNorm running statistics are folded in.
     """
     for module in list(model.modules()):
-        if module is not model and hasattr(module, "reparameterize"):
-            module.reparameterize()
+        fuse = getattr(module, "reparameterize", None)
+        if module is not model and callable(fuse):
+            fuse()
     return model

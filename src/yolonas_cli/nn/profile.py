@@ -30,14 +30,18 @@ def count_flops(model: nn.Module, height: int, width: int) -> int:
     macs = [0]
 
     def conv_hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        kernel = module.weight.shape[2] * module.weight.shape[3]
+        assert isinstance(module, (nn.Conv2d, nn.ConvTranspose2d))
+        kernel = int(module.weight.shape[2] * module.weight.shape[3])
         if isinstance(module, nn.ConvTranspose2d):
             macs[0] += inputs[0].numel() * module.out_channels // module.groups * kernel
         else:
             macs[0] += output.numel() * module.in_channels // module.groups * kernel
 
-    hooks = [m.register_forward_hook(conv_hook) for m in meta_model.modules()
-             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    hooks = [
+        m.register_forward_hook(conv_hook)
+        for m in meta_model.modules()
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))
+    ]
     try:
         with torch.no_grad():
             meta_model(torch.empty(1, 3, height, width, device="meta"))

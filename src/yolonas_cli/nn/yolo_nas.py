@@ -205,11 +205,10 @@ class Backbone(nn.Module):
     def __init__(self, arch: ArchSpec):
         super().__init__()
         self.stem = Stem(arch.in_channels, arch.stem_channels)
-        channels = arch.stem_channels
-        for index, spec in enumerate(arch.stages, start=1):
-            self.add_module(f"stage{index}", Stage(channels, spec))
-            channels = spec.out_channels
-        self.context_module = SPP(channels, arch.spp_channels)
+        widths = (arch.stem_channels, *(s.out_channels for s in arch.stages))
+        stages = [Stage(cin, spec) for cin, spec in zip(widths, arch.stages)]
+        self.stage1, self.stage2, self.stage3, self.stage4 = stages  # registered in this order
+        self.context_module = SPP(widths[-1], arch.spp_channels)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         c2 = self.stage1(self.stem(x))
@@ -240,9 +239,7 @@ class UpStage(nn.Module):
         self.reduce_after_concat = ConvBNAct(out * 3, out, 1)
         self.blocks = CSPLayer(out, spec, repvgg=True)
 
-    def forward(
-        self, x: torch.Tensor, skip1: torch.Tensor, skip2: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, skip1: torch.Tensor, skip2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x_inter = self.conv(x)
         merged = torch.cat(
             [self.upsample(x_inter), self.reduce_skip1(skip1), self.downsample(self.reduce_skip2(skip2))], 1
@@ -313,14 +310,15 @@ class DFLHeads(nn.Module):
     def __init__(self, in_channels: tuple[int, int, int], arch: ArchSpec):
         super().__init__()
         self.num_classes, self.reg_max = arch.num_classes, arch.reg_max
-        for index, (cin, inter) in enumerate(zip(in_channels, arch.head_channels), start=1):
-            self.add_module(f"head{index}", DFLHead(cin, inter, arch.num_classes, arch.reg_max))
+        heads = [
+            DFLHead(cin, inter, arch.num_classes, arch.reg_max) for cin, inter in zip(in_channels, arch.head_channels)
+        ]
+        self.head1, self.head2, self.head3 = heads  # registered in this order
+        self.proj_conv: torch.Tensor
         bins = torch.arange(arch.reg_max + 1, dtype=torch.float32).reshape(1, -1, 1, 1)
         self.register_buffer("proj_conv", bins, persistent=False)
 
-    def raw(
-        self, features: tuple[torch.Tensor, ...]
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def raw(self, features: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(cls_logits [B,N,C], reg_distri [B,N,4*(reg_max+1)], distances [B,N,4] in grid cells (l,t,r,b),
         anchors [N,3] = (x, y, stride) with x, y cell centres in grid units)."""
         heads = (self.head1, self.head2, self.head3)
@@ -348,9 +346,7 @@ class DFLHeads(nn.Module):
         return boxes, cls_logits.sigmoid()
 
 
-def _anchor_grid(
-    height: int, width: int, stride: int, device: torch.device, dtype: torch.dtype
-) -> torch.Tensor:
+def _anchor_grid(height: int, width: int, stride: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """[h*w, 3] rows (col + 0.5, row + 0.5, stride), row-major."""
     ys = torch.arange(height, device=device, dtype=torch.float32) + 0.5
     xs = torch.arange(width, device=device, dtype=torch.float32) + 0.5
@@ -405,7 +401,7 @@ def arch_from_state_dict(shapes: Mapping[str, object]) -> ArchSpec:
     Widths come from weight shapes, depths from the bottleneck indices, `concat_intermediates` from the
     input width of each CSP layer's conv3, the class count from `cls_pred`.
     """
-    dims = {key: tuple(getattr(value, "shape", value)) for key, value in shapes.items()}  # type: ignore[arg-type]
+    dims: dict[str, tuple[int, ...]] = {k: tuple(getattr(v, "shape", v)) for k, v in shapes.items()}  # type: ignore[arg-type]
 
     def shape(key: str) -> tuple[int, ...]:
         if key not in dims:
@@ -420,9 +416,7 @@ def arch_from_state_dict(shapes: Mapping[str, object]) -> ArchSpec:
         hidden = shape(f"{prefix}.conv1.conv.weight")[0]
         out_channels, concat_in = shape(f"{prefix}.conv3.conv.weight")[:2]
         if concat_in not in (hidden * 2, hidden * (2 + count)):
-            raise ArchitectureError(
-                f"'{prefix}.conv3' takes {concat_in} channels, not a CSP concat of {hidden}"
-            )
+            raise ArchitectureError(f"'{prefix}.conv3' takes {concat_in} channels, not a CSP concat of {hidden}")
         return StageSpec(out_channels, count, hidden, concat_in == hidden * (2 + count))
 
     stem_out, in_channels = shape("backbone.stem.conv.branch_3x3.conv.weight")[:2]
