@@ -39,3 +39,14 @@ def _loopback_network_only(monkeypatch: pytest.MonkeyPatch) -> None:
         return real(address, *args, **kwargs)
 
     monkeypatch.setattr(socket, "create_connection", local_only)
+
+
+@pytest.fixture
+def quiet_console():
+    """Console output off for the test (errors still print), restored afterwards."""
+    from yolonas_cli import console
+
+    previous = console.is_verbose()
+    console.set_verbose(False)
+    yield
+    console.set_verbose(previous)

@@ -24,7 +24,6 @@ import numpy as np
 import pytest
 import torch
 
-from yolonas_cli import console
 from yolonas_cli.api import NAS
 from yolonas_cli.backends.registry import exported_kind, is_exported, open_exported
 from yolonas_cli.cfg import ExportArgs
@@ -48,12 +47,7 @@ BOX_TOL = 5e-3  # px, see the module docstring (measured max: 1.7e-3 S, 1.4e-3 t
 SCORE_TOL = 1e-4
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    previous = console.is_verbose()
-    console.set_verbose(False)
-    yield
-    console.set_verbose(previous)
+pytestmark = pytest.mark.usefixtures("quiet_console")
 
 
 def maxabs(a, b) -> float:

@@ -38,12 +38,7 @@ needs_openvino = pytest.mark.skipif(not HAS_OPENVINO, reason="the openvino extra
                                                                "(pip install 'yolo-nas[openvino]')")
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    previous = console.is_verbose()
-    console.set_verbose(False)
-    yield
-    console.set_verbose(previous)
+pytestmark = pytest.mark.usefixtures("quiet_console")
 
 
 @pytest.fixture(scope="module")
