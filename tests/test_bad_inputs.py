@@ -48,6 +48,10 @@ def setup_files(tmp: Path) -> None:
     (tmp / "truncated.png").write_bytes(png[: len(png) // 3])
     (tmp / "text.jpg").write_text("this is not an image")
     image(tmp / "one_pixel.png", rgb(1, 1))
+    huge = np.full((20000, 20000, 3), 90, np.uint8)
+    huge[5000:15000, 5000:15000] = 200
+    image(tmp / "huge.png", huge)  # 1.2 GB decoded, 1.3 MB as a file
+    del huge
     image(tmp / "gray.png", rgb(50, 70)[:, :, 0])
     image(tmp / "deep.png", (rgb(50, 70).astype(np.uint16) * 257))
     image(tmp / "alpha.png", np.dstack([rgb(50, 70), np.full((50, 70), 128, np.uint8)]))
@@ -112,6 +116,14 @@ def saved(stem: str, shape: tuple[int, int]) -> Callable[[Path], None]:
     return check
 
 
+def predicted_size(hw: tuple[int, int]) -> Callable[[Path], None]:
+    def check(tmp: Path) -> None:
+        entries = json.loads((tmp / "runs/predict/exp/predictions.json").read_text())
+        assert [(e["height"], e["width"]) for e in entries] == [hw]
+
+    return check
+
+
 PREDICT = "predict model={tiny} imgsz=64"
 VAL = "val model={tiny} imgsz=64 plots=False"
 EXPORT = "export model={tmp}/export_me.pth imgsz=64"
@@ -146,6 +158,8 @@ CASES = [
     Case("video without frames", f"{PREDICT} source={{tmp}}/no_frames.avi", 1, "no_frames.avi"),
     Case("unreachable url", f"{PREDICT} source=http://127.0.0.1:9/x.jpg", 1, "http://127.0.0.1:9/x.jpg"),
     Case("1x1 image", f"{PREDICT} source={{tmp}}/one_pixel.png", 0, check=saved("one_pixel", (1, 1))),
+    Case("20000x20000 image", f"{PREDICT} source={{tmp}}/huge.png save=False save_json", 0,
+         check=predicted_size((20000, 20000))),
     Case("grayscale png", f"{PREDICT} source={{tmp}}/gray.png", 0, check=saved("gray", (50, 70))),
     Case("16-bit png", f"{PREDICT} source={{tmp}}/deep.png", 0, check=saved("deep", (50, 70))),
     Case("rgba png", f"{PREDICT} source={{tmp}}/alpha.png", 0, check=saved("alpha", (50, 70))),
