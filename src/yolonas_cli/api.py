@@ -37,7 +37,7 @@ class NAS:
         from yolonas_cli.backends.registry import is_exported, read_exported_metadata
 
         self.fused = False
-        self._engines: dict[tuple[str, bool], Any] = {}
+        self._exported_backends: dict[tuple[str, bool], Any] = {}
         self._exported: ExportMetadata | None = None
         self._exported_path: Path | None = None
         self._loaded: LoadedWeights | None = None
@@ -101,9 +101,9 @@ class NAS:
         from yolonas_cli.backends.registry import open_exported
 
         key = (str(device), half)
-        if key not in self._engines:
-            self._engines[key] = open_exported(self.path, device, half)
-        return self._engines[key]
+        if key not in self._exported_backends:
+            self._exported_backends[key] = open_exported(self.path, device, half)
+        return self._exported_backends[key]
 
     def export(self, **kwargs: Any) -> Path:
         """Export to ONNX, TorchScript, OpenVINO or TensorRT (`format="onnx"`, `dynamic=True`, `nms=True`, ...:
