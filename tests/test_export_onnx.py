@@ -1,11 +1,13 @@
 """`yolo-nas export format=onnx` and the ONNX Runtime backend: format table, metadata, parity with torch.
 
-Tolerances. FP32 scores agree to 1e-4. Boxes are in input pixels; on the fixture weights torch's own FP32
-forward is up to ~1.5e-3 px away from a float64 forward (S at 320), and ONNX Runtime's different
-convolution kernels land at the same distance, so a 1e-4 px box tolerance is below what FP32 can hold.
-Boxes are therefore checked (a) to BOX_TOL px against torch and (b) to be no further from the float64
-forward than torch itself is (x2, plus 1e-4 px). The NMS logic in the graph is checked exactly, on its
-own, against `postprocess`.
+Tolerances. FP32 scores agree to 1e-4 (measured <= 1e-5). Boxes are in input pixels, where 1e-4 px is about
+two float32 ulps at 320 px: below what any two FP32 evaluations that sum in different orders can hold. On the
+fixture weights torch's own FP32 forward is 0.7e-3 to 1.5e-3 px from a float64 forward, and torch even disagrees
+with itself by up to 1.9e-3 px between its NCHW and channels-last kernels (S at 320); ONNX Runtime and OpenVINO
+land at the same distance. So boxes are checked (a) to BOX_TOL = 5e-3 px against torch (1.6e-5 of the input
+size, inside a 1e-4 relative tolerance) and (b) to be no further from the float64 forward, the exact answer,
+than torch itself is (x2, plus 1e-4 px; measured ratio 0.6-1.3). The NMS logic in the graph is checked exactly,
+on its own, against `postprocess`.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ pytestmark = pytest.mark.onnx
 ASSETS = Path(__file__).resolve().parents[1] / "src" / "yolonas_cli" / "assets"
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")
 SIZES = ((256, 256), (192, 256))  # two H x W on one dynamic graph (exported at 320)
-BOX_TOL = 5e-3  # px, see the module docstring (measured max: 1.7e-3 S, 1.4e-3 tiny)
+BOX_TOL = 5e-3  # px, see the module docstring (measured max vs torch: 1.5e-3 S, 1.9e-3 tiny)
 SCORE_TOL = 1e-4
 
 
@@ -230,15 +232,21 @@ def test_dynamic_graph_matches_torch(variant: str, exports: dict, tiny_weights: 
             assert (boxes - ref_boxes).abs().max() <= BOX_TOL
 
 
-def test_onnx_is_as_close_to_float64_as_torch_is(exports: dict, tiny_weights: Path) -> None:
-    backend = open_exported(exports["tiny", False], "cpu").backend
-    images = photos_batch((256, 192), 3)
-    boxes, _ = backend(images)
-    torch_boxes, _ = torch_forward(tiny_weights, images)
-    exact, _ = torch_forward(tiny_weights, images, double=True)
-    torch_err = (torch_boxes.double() - exact).abs().max().item()
-    onnx_err = (boxes.double() - exact).abs().max().item()
-    assert onnx_err <= 2 * torch_err + 1e-4, (onnx_err, torch_err)
+@pytest.mark.parametrize("variant", ["tiny", "s"])
+def test_onnx_is_as_close_to_float64_as_torch_is(variant: str, exports: dict, tiny_weights: Path,
+                                                 s_weights: Path) -> None:
+    """The exact answer (a float64 forward) is the referee: ONNX Runtime's boxes are no further from it than
+    torch's own FP32 boxes are (measured ratio 0.6-1.3; bound 2x)."""
+    weights = tiny_weights if variant == "tiny" else s_weights
+    backend = open_exported(exports[variant, False], "cpu").backend
+    for size in SIZES:
+        images = photos_batch(size, 3)
+        boxes, _ = backend(images)
+        torch_boxes, _ = torch_forward(weights, images)
+        exact, _ = torch_forward(weights, images, double=True)
+        torch_err = (torch_boxes.double() - exact).abs().max().item()
+        onnx_err = (boxes.double() - exact).abs().max().item()
+        assert torch_err > 0 and onnx_err <= 2 * torch_err + 1e-4, (size, onnx_err, torch_err)
 
 
 def _synthetic(batch: int, anchors: int, classes: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -376,12 +384,9 @@ def test_predict_and_val_on_onnx_equal_the_pt_file(exports: dict, tiny_weights: 
     assert onnx_map == pytest.approx(pt_map, abs=1e-3) and pt_map > 0.5
 
 
-def test_nas_opens_an_onnx_file_when_wired(exports: dict, s_weights: Path) -> None:
-    """`NAS("x.onnx")` (api.py wiring by the lead): same results as the .pt file."""
-    try:
-        exported_nas = NAS(exports["s", False])
-    except Exception as exc:  # not wired yet
-        pytest.skip(f"NAS does not open exported files yet ({type(exc).__name__})")
+def test_nas_opens_an_onnx_file(exports: dict, s_weights: Path) -> None:
+    """`NAS("x.onnx")`: same results as the .pt file."""
+    exported_nas = NAS(exports["s", False])
     images = [cv2.imread(str(ASSETS / name)) for name in PHOTOS]
     settings = EngineSettings(imgsz=(320, 320))
     got = exported_nas.make_engine(settings, device="cpu").run_batch(images)

@@ -132,10 +132,22 @@ def test_openvino_fp32_on_one_dynamic_ir(tiny: Path, tiny_model: torch.nn.Module
 
 @needs_openvino
 def test_openvino_fp32_s(s_checkpoint: Path, tmp_path: Path) -> None:
-    """S: scores within 1e-5; boxes within 2e-3 px (torch FP32 itself is 1.4e-3 px from float64 here)."""
+    """S: scores within 1e-4 (measured 1.1e-5); boxes within 5e-3 px of torch (measured 1.9e-3 px) and no
+    further from a float64 forward than torch FP32 is (x2; measured ratio 1.0-1.6; torch is 0.9e-3 to 1.5e-3 px
+    from float64 here)."""
     weights = Path(shutil.copy(s_checkpoint, tmp_path / "yolo_nas_s.pt"))
     path = export_copy(weights, tmp_path / "out", format="openvino", imgsz=256, dynamic=True)
-    assert_close_to_torch(open_exported(path, "cpu").backend, NAS(weights).fuse().model, 5e-3, 1e-4)
+    model = NAS(weights).fuse().model
+    backend = open_exported(path, "cpu").backend
+    assert_close_to_torch(backend, model, 5e-3, 1e-4)
+    exact_model = copy.deepcopy(model).double()
+    for size in SIZES:  # the float64 forward is the referee: OpenVINO is no further from it than torch FP32
+        images = photos_batch(size, 3)
+        with torch.no_grad():
+            exact, _ = exact_model(torch.from_numpy(images).double())
+        torch_err = (torch_outputs(model, images)[0].double() - exact).abs().max().item()
+        openvino_err = (backend(images)[0].double() - exact).abs().max().item()
+        assert torch_err > 0 and openvino_err <= 2 * torch_err + 1e-4, (size, openvino_err, torch_err)
 
 
 @needs_openvino
