@@ -39,12 +39,12 @@ from yolonas_cli.letterbox import Letterbox, to_bgr_uint8
 from yolonas_cli.metrics import (
     COCO_STAT_NAMES,
     BoxMetrics,
+    CocoDetections,
     CocoGroundTruth,
     CocoScores,
     ConfusionMatrix,
     PRCurves,
     ValMetrics,
-    coco_detections,
     coco_evaluate,
     match_image,
     plot_confusion_matrix,
@@ -54,7 +54,7 @@ from yolonas_cli.metrics import (
 from yolonas_cli.ops import clip_boxes
 from yolonas_cli.results import Boxes, Result
 from yolonas_cli.sg_metric import SG_POSTPROCESS, SGDetectionMetric, sg_letterbox
-from yolonas_cli.sinks import atomic_write_bytes, make_run_dir
+from yolonas_cli.sinks import atomic_write_bytes, atomic_write_chunks, make_run_dir
 
 if TYPE_CHECKING:
     from yolonas_cli.api import NAS
@@ -232,8 +232,8 @@ class Validator:
 
     def _finish(self) -> ValMetrics:
         a, st = self.args, self.state
-        if a.save_json:  # before scoring: pycocotools adds keys to the entries
-            atomic_write_bytes(self.run_dir / "predictions.json", json.dumps(st.predictions).encode("utf-8"))
+        if a.save_json:
+            atomic_write_chunks(self.run_dir / "predictions.json", st.detections.json_chunks())
         scores = st.evaluate()
         curves = st.curves()
         metrics = ValMetrics(box=box_metrics(st, scores, curves), speed=self._speed(), names=self.names,
@@ -270,7 +270,7 @@ class RunState:
         self.nc = dataset.nc
         self.seen = self.skipped = 0
         self.img_ids: list[Any] = []
-        self.predictions: list[dict[str, Any]] = []
+        self.detections = CocoDetections(dataset.category_ids)
         self.gt = CocoGroundTruth(dataset.names, dataset.category_ids)
         self.instances = np.zeros(self.nc, np.int64)
         self.images = np.zeros(self.nc, np.int64)
@@ -299,7 +299,7 @@ class RunState:
         boxes = self.clipped(det, sample.hw)
         self.seen += 1
         self.img_ids.append(sample.image_id)
-        self.predictions += coco_detections(sample.image_id, boxes, self.dataset.category_ids)
+        self.detections.add(sample.image_id, boxes)
         if self.dataset.coco is None:
             self.gt.add(sample.image_id, sample.path.name, sample.hw, labels)
         tp, ignored = match_image(boxes, labels)
@@ -327,7 +327,7 @@ class RunState:
                          "cannot compute metrics without labels")
             return CocoScores(np.zeros(len(COCO_STAT_NAMES)), {}, {})
         gt = self.dataset.coco.data if self.dataset.coco is not None else self.gt.to_dict()
-        return coco_evaluate(gt, self.predictions, self.img_ids, self._cat_ids())
+        return coco_evaluate(gt, self.detections, self.img_ids, self._cat_ids())
 
     def curves(self) -> PRCurves:
         """P, R and PR curves at IoU 0.5 over every image so far."""
