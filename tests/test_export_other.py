@@ -9,6 +9,7 @@ ONNX Runtime, see test_export_onnx.py).
 from __future__ import annotations
 
 import copy
+import importlib.machinery
 import importlib.util
 import shutil
 from pathlib import Path
@@ -215,6 +216,29 @@ def test_engine_needs_tensorrt_and_cuda(tiny: Path) -> None:
             pytest.raises(MissingExtraError):
         export_model(NAS(tiny), ExportArgs(model=str(tiny), format="engine", device="cpu"))
     assert run_cli(["export", f"model={tiny}", "format=engine", "opset=5", "simplify"]) in (1, 2)
+
+
+def test_tensorrt_older_than_10_is_refused_with_the_upgrade_hint(monkeypatch, tiny: Path) -> None:
+    """TensorRT 8 (weakly typed networks, no INT64) is refused before any work, for export and for running."""
+    import sys
+    import types
+
+    from yolonas_cli.backends.tensorrt_backend import check_tensorrt_version, load_tensorrt
+    from yolonas_cli.exporter import FORMATS, check_installed
+
+    for version in ("10.0.1", "10.13.3.9", "11.0.0"):
+        check_tensorrt_version(version)
+    for version in ("8.6.1", "9.3.0.post12.dev1", "unknown"):
+        with pytest.raises(MissingExtraError, match=rf"TensorRT {version} is installed; .* TensorRT 10 or newer"):
+            check_tensorrt_version(version)
+    old = types.ModuleType("tensorrt")
+    old.__version__ = "8.6.1"  # what `import tensorrt` gives on JetPack 5
+    old.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)
+    monkeypatch.setitem(sys.modules, "tensorrt", old)
+    with pytest.raises(MissingExtraError, match=r"pip install -U 'yolo-nas\[tensorrt\]'"):
+        load_tensorrt()
+    with pytest.raises(MissingExtraError, match=r"TensorRT 8\.6\.1 is installed"):
+        check_installed(FORMATS["engine"], ExportArgs(model=str(tiny), format="engine"))
 
 
 def test_engine_file_header_round_trip(tmp_path: Path) -> None:

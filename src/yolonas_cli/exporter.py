@@ -146,6 +146,10 @@ def check_installed(spec: FormatSpec, args: ExportArgs) -> None:
             hint = "pip install nncf" if module == "nncf" else f"pip install 'yolo-nas[{extra}]'"
             raise MissingExtraError(f"format={spec.name}{' int8=True' if args.int8 else ''} needs {module}, "
                                     f"which is not installed: {hint}")
+    if spec.name == "engine":
+        from yolonas_cli.backends.tensorrt_backend import load_tensorrt
+
+        load_tensorrt()  # TensorRT 10 or newer
 
 
 def export_device(args: ExportArgs, spec: FormatSpec) -> torch.device:

@@ -13,19 +13,30 @@ import numpy as np
 import torch
 
 from yolonas_cli.backends.registry import check_input
-from yolonas_cli.errors import MissingExtraError
+from yolonas_cli.errors import MissingExtraError, UsageError
 from yolonas_cli.export.metadata import INPUT_NAME
 from yolonas_cli.export.tensorrt_export import read_engine_file
 
+MIN_TENSORRT = 10  # strongly typed networks, INT64 tensors, the name-based tensor API
+
 
 def load_tensorrt() -> Any:
-    """`import tensorrt`, or MissingExtraError with the pip hint."""
+    """`import tensorrt` (version 10 or newer), or MissingExtraError with the pip hint."""
     try:
         import tensorrt
     except ImportError:
-        raise MissingExtraError("tensorrt is not installed (needed to run .engine models): "
+        raise MissingExtraError("tensorrt is not installed (needed for .engine models): "
                                 "pip install 'yolo-nas[tensorrt]'") from None
+    check_tensorrt_version(tensorrt.__version__)
     return tensorrt
+
+
+def check_tensorrt_version(version: str) -> None:
+    """MissingExtraError unless `version` is TensorRT 10 or newer."""
+    major = version.split(".")[0]
+    if not major.isdigit() or int(major) < MIN_TENSORRT:
+        raise MissingExtraError(f"TensorRT {version} is installed; yolo-nas needs TensorRT {MIN_TENSORRT} or "
+                                "newer for .engine models: pip install -U 'yolo-nas[tensorrt]'")
 
 
 def _torch_dtype(trt: Any, dtype: Any) -> torch.dtype:
@@ -58,7 +69,15 @@ class TensorRTBackend:
 
     def run(self, batch: torch.Tensor) -> list[torch.Tensor]:
         """One execution on a CUDA float32 batch the engine accepts; outputs as CUDA tensors."""
-        self.context.set_input_shape(INPUT_NAME, tuple(batch.shape))
+        with torch.cuda.device(self.device):
+            return self._run(batch)
+
+    def _run(self, batch: torch.Tensor) -> list[torch.Tensor]:
+        if not self.context.set_input_shape(INPUT_NAME, tuple(batch.shape)):
+            h, w = self.metadata.imgsz
+            raise UsageError(f"{self.path.name}: an input of shape {tuple(batch.shape)} is outside the engine's "
+                             f"range (batch 1 to {self.max_batch}, sides 32 to {h}x{w}); "
+                             "export it again with a larger imgsz or batch")
         self.context.set_tensor_address(INPUT_NAME, batch.data_ptr())
         outputs = []
         for name in self.output_names:

@@ -10,6 +10,10 @@ Quantization (what the original's PTQ does, facts §8, mapped onto ONNX Runtime)
 - kept in float: everything after the heads' prediction convolutions (`cls_pred`, `reg_pred`): the DFL
   softmax and expectation (the original marks `proj_conv` "do not quantize"), the anchor decoding, the
   sigmoid, and the NMS when the graph has it. So the outputs (boxes, scores, detections) stay float.
+  Also every value that does not depend on the image (the anchor grid and strides, computed from shapes
+  and constants): INT8 would move anchors by up to 16 px at 640 (strides 8.14/15.65/31.93);
+- biases in float for TensorRT (`symmetric=True`): its DequantizeLinear takes INT8 only, not the INT32
+  biases ONNX Runtime makes by default (kept for ONNX Runtime's own INT8 kernels);
   The original's choice of layers kept at 16 bits for its published INT8 models is not public.
 
 Cost report (printed after export): the FP32 and INT8 graphs run through the same engine on the first
@@ -69,6 +73,19 @@ def float_tail(model: Any) -> list[str]:
     return sorted(seen)
 
 
+def image_free_nodes(model: Any) -> list[str]:
+    """Names of the nodes whose outputs do not depend on the image's values (constants, shape arithmetic, the
+    anchor grid and strides); `Shape` of an image-dependent tensor carries only its shape."""
+    live = {i.name for i in model.graph.input}
+    free = []
+    for node in model.graph.node:  # a checked ONNX graph is in topological order
+        if node.op_type != "Shape" and any(name in live for name in node.input):
+            live.update(node.output)
+        else:
+            free.append(node.name)
+    return free
+
+
 class _Reader:
     """onnxruntime.quantization.CalibrationDataReader over a CalibrationSet (a subclass is made lazily)."""
 
@@ -98,8 +115,9 @@ def quantize_onnx(fp32: Path, out: Path, calib: CalibrationSet, batch: int, symm
         quantize_static(
             str(fp32), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
-            nodes_to_exclude=float_tail(model), calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
+            nodes_to_exclude=sorted(set(float_tail(model)) | set(image_free_nodes(model))),
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True, "QuantizeBias": not symmetric})
 
 
 @contextlib.contextmanager

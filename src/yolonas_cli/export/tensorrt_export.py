@@ -1,11 +1,11 @@
 """ONNX -> TensorRT engine (`<stem>.engine`), built on the CUDA GPU that will run it.
 
-Precision comes from the ONNX graph's own types ("strongly typed" network, the only mode of TensorRT 11
-and the recommended one in 10): FP32 from the FP32 graph; `half=True` from the FP16 graph (backbone and
-neck in FP16, heads and decoding in FP32, see `export.wrappers`); `int8=True` from a QDQ graph quantized
-with symmetric INT8 activations (the only kind TensorRT takes) on the calibration images, decoding and NMS
-in float (see `export.int8`). TensorRT versions without strongly typed networks get the FP16/INT8 builder
-flags instead.
+Needs TensorRT 10 or newer. Precision comes from the ONNX graph's own types ("strongly typed" network, the
+recommended mode of TensorRT 10 and the only one of 11): FP32 from the FP32 graph; `half=True` from the FP16
+graph (backbone and neck in FP16, heads and decoding in FP32, see `export.wrappers`); `int8=True` from a QDQ
+graph quantized with symmetric INT8 activations (the only kind TensorRT takes) on the calibration images,
+biases, decoding and NMS in float (see `export.int8`). No FP16/INT8 builder flags: with them (TensorRT 8's
+weakly typed networks) TensorRT may run the FP32 box decoding in FP16.
 
 FP32 engines are built without TF32 (on by default in TensorRT for Ampere and newer GPUs).
 `dynamic=True` builds one optimization profile: batch 1..`batch`, H and W from 32 up to `imgsz`.
@@ -63,16 +63,9 @@ def read_engine_file(path: Path) -> tuple[ExportMetadata, bytes]:
     return meta, data[8 + length:]
 
 
-def _strongly_typed(trt: Any) -> bool:
-    return hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
-
-
 def parse_onnx(trt: Any, builder: Any, logger: Any, onnx_path: Path) -> Any:
-    """A TensorRT network from the ONNX file; RuntimeError listing the parser's errors."""
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if _strongly_typed(trt) else 0
-    if not _strongly_typed(trt) and hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
+    """A strongly typed TensorRT network from the ONNX file; RuntimeError listing the parser's errors."""
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -81,16 +74,11 @@ def parse_onnx(trt: Any, builder: Any, logger: Any, onnx_path: Path) -> Any:
 
 
 def build_config(trt: Any, builder: Any, job: ExportJob) -> Any:
-    """Builder config: workspace, precision flags (weakly typed TensorRT only), the dynamic profile."""
+    """Builder config: workspace, no TF32 for FP32 engines, the dynamic profile."""
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
-    if job.meta.precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+    if job.meta.precision == "fp32":
         config.clear_flag(trt.BuilderFlag.TF32)  # FP32 means FP32: no 10-bit-mantissa TF32 convolutions
-    if not _strongly_typed(trt):
-        if job.args.half or job.args.int8:
-            config.set_flag(trt.BuilderFlag.FP16)
-        if job.args.int8:
-            config.set_flag(trt.BuilderFlag.INT8)
     if job.args.dynamic:
         h, w = job.imgsz
         profile = builder.create_optimization_profile()
@@ -101,8 +89,9 @@ def build_config(trt: Any, builder: Any, job: ExportJob) -> Any:
 
 def build_engine(onnx_path: Path, job: ExportJob) -> bytes:
     """Serialized engine of `onnx_path` for the current CUDA device."""
-    import tensorrt as trt
+    from yolonas_cli.backends.tensorrt_backend import load_tensorrt
 
+    trt = load_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = parse_onnx(trt, builder, logger, onnx_path)
