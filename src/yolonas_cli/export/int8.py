@@ -11,10 +11,10 @@ Quantization (what the original's PTQ does, facts §8, mapped onto ONNX Runtime)
   softmax and expectation (the original marks `proj_conv` "do not quantize"), the anchor decoding, the
   sigmoid, and the NMS when the graph has it. So the outputs (boxes, scores, detections) stay float.
   Also every value that does not depend on the image (the anchor grid and strides, computed from shapes
-  and constants): INT8 would move anchors by up to 16 px at 640 (strides 8.14/15.65/31.93);
+  and constants): INT8 would move anchors by up to 16 px at 640 (strides 8.14/15.65/31.93). The original's
+  choice of layers kept at 16 bits for its published INT8 models is not public;
 - biases in float for TensorRT (`symmetric=True`): its DequantizeLinear takes INT8 only, not the INT32
-  biases ONNX Runtime makes by default (kept for ONNX Runtime's own INT8 kernels);
-  The original's choice of layers kept at 16 bits for its published INT8 models is not public.
+  biases ONNX Runtime makes by default (kept for ONNX Runtime's own INT8 kernels).
 
 Cost report (printed after export): the FP32 and INT8 graphs run through the same engine on the first
 COST_IMAGES images of the val split of `data`: with labels, mAP50-95 of both (the `yolo-nas val` pipeline);

@@ -21,7 +21,7 @@ from yolonas_cli.export.metadata import INPUT_NAME, ExportMetadata
 if TYPE_CHECKING:
     from yolonas_cli.exporter import ExportJob
 
-DEFAULT_OPSET = 17  # ONNX Runtime >= 1.13, OpenVINO 2023+, TensorRT 8.6+ all read it
+DEFAULT_OPSET = 17  # ONNX Runtime >= 1.13, OpenVINO 2023+, TensorRT 10 all read it
 MIN_OPSET = 11  # TopK with a k input, ScatterND, NonMaxSuppression
 
 
