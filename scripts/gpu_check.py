@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from formula import formula_torch_state_dict  # noqa: E402
 from yolonas_cli import NAS, console  # noqa: E402
 from yolonas_cli.backends.registry import open_exported  # noqa: E402
+from yolonas_cli.backends.torch_backend import TorchBackend  # noqa: E402
 from yolonas_cli.cfg import ExportArgs  # noqa: E402
 from yolonas_cli.engine import EngineSettings  # noqa: E402
 from yolonas_cli.export.int8 import detection_agreement  # noqa: E402
@@ -56,14 +57,14 @@ class Setup:
         self.images = [cv2.imread(str(p)) for p in PHOTOS]
         self.device = torch.device(device)
         self.nas = NAS(self.weights).fuse()
-        self.model = self.nas.model.eval().to(self.device)
+        # the torch engine's own backend: FP32 without cuDNN's TF32 (which alone moves boxes ~0.3 px)
+        self.reference = TorchBackend(self.nas.model, self.device)
 
     def batch(self, hw: tuple[int, int], count: int) -> np.ndarray:
         return np.stack([Letterbox.for_image(im.shape[:2], hw).apply(im) for im in self.images[:count]])
 
-    @torch.inference_mode()
     def torch_outputs(self, batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        boxes, scores = self.model(torch.from_numpy(batch).to(self.device))
+        boxes, scores = self.reference(batch)
         return boxes.float(), scores.float()
 
     def export(self, name: str, **kwargs) -> Path:

@@ -402,3 +402,23 @@ def test_importing_the_exporter_and_registry_loads_no_runtime() -> None:
             "if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_execution_providers_for_each_device() -> None:
+    """CPU: the CPU provider; CUDA: the CUDA provider on the asked GPU with TF32 off (FP32 means FP32, as in the
+    torch backend) and the CPU as fallback; CUDA asked of a CPU-only onnxruntime: the onnxruntime-gpu hint."""
+    from types import SimpleNamespace
+
+    from yolonas_cli.backends.onnxruntime_backend import providers_for
+
+    def runtime(version: str, providers: list[str]) -> SimpleNamespace:
+        return SimpleNamespace(__version__=version, get_available_providers=lambda: providers)
+
+    gpu = runtime("1.20.1", ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert providers_for(ort, torch.device("cpu")) == ["CPUExecutionProvider"]
+    assert providers_for(gpu, torch.device("cuda", 1)) == [
+        ("CUDAExecutionProvider", {"device_id": 1, "use_tf32": 0}), "CPUExecutionProvider"]
+    older = runtime("1.17.3", ["CUDAExecutionProvider", "CPUExecutionProvider"])  # before the use_tf32 option
+    assert providers_for(older, torch.device("cuda", 0))[0] == ("CUDAExecutionProvider", {"device_id": 0})
+    with pytest.raises(MissingExtraError, match="pip install onnxruntime-gpu"):
+        providers_for(runtime(ort.__version__, ["CPUExecutionProvider"]), torch.device("cuda", 0))

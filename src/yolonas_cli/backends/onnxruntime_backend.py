@@ -36,7 +36,19 @@ def providers_for(ort: Any, device: torch.device) -> list[Any]:
         raise MissingExtraError(f"device={device} needs onnxruntime with CUDA, and this onnxruntime has only "
                                 f"{', '.join(ort.get_available_providers())}: pip install onnxruntime-gpu "
                                 "(or use device=cpu)")
-    return [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
+    options: dict[str, Any] = {"device_id": device.index or 0}
+    if _version(ort.__version__) >= (1, 18):  # FP32 means FP32: no TF32 convolutions (on by default)
+        options["use_tf32"] = 0
+    return [("CUDAExecutionProvider", options), "CPUExecutionProvider"]
+
+
+def _version(text: str) -> tuple[int, int]:
+    """(major, minor) of a version string such as "1.32.0" or "1.18.0+cu12"; (0, 0) when unreadable."""
+    parts = text.split(".")
+    try:
+        return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or 0)
+    except (IndexError, ValueError):
+        return 0, 0
 
 
 def fixed_dims(shape: list[Any]) -> tuple[int | None, tuple[int, int] | None]:

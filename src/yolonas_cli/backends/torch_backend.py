@@ -5,9 +5,16 @@ tenths of a pixel, so they are switched off for our calls only (`half=True` is t
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
+
+
+def no_tf32() -> Any:
+    """Context: cuDNN convolutions in true FP32 (no TF32) for the calls inside it."""
+    return torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False)
 
 
 class TorchBackend:
@@ -24,8 +31,7 @@ class TorchBackend:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def __call__(self, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        no_tf32 = torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False)
-        with torch.inference_mode(), no_tf32:
+        with torch.inference_mode(), no_tf32():
             batch = torch.from_numpy(images).to(self.device, non_blocking=True).to(self.dtype)
             boxes, scores = self.model(batch)
         return boxes, scores

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from yolonas_cli.backends.registry import check_input
+from yolonas_cli.backends.torch_backend import no_tf32
 from yolonas_cli.export.metadata import metadata_from_json
 from yolonas_cli.export.torchscript_export import METADATA_FILE
 
@@ -31,12 +32,13 @@ class TorchScriptBackend:
         self.device = device
         self.fixed_input = None if self.metadata.dynamic else self.metadata.imgsz
 
-    @torch.inference_mode()
     def __call__(self, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """float32 [B,3,H,W] RGB 0-1 -> (boxes [B,N,4], scores [B,N,C]) float32 on `device`."""
+        """float32 [B,3,H,W] RGB 0-1 -> (boxes [B,N,4], scores [B,N,C]) float32 on `device` (FP32 without
+        TF32 on CUDA, as the torch backend)."""
         check_input(images, self.fixed_input, self.path.name)
-        batch = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(self.device)
-        boxes, scores = self.module(batch)
+        with torch.inference_mode(), no_tf32():
+            batch = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(self.device)
+            boxes, scores = self.module(batch)
         return boxes.float(), scores.float()
 
     def synchronize(self) -> None:
