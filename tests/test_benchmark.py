@@ -63,6 +63,47 @@ def cli_run(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 # ---------------------------------------------------------------------------------------------- the CLI
 
 
+def test_an_exported_file_is_timed_as_it_is(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """model=x.onnx: one row in the file's format and precision at the file's own size (a static export),
+    measured like any row; no baseline, speed-up or agreement (no weights to compare with); formats= is a
+    usage error (exit 2) since there is nothing to choose."""
+    if not ONNX:
+        pytest.skip("onnx, onnxruntime or the ONNX exporter is not installed")
+    import shutil
+
+    from yolonas_cli.api import NAS
+
+    weights = Path(shutil.copy(tiny_checkpoint, tmp_path / "tiny.pt"))
+    exported = NAS(weights).export(format="onnx", imgsz=128, verbose=False)
+    result = runner.invoke(app, ["benchmark", f"model={exported}", "runs=2", "warmup=0", "device=cpu",
+                                 f"project={tmp_path}", "name=run"])
+    assert result.exit_code == 0, result.output
+    assert "is an exported model, timed as it is" in result.output
+    report = json.loads((tmp_path / "run" / "benchmark.json").read_text())
+    (row,) = report["rows"]
+    assert (row["format"], row["precision"], row["status"], row["baseline"]) == ("onnx", "fp32", "ok", False)
+    assert row["file"] == str(exported) and row["size_mb"] > 0
+    assert row["e2e_median_ms"] > 0 and row["model_median_ms"] > 0 and row["images_per_s"] > 0
+    assert row["speedup"] is None and row["box_diff_px"] is None and row["detections_matched"] is None
+    assert row["gflops"] is None and report["flops_per_image"] == 0  # the tiny test model is not S, M or L
+    assert report["settings"]["imgsz"] == [128, 128]  # the static file's size, not the default 640
+    refused = runner.invoke(app, ["benchmark", f"model={exported}", "formats=onnx", f"project={tmp_path}"])
+    assert refused.exit_code == 2 and "drop formats=" in refused.output
+
+
+def test_flops_of_an_exported_model_come_from_its_architecture(s_checkpoint: Path) -> None:
+    """The FLOPs an exported S/M/L is credited with (from the variant table, on the meta device) are those of
+    the fused model loaded from weights; other class counts change only the classification convolutions."""
+    from yolonas_cli.api import NAS
+    from yolonas_cli.nn.profile import count_flops, variant_flops
+
+    fused = NAS(s_checkpoint).fuse().model
+    assert variant_flops("yolo_nas_s", 80, 320, 256) == count_flops(fused, 320, 256)
+    assert variant_flops("yolo_nas_s", 1, 320, 256) < count_flops(fused, 320, 256)
+    assert variant_flops("yolo_nas_l", 80, 640, 640) > variant_flops("yolo_nas_m", 80, 640, 640) > 0
+    assert variant_flops("tiny", 80, 640, 640) is None
+
+
 def test_cli_prints_the_table_and_saves_csv_and_json(cli_run) -> None:
     result, run_dir = cli_run
     assert result.exit_code == 0, result.output

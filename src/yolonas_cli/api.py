@@ -52,6 +52,11 @@ class NAS:
         return self._exported is not None
 
     @property
+    def exported_metadata(self) -> ExportMetadata | None:
+        """The metadata an exported model carries (format, precision, imgsz, ...); None for weights."""
+        return self._exported
+
+    @property
     def model(self) -> nn.Module:
         """The torch.nn.Module (eval mode). Not available for an exported model."""
         return self.loaded.model

@@ -59,7 +59,7 @@ import torch
 from yolonas_cli import console
 from yolonas_cli.cfg import BenchmarkArgs
 from yolonas_cli.engine import Engine, EngineSettings, Prepared
-from yolonas_cli.errors import MissingExtraError, YoloNasError
+from yolonas_cli.errors import MissingExtraError, UsageError, YoloNasError
 from yolonas_cli.letterbox import PAD_VALUE, Letterbox, to_bgr_uint8
 
 if TYPE_CHECKING:
@@ -638,7 +638,7 @@ def measure(ctx: Context, variant: Variant, images: Sequence[np.ndarray], ref: R
         row.status = f"failed: {_one_line(exc)}"
         return row
     try:
-        _fill(row, opened, ctx, images, ref, flops, peak)
+        _fill(row, opened, ctx.args, images, ref, flops, peak)
     except Exception as exc:
         row.status = f"failed: {_one_line(exc)}"
     return row
@@ -649,24 +649,26 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def _fill(row: Row, opened: Opened, ctx: Context, images: Sequence[np.ndarray], ref: Reference, flops: int,
-          peak: Peak) -> None:
-    a, engine = ctx.args, opened.engine
+def _fill(row: Row, opened: Opened, a: BenchmarkArgs, images: Sequence[np.ndarray], ref: Reference | None,
+          flops: int, peak: Peak) -> None:
+    """Time one opened row; agreement only with a reference, GFLOP/s only with known FLOPs (> 0)."""
+    engine = opened.engine
     row.file = str(opened.file) if opened.file else None
     row.size_mb = opened.size_mb
     detections, raw = raw_outputs(engine, images)
-    row.agreement = agreement(ref, detections, raw)
+    if ref is not None:
+        row.agreement = agreement(ref, detections, raw)
     inputs = engine.preprocess(images).inputs
     gc.collect()
     row.model = time_model(engine, inputs, a.runs, a.warmup)
     row.e2e, row.stages = time_pipeline(engine, images, a.runs, a.warmup)
     row.images_per_s = len(images) / (row.e2e.median * 1e-3)
-    row.gflops = flops * len(images) / (row.model.median * 1e-3) / 1e9
+    row.gflops = flops * len(images) / (row.model.median * 1e-3) / 1e9 if flops else None
     best = peak.best(row.variant.precision)  # no INT8 peak is measured: INT8 rows get no percentage
-    row.peak_pct = 100.0 * row.gflops / best if best else None
+    row.peak_pct = 100.0 * row.gflops / best if best and row.gflops else None
     if a.data:
         row.agreement["map50_95"] = dataset_map(engine, a.data, a.batch)
-        if ref.map50_95 is not None:
+        if ref is not None and ref.map50_95 is not None:
             row.agreement["map50_95_diff"] = row.agreement["map50_95"] - ref.map50_95
 
 
@@ -681,6 +683,8 @@ def run_benchmark(args: BenchmarkArgs) -> BenchmarkReport:
 
     device = select_device(args.device)
     nas = NAS(args.model, weights_dir=args.weights_dir)
+    if nas.is_exported:
+        return run_exported_benchmark(args, nas, device)
     unfused = copy.deepcopy(nas.model).eval()
     nas.fuse()
     imgsz = (args.imgsz, args.imgsz) if isinstance(args.imgsz, int) else tuple(args.imgsz)
@@ -703,6 +707,46 @@ def run_benchmark(args: BenchmarkArgs) -> BenchmarkReport:
     report = BenchmarkReport(rows, peak, flops, _settings(args, device, imgsz, formats),
                              _environment(device, load_before))
     report.summary = summarize(report)
+    return report
+
+
+def run_exported_benchmark(args: BenchmarkArgs, nas: NAS, device: torch.device) -> BenchmarkReport:
+    """An exported file (`model=yolo_nas_s.onnx`, ...) timed as it is: one row, in its own format and
+    precision. No baseline, speed-up or agreement (there are no weights to run the reference with: benchmark
+    the .pt file to compare formats); FLOPs from the architecture its metadata names (S, M, L), else none."""
+    from yolonas_cli.nn.profile import variant_flops
+
+    meta = nas.exported_metadata
+    assert meta is not None
+    if args.formats is not None:
+        raise UsageError(f"formats= chooses the exports of a weights file; '{nas.path.name}' is an exported "
+                         f"{TITLES.get(meta.format, meta.format)} model and is timed as it is: drop formats= (or "
+                         "benchmark the .pt file to compare formats)")
+    requested = (args.imgsz, args.imgsz) if isinstance(args.imgsz, int) else tuple(args.imgsz)
+    settings = EngineSettings(imgsz=requested, batch=args.batch)  # type: ignore[arg-type]
+    variant = Variant(meta.format, meta.precision)
+    runtime = torch.device("cpu") if meta.format == "openvino" else device
+    console.info(f"Benchmarking {variant.title} {variant.precision.upper()} ({nas.path.name}) ...")
+    row = Row(variant)
+    images = benchmark_images(args.batch)
+    load_before = _load()
+    peak = matmul_peak(device)
+    imgsz: tuple[int, ...] = requested
+    flops = 0
+    try:
+        engine = nas.make_engine(settings, str(runtime))
+        imgsz = engine.backend.fixed_input or requested
+        flops = variant_flops(meta.model, len(meta.names), *imgsz) or 0
+        _fill(row, Opened(engine, nas.path, _size_mb(nas.path)), args, images, None, flops, peak)
+    except (Unavailable, MissingExtraError):
+        raise
+    except Exception as exc:  # a runtime failure: reported in the row, as for the other rows
+        row.status = f"failed: {_one_line(exc)}"
+    report = BenchmarkReport([row], peak, flops, _settings(args, device, imgsz, [meta.format]),
+                             _environment(device, load_before))
+    report.summary = summarize(report)
+    report.summary["note"] = (f"{nas.path.name} is an exported model, timed as it is: no baseline, speed-up or "
+                              "agreement (benchmark the .pt file for those)")
     return report
 
 
@@ -848,7 +892,7 @@ def table_cells(row: Row) -> list[str]:
     pre_post = f"{row.stages['preprocess']:.1f} / {row.stages['postprocess']:.1f}"
     return [*head, f"{row.model.median:.1f} / {row.model.p90:.1f}",
             f"{row.e2e.median:.1f} / {row.e2e.p90:.1f}",
-            pre_post, _fmt(row.images_per_s, 1), f"{row.gflops:.0f}{pct}", agreement_text(row.agreement),
+            pre_post, _fmt(row.images_per_s, 1), f"{_fmt(row.gflops, 0)}{pct}", agreement_text(row.agreement),
             f"{row.speedup:.2f}x" if row.speedup else "-"]
 
 
@@ -857,11 +901,12 @@ def agreement_text(a: dict[str, Any]) -> str:
     parts = []
     if "box_diff_px" in a:
         parts.append(f"box {a['box_diff_px']:.2g} px, score {a['score_diff']:.1g}")
-    parts.append(f"dets {a.get('matched', 0)}/{a.get('reference', 0)}")
+    if "matched" in a:
+        parts.append(f"dets {a['matched']}/{a['reference']}")
     if "map50_95" in a:
         diff = a.get("map50_95_diff")
         parts.append(f"mAP50-95 {a['map50_95']:.3f}" + (f" ({diff:+.3f})" if diff is not None else ""))
-    return ", ".join(parts)
+    return ", ".join(parts) or "-"
 
 
 def _fmt(value: float | None, digits: int) -> str:
@@ -871,7 +916,7 @@ def _fmt(value: float | None, digits: int) -> str:
 def summary_lines(report: BenchmarkReport) -> list[str]:
     """Plain-text headline lines printed under the table."""
     s, env = report.summary, report.environment
-    lines = []
+    lines = [s["note"]] if s.get("note") else []
     if s.get("baseline_e2e_ms") is not None:
         lines.append("Baseline (unfused eager PyTorch, original-style pipeline): "
                      f"{s['baseline_e2e_ms']:.1f} ms end-to-end")
@@ -882,7 +927,8 @@ def summary_lines(report: BenchmarkReport) -> list[str]:
             lines.append(f"{label}: {h['title']} {h['precision'].upper()} {h['e2e_median_ms']:.1f} ms "
                          f"end-to-end{speed}")
     peak_methods = ", ".join(f"{k} {v:.0f}" for k, v in report.peak.methods.items())
-    lines.append(f"Matrix-multiply peak: {peak_methods} GFLOP/s; model: {report.flops / 1e9:.3g} GFLOP/image")
+    model = f"{report.flops / 1e9:.3g} GFLOP/image" if report.flops else "FLOPs unknown (not an S, M or L model)"
+    lines.append(f"Matrix-multiply peak: {peak_methods} GFLOP/s; model: {model}")
     cpu = f"{env['cpu']}, {env['torch_threads']} threads" + (f", GPU {env['gpu']}" if "gpu" in env else "")
     lines.append(f"Machine: {cpu}; load average {env['load_before']} before, {env['load_after']} after")
     return lines

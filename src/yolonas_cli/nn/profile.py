@@ -49,3 +49,19 @@ def count_flops(model: nn.Module, height: int, width: int) -> int:
         for hook in hooks:
             hook.remove()
     return 2 * macs[0]
+
+
+def variant_flops(name: str, num_classes: int, height: int, width: int) -> int | None:
+    """FLOPs of the fused YOLO-NAS `name` ('yolo_nas_s', ...) with `num_classes` classes on one
+    [1,3,height,width] input, built on the meta device (no weights needed); None for a name not in the table."""
+    import dataclasses
+
+    from yolonas_cli.nn.blocks import reparameterize_model
+    from yolonas_cli.nn.yolo_nas import VARIANTS, YoloNAS
+
+    if name not in VARIANTS:
+        return None
+    with torch.device("meta"):
+        model = YoloNAS(dataclasses.replace(VARIANTS[name].arch, num_classes=num_classes)).eval()
+        reparameterize_model(model)
+    return count_flops(model, height, width)
