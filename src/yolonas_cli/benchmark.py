@@ -738,7 +738,7 @@ def run_exported_benchmark(args: BenchmarkArgs, nas: NAS, device: torch.device) 
         imgsz = engine.backend.fixed_input or requested
         flops = variant_flops(meta.model, len(meta.names), *imgsz) or 0
         _fill(row, Opened(engine, nas.path, _size_mb(nas.path)), args, images, None, flops, peak)
-    except (Unavailable, MissingExtraError):
+    except YoloNasError:  # a missing runtime or a usage error: the one-line error of the CLI
         raise
     except Exception as exc:  # a runtime failure: reported in the row, as for the other rows
         row.status = f"failed: {_one_line(exc)}"
