@@ -22,11 +22,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from formula import formula_torch_state_dict  # noqa: E402
+from photo_dataset import PHOTOS, write_photo_dataset  # noqa: E402
 from yolonas_cli import NAS, console  # noqa: E402
 from yolonas_cli.backends.registry import open_exported  # noqa: E402
 from yolonas_cli.backends.torch_backend import TorchBackend  # noqa: E402
@@ -37,8 +37,6 @@ from yolonas_cli.exporter import export_model  # noqa: E402
 from yolonas_cli.letterbox import Letterbox  # noqa: E402
 from yolonas_cli.postprocess import postprocess  # noqa: E402
 
-ASSETS = ROOT / "src" / "yolonas_cli" / "assets"
-PHOTOS = sorted(p for p in ASSETS.iterdir() if p.suffix in (".png", ".jpg"))
 RESULTS: list[tuple[str, str, str]] = []  # (status, check, details)
 
 
@@ -53,7 +51,7 @@ class Setup:
         self.folder, self.imgsz, self.device_name = folder, imgsz, device
         self.weights = folder / "yolo_nas_s.pt"
         torch.save({"net": formula_torch_state_dict("s")}, self.weights)
-        self.data = make_calibration_data(folder / "calib")
+        self.data = write_photo_dataset(folder / "calib")
         self.images = [cv2.imread(str(p)) for p in PHOTOS]
         self.device = torch.device(device)
         self.nas = NAS(self.weights).fuse()
@@ -78,20 +76,6 @@ class Setup:
         engine = (open_exported(path, self.device_name).make_engine(settings) if path is not None
                   else NAS(self.weights).make_engine(settings, device=self.device_name))
         return [engine.run_batch([image])[0][0] for image in self.images]
-
-
-def make_calibration_data(root: Path) -> Path:
-    """train: the photos and their mirror images; val: the photos (no labels)."""
-    for split in ("train", "val"):
-        (root / "images" / split).mkdir(parents=True)
-    for photo in PHOTOS:
-        image = cv2.imread(str(photo))
-        cv2.imwrite(str(root / "images" / "train" / f"{photo.stem}.png"), image)
-        cv2.imwrite(str(root / "images" / "train" / f"{photo.stem}_flip.png"), image[:, ::-1])
-        shutil.copy(photo, root / "images" / "val" / photo.name)
-    (root / "data.yaml").write_text(yaml.safe_dump({"path": ".", "train": "images/train", "val": "images/val",
-                                                    "nc": 80}))
-    return root / "data.yaml"
 
 
 def record(status: str, name: str, details: str) -> None:

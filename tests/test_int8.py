@@ -17,8 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import yaml
 
+from photo_dataset import PHOTOS, write_photo_dataset
 from yolonas_cli import console
 from yolonas_cli.api import NAS
 from yolonas_cli.backends.registry import open_exported
@@ -30,26 +30,16 @@ onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed (pip 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'yolo-nas[onnx]')")
 pytestmark = pytest.mark.onnx
 
-ASSETS = Path(__file__).resolve().parents[1] / "src" / "yolonas_cli" / "assets"
-PHOTOS = sorted(p for p in ASSETS.iterdir() if p.suffix in (".png", ".jpg"))
 IMGSZ = 320
 MIN_RECALL, MIN_IOU, MAX_DRIFT = 0.7, 0.9, 0.08
 
 
 def make_dataset(root: Path, weights: Path, labels: bool) -> Path:
     """train: the photos and their mirror images; val: the photos (with pseudo-labels when `labels`)."""
-    for split in ("train", "val"):
-        (root / "images" / split).mkdir(parents=True)
-    for photo in PHOTOS:
-        image = cv2.imread(str(photo))
-        cv2.imwrite(str(root / "images" / "train" / f"{photo.stem}.png"), image)
-        cv2.imwrite(str(root / "images" / "train" / f"{photo.stem}_flip.png"), image[:, ::-1])
-        shutil.copy(photo, root / "images" / "val" / photo.name)
+    data = write_photo_dataset(root)
     if labels:
         write_pseudo_labels(root, weights)
-    spec = {"path": ".", "train": "images/train", "val": "images/val", "nc": 80}
-    (root / "data.yaml").write_text(yaml.safe_dump(spec))
-    return root / "data.yaml"
+    return data
 
 
 def write_pseudo_labels(root: Path, weights: Path) -> None:
