@@ -27,15 +27,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from formula import formula_torch_state_dict  # noqa: E402
 from photo_dataset import PHOTOS, write_photo_dataset  # noqa: E402
-from yolonas_cli import NAS, console  # noqa: E402
-from yolonas_cli.backends.registry import open_exported  # noqa: E402
-from yolonas_cli.backends.torch_backend import TorchBackend  # noqa: E402
+from yolonas_cli import NAS  # noqa: E402
 from yolonas_cli.cfg import ExportArgs  # noqa: E402
-from yolonas_cli.engine import EngineSettings  # noqa: E402
-from yolonas_cli.export.int8 import detection_agreement  # noqa: E402
-from yolonas_cli.exporter import export_model  # noqa: E402
-from yolonas_cli.letterbox import Letterbox  # noqa: E402
-from yolonas_cli.postprocess import postprocess  # noqa: E402
+from yolonas_cli.core import console  # noqa: E402
+from yolonas_cli.engine.engine import EngineSettings  # noqa: E402
+from yolonas_cli.engine.letterbox import Letterbox  # noqa: E402
+from yolonas_cli.engine.postprocess import postprocess  # noqa: E402
+from yolonas_cli.formats.int8 import detection_agreement  # noqa: E402
+from yolonas_cli.formats.pytorch import TorchBackend  # noqa: E402
+from yolonas_cli.formats.registry import open_exported  # noqa: E402
+from yolonas_cli.modes.export import export_model  # noqa: E402
 
 RESULTS: list[tuple[str, str, str]] = []  # (status, check, details)
 

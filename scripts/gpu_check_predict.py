@@ -22,7 +22,7 @@ from yolonas_cli import NAS  # noqa: E402
 
 def match(reference, result) -> tuple[float, float, float]:
     """Greedy same-class IoU>0.5 matching of `result` to `reference`: (recall, max box diff, max conf diff)."""
-    from yolonas_cli.ops import box_iou
+    from yolonas_cli.engine.ops import box_iou
 
     if len(reference.boxes) == 0:
         return 1.0, 0.0, 0.0

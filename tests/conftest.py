@@ -44,7 +44,7 @@ def _loopback_network_only(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def quiet_console():
     """Console output off for the test (errors still print), restored afterwards."""
-    from yolonas_cli import console
+    from yolonas_cli.core import console
 
     previous = console.is_verbose()
     console.set_verbose(False)

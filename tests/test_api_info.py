@@ -17,9 +17,9 @@ from formula import FIXTURES, formula_torch_state_dict
 from httpserver import serve
 from yolonas_cli import NAS
 from yolonas_cli.cli.app import app
-from yolonas_cli.devices import resolve_half, select_device
-from yolonas_cli.errors import UsageError, WeightsError
-from yolonas_cli.nn.blocks import QARepVGGBlock
+from yolonas_cli.core.devices import resolve_half, select_device
+from yolonas_cli.core.errors import UsageError, WeightsError
+from yolonas_cli.model.blocks import QARepVGGBlock
 from yolonas_cli.weights.checkpoint import save_checkpoint
 
 runner = CliRunner()

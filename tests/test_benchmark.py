@@ -14,18 +14,18 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from yolonas_cli import benchmark as bm
 from yolonas_cli.cfg import make_args
 from yolonas_cli.cli.app import app
-from yolonas_cli.letterbox import Letterbox
+from yolonas_cli.engine.letterbox import Letterbox
+from yolonas_cli.modes.benchmark import measure as bm
 
 runner = CliRunner()
-ASSETS = Path(bm.__file__).parent / "assets"
+ASSETS = bm.PHOTO.parent
 
 
 def _onnx_ready() -> bool:
-    needed = ("onnx", "onnxruntime", "yolonas_cli.exporter", "yolonas_cli.backends.registry",
-              "yolonas_cli.export.onnx_export", "yolonas_cli.backends.onnxruntime_backend")
+    needed = ("onnx", "onnxruntime", "yolonas_cli.modes.export", "yolonas_cli.formats.registry",
+              "yolonas_cli.formats.onnx_graph", "yolonas_cli.formats.onnx")
     try:
         return all(importlib.util.find_spec(name) is not None for name in needed)
     except ModuleNotFoundError:
@@ -95,7 +95,7 @@ def test_flops_of_an_exported_model_come_from_its_architecture(s_checkpoint: Pat
     """The FLOPs an exported S/M/L is credited with (from the variant table, on the meta device) are those of
     the fused model loaded from weights; other class counts change only the classification convolutions."""
     from yolonas_cli.api import NAS
-    from yolonas_cli.nn.profile import count_flops, variant_flops
+    from yolonas_cli.model.profile import count_flops, variant_flops
 
     fused = NAS(s_checkpoint).fuse().model
     assert variant_flops("yolo_nas_s", 80, 320, 256) == count_flops(fused, 320, 256)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from formula import formula_torch_state_dict
-from yolonas_cli.errors import WeightsError
+from yolonas_cli.core.errors import WeightsError
 from yolonas_cli.weights import checkpoint as checkpoint_module
 from yolonas_cli.weights.checkpoint import Checkpoint, read_checkpoint, save_checkpoint
 

@@ -22,7 +22,7 @@ from yolonas_cli.cfg import (
     make_args,
 )
 from yolonas_cli.cli.parse import merge_tokens, parse_args, smart_value
-from yolonas_cli.errors import UsageError
+from yolonas_cli.core.errors import UsageError
 
 # (mode, command line after the mode, expected values after coercion into the mode's dataclass)
 GOOD = [

@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from httpserver import serve
-from yolonas_cli.coco import COCO80_NAMES, COCO80_TO_COCO91
-from yolonas_cli.datasets import (
+from yolonas_cli.core.coco import COCO80_NAMES, COCO80_TO_COCO91
+from yolonas_cli.core.errors import UsageError, YoloNasError
+from yolonas_cli.data.datasets.dataset import (
     DATASETS_DIR_ENV,
     CorruptSample,
     bundled_datasets,
@@ -27,7 +28,6 @@ from yolonas_cli.datasets import (
     read_txt_labels,
     set_datasets_dir,
 )
-from yolonas_cli.errors import UsageError, YoloNasError
 from yolonas_cli.weights import download
 
 
@@ -268,7 +268,7 @@ def test_archive_put_by_hand_is_used_without_network(tmp_path):
 
 
 def test_coco_yaml_fetches_only_what_the_split_needs():
-    from yolonas_cli.datasets import download_entries, read_yaml
+    from yolonas_cli.data.datasets.dataset import download_entries, read_yaml
 
     path = find_yaml("coco")
     entries = download_entries(read_yaml(path), path)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from httpserver import serve
-from yolonas_cli import console
-from yolonas_cli.errors import DownloadError, UsageError
+from yolonas_cli.core import console
+from yolonas_cli.core.errors import DownloadError, UsageError
 from yolonas_cli.weights import download, resolve
 from yolonas_cli.weights.download import fetch, fetch_result, sha256_file
 from yolonas_cli.weights.resolve import CACHE_LOCK_NAME, cache_dir, resolve_weights

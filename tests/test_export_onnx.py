@@ -27,15 +27,15 @@ import pytest
 import torch
 
 from yolonas_cli.api import NAS
-from yolonas_cli.backends.registry import exported_kind, is_exported, open_exported
 from yolonas_cli.cfg import ExportArgs
-from yolonas_cli.engine import EngineSettings
-from yolonas_cli.errors import MissingExtraError, UsageError, WeightsError
-from yolonas_cli.export.metadata import PREPROCESSING, ExportMetadata
-from yolonas_cli.export.wrappers import End2EndHead, detections_from_end2end
-from yolonas_cli.exporter import FORMATS, OPTIONAL_ARGS, check_args, export_model
-from yolonas_cli.letterbox import Letterbox
-from yolonas_cli.postprocess import postprocess
+from yolonas_cli.core.errors import MissingExtraError, UsageError, WeightsError
+from yolonas_cli.engine.engine import EngineSettings
+from yolonas_cli.engine.letterbox import Letterbox
+from yolonas_cli.engine.postprocess import postprocess
+from yolonas_cli.formats.metadata import PREPROCESSING, ExportMetadata
+from yolonas_cli.formats.registry import exported_kind, is_exported, open_exported
+from yolonas_cli.formats.wrappers import End2EndHead, detections_from_end2end
+from yolonas_cli.modes.export import FORMATS, OPTIONAL_ARGS, check_args, export_model
 from yolonas_cli.weights.download import sha256_file
 
 onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed (pip install 'yolo-nas[onnx]')")
@@ -202,8 +202,8 @@ def test_metadata_round_trip_and_foreign_files(tmp_path: Path) -> None:
 
 
 def test_a_failed_export_leaves_no_file(monkeypatch, tiny_weights: Path, tmp_path: Path) -> None:
-    from yolonas_cli.errors import YoloNasError
-    from yolonas_cli.export import onnx_export
+    from yolonas_cli.core.errors import YoloNasError
+    from yolonas_cli.formats import onnx_graph as onnx_export
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
@@ -367,8 +367,8 @@ def test_predict_and_val_on_onnx_equal_the_pt_file(exports: dict, tiny_weights: 
     """The predictor and the validator run an ExportedModel where they run a NAS: same results."""
     from test_int8 import make_dataset
     from yolonas_cli.cfg import PredictArgs, ValArgs
-    from yolonas_cli.predictor import predict_stream
-    from yolonas_cli.validator import validate
+    from yolonas_cli.modes.predict import predict_stream
+    from yolonas_cli.modes.val import validate
 
     exported = open_exported(exports["tiny", False], "cpu")
     args = PredictArgs(model=str(exports["tiny", False]), source=str(ASSETS), imgsz=320, save=False, verbose=False,
@@ -396,7 +396,7 @@ def test_nas_opens_an_onnx_file(exports: dict, s_weights: Path) -> None:
 
 
 def test_importing_the_exporter_and_registry_loads_no_runtime() -> None:
-    code = ("import sys, yolonas_cli, yolonas_cli.exporter, yolonas_cli.backends.registry, "
+    code = ("import sys, yolonas_cli, yolonas_cli.modes.export, yolonas_cli.formats.registry, "
             "yolonas_cli.modes.export; "
             "print(sorted(m for m in ('onnx', 'onnxruntime', 'openvino', 'tensorrt', 'onnxslim', 'nncf') "
             "if m in sys.modules))")
@@ -409,7 +409,7 @@ def test_execution_providers_for_each_device() -> None:
     torch backend) and the CPU as fallback; CUDA asked of a CPU-only onnxruntime: the onnxruntime-gpu hint."""
     from types import SimpleNamespace
 
-    from yolonas_cli.backends.onnxruntime_backend import providers_for
+    from yolonas_cli.formats.onnx import providers_for
 
     def runtime(version: str, providers: list[str]) -> SimpleNamespace:
         return SimpleNamespace(__version__=version, get_available_providers=lambda: providers)

@@ -19,17 +19,17 @@ import numpy as np
 import pytest
 import torch
 
-from yolonas_cli import console
 from yolonas_cli.api import NAS
-from yolonas_cli.backends.registry import open_exported
-from yolonas_cli.backends.torch_backend import TorchBackend
 from yolonas_cli.cfg import ExportArgs
-from yolonas_cli.engine import EngineSettings
-from yolonas_cli.errors import MissingExtraError, UsageError, WeightsError
-from yolonas_cli.export.metadata import ExportMetadata
-from yolonas_cli.exporter import export_model
-from yolonas_cli.letterbox import Letterbox
-from yolonas_cli.postprocess import postprocess
+from yolonas_cli.core import console
+from yolonas_cli.core.errors import MissingExtraError, UsageError, WeightsError
+from yolonas_cli.engine.engine import EngineSettings
+from yolonas_cli.engine.letterbox import Letterbox
+from yolonas_cli.engine.postprocess import postprocess
+from yolonas_cli.formats.metadata import ExportMetadata
+from yolonas_cli.formats.pytorch import TorchBackend
+from yolonas_cli.formats.registry import open_exported
+from yolonas_cli.modes.export import export_model
 
 ASSETS = Path(__file__).resolve().parents[1] / "src" / "yolonas_cli" / "assets"
 PHOTOS = sorted(p for p in ASSETS.iterdir() if p.suffix in (".png", ".jpg"))
@@ -192,7 +192,7 @@ def test_openvino_int8_through_nncf(tiny: Path, tmp_path: Path, capsys: pytest.C
 def test_missing_openvino_is_one_line_with_the_hint(monkeypatch, tiny: Path) -> None:
     import importlib.util as iu
 
-    from yolonas_cli.exporter import FORMATS, check_installed
+    from yolonas_cli.modes.export import FORMATS, check_installed
 
     real = iu.find_spec
     monkeypatch.setattr(iu, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
@@ -223,8 +223,8 @@ def test_tensorrt_older_than_10_is_refused_with_the_upgrade_hint(monkeypatch, ti
     import sys
     import types
 
-    from yolonas_cli.backends.tensorrt_backend import check_tensorrt_version, load_tensorrt
-    from yolonas_cli.exporter import FORMATS, check_installed
+    from yolonas_cli.formats.tensorrt import check_tensorrt_version, load_tensorrt
+    from yolonas_cli.modes.export import FORMATS, check_installed
 
     for version in ("10.0.1", "10.13.3.9", "11.0.0"):
         check_tensorrt_version(version)
@@ -242,7 +242,7 @@ def test_tensorrt_older_than_10_is_refused_with_the_upgrade_hint(monkeypatch, ti
 
 
 def test_engine_file_header_round_trip(tmp_path: Path) -> None:
-    from yolonas_cli.export.tensorrt_export import read_engine_file, write_engine_file
+    from yolonas_cli.formats.tensorrt_export import read_engine_file, write_engine_file
 
     meta = ExportMetadata(names={0: "a"}, imgsz=(640, 640), batch=4, dynamic=True, precision="fp16", nms=True,
                           model="yolo_nas_s", source="s.pt", source_sha256="1" * 64, format="engine", conf=0.25,
@@ -262,8 +262,8 @@ def test_int8_graph_for_tensorrt_is_symmetric(tiny: Path, tmp_path: Path) -> Non
     from onnx import numpy_helper
 
     from test_int8 import make_dataset
-    from yolonas_cli.export.tensorrt_export import onnx_for_engine
-    from yolonas_cli.exporter import FORMATS, ExportJob, export_metadata
+    from yolonas_cli.formats.tensorrt_export import onnx_for_engine
+    from yolonas_cli.modes.export import FORMATS, ExportJob, export_metadata
 
     data = make_dataset(tmp_path / "data", tiny, labels=False)
     nas = NAS(tiny).fuse()
@@ -279,8 +279,8 @@ def test_int8_graph_for_tensorrt_is_symmetric(tiny: Path, tmp_path: Path) -> Non
 
 def test_metadata_is_read_without_a_runtime(tiny: Path, tmp_path: Path) -> None:
     """`read_exported_metadata` (what NAS("x.onnx") needs before a device is chosen) for every format."""
-    from yolonas_cli.backends.registry import read_exported_metadata
-    from yolonas_cli.export.tensorrt_export import write_engine_file
+    from yolonas_cli.formats.registry import read_exported_metadata
+    from yolonas_cli.formats.tensorrt_export import write_engine_file
 
     script = export_copy(tiny, tmp_path / "ts", format="torchscript", imgsz=128)
     meta = read_exported_metadata(script)

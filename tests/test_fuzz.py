@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from formula import FIXTURES
 from yolonas_cli.cfg import PredictArgs, format_value
 from yolonas_cli.cli.parse import parse_args
-from yolonas_cli.errors import UsageError, WeightsError
-from yolonas_cli.letterbox import Letterbox
+from yolonas_cli.core.errors import UsageError, WeightsError
+from yolonas_cli.engine.letterbox import Letterbox
 from yolonas_cli.weights.checkpoint import read_checkpoint
 
 KEYS = ["conf", "iou", "imgsz", "classes", "save_txt", "name", "source", "max_det", "batch", "device", "confx", ""]

@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 
 from photo_dataset import PHOTOS, write_photo_dataset
-from yolonas_cli import console
 from yolonas_cli.api import NAS
-from yolonas_cli.backends.registry import open_exported
 from yolonas_cli.cfg import ExportArgs
-from yolonas_cli.engine import EngineSettings
-from yolonas_cli.exporter import export_model
+from yolonas_cli.core import console
+from yolonas_cli.engine.engine import EngineSettings
+from yolonas_cli.formats.registry import open_exported
+from yolonas_cli.modes.export import export_model
 
 onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed (pip install 'yolo-nas[onnx]')")
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'yolo-nas[onnx]')")
@@ -159,7 +159,7 @@ def test_int8_without_labels_and_with_nms(weights: Path, fp32_onnx: Path, tmp_pa
 
 
 def test_float_tail_covers_decoding_only(fp32_onnx: Path) -> None:
-    from yolonas_cli.export.int8 import float_tail
+    from yolonas_cli.formats.int8 import float_tail
 
     model = onnx.load(str(fp32_onnx))
     tail = set(float_tail(model))
@@ -174,7 +174,7 @@ def test_cost_report_of_a_model_against_itself_on_a_val_subset(weights: Path, fp
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Identity check of the report (recall 1, IoU 1, no drift, equal mAP) on the first 2 val images (the
     subset YAML used for large val splits)."""
-    from yolonas_cli.export import int8
+    from yolonas_cli.formats import int8
 
     monkeypatch.setattr(int8, "COST_IMAGES", 2)
     data = make_dataset(tmp_path / "labelled", weights, labels=True)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from yolonas_cli.errors import UsageError
-from yolonas_cli.letterbox import Letterbox, resize_target
+from yolonas_cli.core.errors import UsageError
+from yolonas_cli.engine.letterbox import Letterbox, resize_target
 
 # (W, H) photo -> imgsz -> rect -> (resized_hw, padded_hw, pad_top, pad_left); worked out by hand from
 # r = min(t / H, t / W) with t = 636 (imgsz 640) or 318 (imgsz 320), round(), centre padding.

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 import yolonas_cli
-from yolonas_cli.errors import WeightsError
+from yolonas_cli.core.errors import WeightsError
 from yolonas_cli.weights.lock import WeightsRecord, default_lock_path, find_record, known_names, load_lock
 
-PACKAGED = Path(yolonas_cli.__file__).parent / "data" / "weights.lock"
+PACKAGED = Path(yolonas_cli.__file__).parent / "bundled" / "weights.lock"
 LICENCE_URL = "https://github.com/Deci-AI/super-gradients/blob/master/LICENSE.YOLONAS.md"
 SG_SHA = {
     "s": "c1b1d9148ab8ae5d5984699547e850955ff9efccaf568c67b3d605acb4bfe1cb",

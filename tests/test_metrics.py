@@ -13,9 +13,9 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from yolonas_cli.datasets import Labels
-from yolonas_cli.letterbox import Letterbox
-from yolonas_cli.metrics import (
+from yolonas_cli.data.datasets.dataset import Labels
+from yolonas_cli.engine.letterbox import Letterbox
+from yolonas_cli.metrics.coco import (
     IOU_THRESHOLDS,
     CocoDetections,
     CocoGroundTruth,
@@ -29,7 +29,7 @@ from yolonas_cli.metrics import (
     plot_pr_curve,
     pr_curves,
 )
-from yolonas_cli.sg_metric import SGDetectionMetric, average_precision, sg_letterbox, top_k_per_class
+from yolonas_cli.metrics.sg import SGDetectionMetric, average_precision, sg_letterbox, top_k_per_class
 
 
 def det_rows(*rows: tuple[float, ...]) -> np.ndarray:

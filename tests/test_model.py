@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from formula import FIXTURES, formula_torch_state_dict, read_keys
-from yolonas_cli.nn.blocks import QARepVGGBlock, reparameterize_model
-from yolonas_cli.nn.yolo_nas import VARIANTS, arch_from_state_dict, build_model, variant_name
+from yolonas_cli.model.blocks import QARepVGGBlock, reparameterize_model
+from yolonas_cli.model.yolo_nas import VARIANTS, arch_from_state_dict, build_model, variant_name
 
 VARIANT_KEYS = {"s": 921, "m": 965, "l": 1097, "tiny": 921}
 PARAMS = {"s": 19_053_888, "m": 51_182_658, "l": 66_976_392}

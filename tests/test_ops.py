@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from yolonas_cli import ops
+from yolonas_cli.engine import ops
 
 F32 = np.float32
 

@@ -7,8 +7,8 @@ import random
 import pytest
 import torch
 
-from yolonas_cli.ops import batched_nms, nms
-from yolonas_cli.postprocess import postprocess
+from yolonas_cli.engine.ops import batched_nms, nms
+from yolonas_cli.engine.postprocess import postprocess
 
 BOX_A = [0.0, 0.0, 10.0, 10.0]
 BOX_B = [1.0, 0.0, 11.0, 10.0]  # IoU with A = 90 / 110 = 0.82

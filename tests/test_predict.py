@@ -19,7 +19,7 @@ from formula import FIXTURES
 from httpserver import serve
 from yolonas_cli import NAS
 from yolonas_cli.cli.app import app
-from yolonas_cli.sources import default_source
+from yolonas_cli.data.sources import default_source
 
 SCRIPT = Path(sys.executable).parent / "yolo-nas"
 SETTINGS = [(0.25, 0.7), (0.4, 0.5)]

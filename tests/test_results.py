@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from yolonas_cli.errors import YoloNasError
-from yolonas_cli.plotting import PALETTE, as_bgr_uint8, colour, default_line_width
-from yolonas_cli.results import Boxes, Result
+from yolonas_cli.core.errors import YoloNasError
+from yolonas_cli.data.plotting import PALETTE, as_bgr_uint8, colour, default_line_width
+from yolonas_cli.data.results import Boxes, Result
 
 NAMES = {0: "person", 41: "cup", 44: "spoon", 7: "a/b"}
 H, W = 60, 80

@@ -25,7 +25,7 @@ import pytest
 import torch
 from torch import nn
 
-from yolonas_cli.errors import WeightsError
+from yolonas_cli.core.errors import WeightsError
 from yolonas_cli.weights.safe_pickle import Stub, load, stub_state_dict
 
 SG_CONV = "super_gradients.modules.conv_bn_act_block"

@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from yolonas_cli import sinks
-from yolonas_cli.errors import YoloNasError
-from yolonas_cli.results import Boxes, Result
-from yolonas_cli.sinks import JsonSink, VideoSink, atomic_imwrite, atomic_write_bytes, make_run_dir
+from yolonas_cli.core.errors import YoloNasError
+from yolonas_cli.data import sinks
+from yolonas_cli.data.results import Boxes, Result
+from yolonas_cli.data.sinks import JsonSink, VideoSink, atomic_imwrite, atomic_write_bytes, make_run_dir
 
 
 def test_run_dir_default_and_increment(tmp_path, monkeypatch) -> None:

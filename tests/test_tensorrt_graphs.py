@@ -65,7 +65,7 @@ CONSTANT_INPUTS = {"TopK": (1,), "Squeeze": (1,), "Unsqueeze": (1,), "ReduceSum"
 
 
 def _export_job(weights: Path, **kwargs):
-    from yolonas_cli.exporter import FORMATS, ExportJob, export_metadata
+    from yolonas_cli.modes.export import FORMATS, ExportJob, export_metadata
 
     nas = NAS(weights).fuse()
     args = ExportArgs(model=str(weights), format="engine", imgsz=IMGSZ, **kwargs)
@@ -77,7 +77,7 @@ def _export_job(weights: Path, **kwargs):
 def graphs(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """name -> onnx.ModelProto of the graph `onnx_for_engine` hands to TensorRT (exported once)."""
     from test_int8 import make_dataset
-    from yolonas_cli.export.tensorrt_export import onnx_for_engine
+    from yolonas_cli.formats.tensorrt_export import onnx_for_engine
 
     root = tmp_path_factory.mktemp("trt_graphs")
     weights = Path(shutil.copy(tiny_checkpoint, root / "tiny.pt"))

@@ -24,10 +24,10 @@ from typer.testing import CliRunner
 from yolonas_cli import NAS
 from yolonas_cli.cfg import make_args
 from yolonas_cli.cli.app import app
-from yolonas_cli.coco import COCO80_NAMES, COCO80_TO_COCO91
-from yolonas_cli.datasets import CorruptSample
-from yolonas_cli.engine import Engine
-from yolonas_cli.validator import HEADER, SGEngine, batches, prefetch, validate
+from yolonas_cli.core.coco import COCO80_NAMES, COCO80_TO_COCO91
+from yolonas_cli.data.datasets.dataset import CorruptSample
+from yolonas_cli.engine.engine import Engine
+from yolonas_cli.modes.val import HEADER, SGEngine, batches, prefetch, validate
 
 runner = CliRunner()
 CLASSES = (0, 2, 16, 41)

@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING, Any, cast
 
 from torch import nn
 
-from yolonas_cli.engine import Engine, EngineSettings
-from yolonas_cli.errors import UsageError
-from yolonas_cli.loader import LoadedWeights, load_weights
-from yolonas_cli.nn.blocks import reparameterize_model
-from yolonas_cli.results import Result
+from yolonas_cli.core.errors import UsageError
+from yolonas_cli.data.results import Result
+from yolonas_cli.engine.engine import Engine, EngineSettings
+from yolonas_cli.model.blocks import reparameterize_model
+from yolonas_cli.weights.loader import LoadedWeights, load_weights
 
 if TYPE_CHECKING:
     from yolonas_cli.cfg import ExportArgs
-    from yolonas_cli.export.metadata import ExportMetadata
-    from yolonas_cli.metrics import ValMetrics
+    from yolonas_cli.formats.metadata import ExportMetadata
+    from yolonas_cli.metrics.coco import ValMetrics
 
 
 class NAS:
@@ -34,7 +34,7 @@ class NAS:
     """
 
     def __init__(self, model: str | Path = "yolo_nas_s.pt", *, weights_dir: str | Path | None = None):
-        from yolonas_cli.backends.registry import is_exported, read_exported_metadata
+        from yolonas_cli.formats.registry import is_exported, read_exported_metadata
 
         self.fused = False
         self._exported_backends: dict[tuple[str, bool], Any] = {}
@@ -91,8 +91,8 @@ class NAS:
 
     def make_engine(self, settings: EngineSettings, device: str | int | None = "auto", half: bool = False) -> Engine:
         """The shared inference engine on `device` (fusing the model first, as every mode does)."""
-        from yolonas_cli.backends.torch_backend import TorchBackend
-        from yolonas_cli.devices import resolve_half, select_device
+        from yolonas_cli.core.devices import resolve_half, select_device
+        from yolonas_cli.formats.pytorch import TorchBackend
 
         target = select_device(device)
         if self._exported_path is not None:
@@ -103,7 +103,7 @@ class NAS:
 
     def _exported_backend(self, device: Any, half: bool) -> Any:
         """The exported model opened on `device` (runtime sessions are kept per device)."""
-        from yolonas_cli.backends.registry import open_exported
+        from yolonas_cli.formats.registry import open_exported
 
         key = (str(device), half)
         if key not in self._exported_backends:
@@ -114,7 +114,7 @@ class NAS:
         """Export to ONNX, TorchScript, OpenVINO or TensorRT (`format="onnx"`, `dynamic=True`, `nms=True`, ...:
         the CLI's export arguments). Returns the path written, next to the weights."""
         from yolonas_cli.cfg import make_args
-        from yolonas_cli.exporter import FORMATS, check_args, check_installed, export_model
+        from yolonas_cli.modes.export import FORMATS, check_args, check_installed, export_model
 
         args = cast("ExportArgs", make_args("export", **{**kwargs, "model": str(self.path)}))
         check_args(args, FORMATS[args.format])
@@ -128,7 +128,7 @@ class NAS:
 
         Returns a list of Result (one per image or frame), or a generator of them with `stream=True`.
         """
-        from yolonas_cli.predictor import predict_args, predict_stream
+        from yolonas_cli.modes.predict import predict_args, predict_stream
 
         args = predict_args(self.path, source, kwargs, cli_defaults=False)
         results = predict_stream(self, args)
@@ -142,14 +142,14 @@ class NAS:
         """Validate on a dataset (`data="coco8.yaml"`, ...; the CLI's val arguments). Returns metrics with
         `box.map`, `box.map50`, `box.map75`, `box.maps`, `speed` and `results_dict`."""
         from yolonas_cli.cfg import make_args
-        from yolonas_cli.validator import validate
+        from yolonas_cli.modes.val import validate
 
         return validate(self, make_args("val", **{**kwargs, "model": str(self.path)}))  # type: ignore[arg-type]
 
     def info(self, imgsz: int | tuple[int, int] = 640, verbose: bool = True) -> dict[str, Any]:
         """Print (when verbose) and return the model facts `yolo-nas info` shows."""
-        from yolonas_cli import console
-        from yolonas_cli.info import exported_info, info_text, model_info
+        from yolonas_cli.core import console
+        from yolonas_cli.modes.info import exported_info, info_text, model_info
 
         size = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
         if self._exported is not None:

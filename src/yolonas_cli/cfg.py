@@ -24,8 +24,8 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, ClassVar
 
-from yolonas_cli import console
-from yolonas_cli.errors import UsageError
+from yolonas_cli.core import console
+from yolonas_cli.core.errors import UsageError
 
 Check = Callable[[str, Any], Any]
 

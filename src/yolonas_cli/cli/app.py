@@ -22,10 +22,11 @@ from typing import Any, Callable
 
 import typer
 
-from yolonas_cli import __version__, console
+from yolonas_cli import __version__
 from yolonas_cli.cfg import MODES, args_class, describe, did_you_mean, format_value
 from yolonas_cli.cli.parse import parse_args
-from yolonas_cli.errors import UsageError, YoloNasError
+from yolonas_cli.core import console
+from yolonas_cli.core.errors import UsageError, YoloNasError
 
 MODE_RUNNERS: dict[str, str] = {mode: f"yolonas_cli.modes.{mode}:run" for mode in MODES}
 MODE_SUMMARIES = {

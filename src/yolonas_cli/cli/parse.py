@@ -31,7 +31,7 @@ from yolonas_cli.cfg import (
     is_bool_field,
     unknown_key_message,
 )
-from yolonas_cli.errors import UsageError
+from yolonas_cli.core.errors import UsageError
 
 _OPEN, _CLOSE = "[(", "])"
 _WORDS = {"none": None, "true": True, "false": False}

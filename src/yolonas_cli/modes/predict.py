@@ -1,16 +1,171 @@
-"""`yolo-nas predict`: detect objects in images, videos and streams, save and print the results."""
+"""Predict: the engine's results streamed through the output sinks (annotated images and videos, labels,
+crops, predictions.json) and the console lines. Used by `yolo-nas predict` and `NAS.predict`."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 from yolonas_cli.cfg import PredictArgs
+from yolonas_cli.core import console
+from yolonas_cli.data.results import Result
+from yolonas_cli.data.sinks import JsonSink, VideoSink, atomic_imwrite, make_run_dir
+from yolonas_cli.data.sources import Frame, Source, default_source, open_source
+from yolonas_cli.engine.engine import Engine, EngineSettings
+
+if TYPE_CHECKING:
+    from yolonas_cli.api import NAS
+
+
+def engine_settings(args: PredictArgs) -> EngineSettings:
+    """The engine settings a predict run asks for."""
+    size: tuple[int, int] = (args.imgsz, args.imgsz) if isinstance(args.imgsz, int) else args.imgsz
+    return EngineSettings(
+        imgsz=size,
+        conf=args.conf,
+        iou=args.iou,
+        max_det=args.max_det,
+        classes=tuple(args.classes) if args.classes is not None else None,
+        agnostic_nms=args.agnostic_nms,
+        rect=args.rect,
+        batch=args.batch,
+    )
+
+
+def predict_stream(nas: NAS, args: PredictArgs) -> Iterator[Result]:
+    """Run predict over `args.source`, saving and printing as `args` says; yields one Result per image/frame."""
+    source = _open(args)
+    engine = nas.make_engine(engine_settings(args), args.device, args.half)
+    run = PredictOutputs(args)
+    seen = 0
+    started = time.perf_counter()
+    try:
+        with console.count_progress("predict", _progress_total(source)) as advance:
+            for frame, result in engine.stream(source, keep_images=True):
+                run.handle(frame, result)
+                seen += 1
+                advance()
+                yield result
+    except GeneratorExit:  # the caller stopped iterating early: keep what was saved
+        run.close()
+        raise
+    except KeyboardInterrupt:
+        run.close()
+        console.warn(f"interrupted after {seen} images; the files saved so far are complete")
+        raise
+    except BaseException:
+        run.close(failed=True)
+        raise
+    run.close()
+    _print_summary(engine, run, seen, time.perf_counter() - started)
+
+
+def _open(args: PredictArgs) -> Source:
+    if args.source is None:
+        folder = default_source()
+        console.info(f"source not given: using the bundled sample photos in {folder}")
+        return open_source(folder)
+    return open_source(args.source, vid_stride=args.vid_stride, stream_buffer=args.stream_buffer)
+
+
+def _progress_total(source: Source) -> int | None:
+    return None if source.has_video or source.has_stream else len(source)
+
+
+class PredictOutputs:
+    """The sinks of one predict run. The run folder is claimed only when something is saved."""
+
+    def __init__(self, args: PredictArgs):
+        self.args = args
+        saving = args.save or args.save_txt or args.save_crop or args.save_json
+        self.run_dir: Path | None = (
+            make_run_dir(args.project, args.name, args.exist_ok, "predict", create=True) if saving else None
+        )
+        self.json = JsonSink(self.run_dir) if args.save_json and self.run_dir else None
+        self.videos: dict[str, VideoSink] = {}
+        self.stems: dict[str, str] = {}
+        self.labels_written = 0
+
+    def handle(self, frame: Frame, result: Result) -> None:
+        """Print the image's line and write its outputs."""
+        h, w = result.input_shape or result.orig_shape
+        console.info(f"{frame.prefix}{h}x{w} {result.verbose()}{result.speed['inference']:.1f}ms")
+        if self.run_dir is None:
+            return
+        stem = self._stem(frame.path)
+        if self.args.save:
+            self._save_image(frame, result, stem)
+        if self.args.save_txt:
+            name = f"{stem}_{frame.frame}" if frame.kind != "image" else stem
+            if result.save_txt(self.run_dir / "labels" / f"{name}.txt", save_conf=self.args.save_conf):
+                self.labels_written += 1
+        if self.args.save_crop:
+            crop_stem = f"{stem}_{frame.frame}" if frame.kind != "image" else stem
+            result.save_crop(self.run_dir, crop_stem)
+        if self.json is not None:
+            self.json.add(result)
+
+    def _save_image(self, frame: Frame, result: Result, stem: str) -> None:
+        annotated = result.plot(line_width=self.args.line_width, labels=self.args.show_labels, conf=self.args.show_conf)
+        assert self.run_dir is not None
+        if frame.kind == "image":
+            atomic_imwrite(self.run_dir / f"{stem}.jpg", annotated)
+            return
+        sink = self.videos.get(frame.path)
+        if sink is None:
+            sink = self.videos[frame.path] = VideoSink(self.run_dir, stem, frame.fps, self.args.vid_stride)
+        sink.write(annotated)
+
+    def _stem(self, path: str) -> str:
+        """A file stem per input, unique within the run (a second 'a' becomes 'a-2')."""
+        if path not in self.stems:
+            base = Path(path).stem or "stream"
+            taken = set(self.stems.values())
+            stem, n = base, 1
+            while stem in taken:
+                n += 1
+                stem = f"{base}-{n}"
+            self.stems[path] = stem
+        return self.stems[path]
+
+    def close(self, failed: bool = False) -> None:
+        """Finish videos and predictions.json (complete files only; a failed run discards open videos)."""
+        for sink in self.videos.values():
+            sink.abort() if failed else sink.close()
+        self.videos.clear()
+        if self.json is not None:
+            self.json.abort() if failed else self.json.close()
+
+
+def _print_summary(engine: Engine, run: PredictOutputs, seen: int, seconds: float) -> None:
+    speed = engine.timer.per_image()
+    shape = engine.timer.last_shape
+    if shape is not None:
+        shape = (min(engine.settings.batch, seen), *shape[1:])
+        console.info(
+            f"Speed: {speed['preprocess']:.1f}ms preprocess, {speed['inference']:.1f}ms inference, "
+            f"{speed['postprocess']:.1f}ms postprocess per image at shape {shape}"
+        )
+    if run.run_dir is not None:
+        console.info(f"Results saved to {run.run_dir}")
+        if run.args.save_txt:
+            console.info(f"{run.labels_written} labels saved to {run.run_dir / 'labels'}")
+
+
+def predict_args(model: Any, source: Any, overrides: dict[str, Any], *, cli_defaults: bool) -> PredictArgs:
+    """Typed, validated predict arguments for the Python API (save defaults to False there)."""
+    from yolonas_cli.cfg import make_args
+
+    values = {"save": cli_defaults, **overrides, "model": str(model), "source": source}
+    return make_args("predict", **values)  # type: ignore[return-value]
 
 
 def run(args: PredictArgs) -> int:
-    """Run predict over the whole source; outputs are written as the results stream by."""
+    """`yolo-nas predict`: run predict over the whole source; outputs are written as the results stream by."""
     from yolonas_cli.api import NAS
-    from yolonas_cli.predictor import predict_stream
 
-    nas = NAS(args.model, weights_dir=args.weights_dir)
-    for _ in predict_stream(nas, args):
+    for _ in predict_stream(NAS(args.model, weights_dir=args.weights_dir), args):
         pass
     return 0

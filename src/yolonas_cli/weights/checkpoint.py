@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from yolonas_cli.errors import WeightsError
+from yolonas_cli.core.errors import WeightsError
 from yolonas_cli.weights.safe_pickle import MODEL_QUALNAMES, Stub, load, stub_state_dict
 
 __all__ = ["FORMAT_TAG", "FORMAT_VERSION", "Checkpoint", "read_checkpoint", "save_checkpoint"]

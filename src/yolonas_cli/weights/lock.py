@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from yolonas_cli.errors import WeightsError
+from yolonas_cli.core.errors import WeightsError
 
 LOCK_ENV = "YOLONAS_WEIGHTS_LOCK"
 FORMATS = ("sg-model-pickle", "sg-checkpoint")
@@ -48,13 +48,13 @@ class WeightsRecord:
 
 
 def default_lock_path() -> Path:
-    """The lock file in use: `$YOLONAS_WEIGHTS_LOCK` if set, else the packaged `data/weights.lock`."""
+    """The lock file in use: `$YOLONAS_WEIGHTS_LOCK` if set, else the packaged `bundled/weights.lock`."""
     override = os.environ.get(LOCK_ENV)
     if override:
         return Path(override).expanduser()
     import yolonas_cli
 
-    return Path(yolonas_cli.__file__).parent / "data" / "weights.lock"
+    return Path(yolonas_cli.__file__).parent / "bundled" / "weights.lock"
 
 
 def load_lock(path: str | Path | None = None) -> dict[str, WeightsRecord]:

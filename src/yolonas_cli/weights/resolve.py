@@ -20,8 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from yolonas_cli import console
-from yolonas_cli.errors import DownloadError, UsageError
+from yolonas_cli.core import console
+from yolonas_cli.core.errors import DownloadError, UsageError
 from yolonas_cli.weights.download import fetch_result, sha256_file
 from yolonas_cli.weights.lock import WeightsRecord, find_record, known_names, load_lock
 

@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 import torch
 
-from yolonas_cli.errors import WeightsError
+from yolonas_cli.core.errors import WeightsError
 
 __all__ = [
     "MAX_PICKLE_BYTES",

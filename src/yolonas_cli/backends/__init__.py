@@ -1,1 +1,0 @@
-"""Inference backends behind one small interface (`Backend`), one file each; heavy imports inside them."""

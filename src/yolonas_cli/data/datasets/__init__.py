@@ -1,0 +1,1 @@
+"""Detection datasets: the Ultralytics YAML, YOLO txt labels, COCO JSON annotations and their download."""

@@ -1,0 +1,244 @@
+"""Output sinks used outside the inference loop: the run folder, atomic file writes, the video writer and
+the `predictions.json` collector.
+
+Every file is first written under a temporary name in its destination folder and then renamed with
+`os.replace`, so an interrupted run never leaves a half-written file under the final name (atomic against
+interruption and errors; no fsync, so not a guarantee against power loss).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from yolonas_cli.core.errors import YoloNasError
+from yolonas_cli.data.plotting import as_bgr_uint8
+
+if TYPE_CHECKING:
+    from yolonas_cli.data.results import Result
+
+DEFAULT_STREAM_FPS = 30.0
+_MAX_INCREMENT = 9999
+
+
+def make_run_dir(project: str | os.PathLike[str] | None, name: str | None, exist_ok: bool, mode: str,
+                 create: bool = False) -> Path:
+    """The run folder `<project>/<name>` (default `runs/<mode>/exp`), numbered `exp2`, `exp3`, ... when it
+    exists and `exist_ok` is False.
+
+    Not created by default (sinks create it on their first write, so nothing appears when nothing is saved);
+    `create=True` claims the folder at once with an exclusive mkdir, safe against concurrent runs."""
+    base = Path(project) if project else Path("runs") / mode
+    stem = str(name) if name else "exp"
+    for n in range(1, _MAX_INCREMENT + 1):
+        candidate = base / (stem if n == 1 else f"{stem}{n}")
+        if exist_ok:
+            if create:
+                candidate.mkdir(parents=True, exist_ok=True)
+            return candidate
+        if candidate.exists():
+            continue
+        if not create:
+            return candidate
+        try:
+            candidate.mkdir(parents=True)
+            return candidate
+        except FileExistsError:
+            continue
+    raise YoloNasError(f"no free run folder name under {base} ({stem} to {stem}{_MAX_INCREMENT} exist); "
+                       "pass name= or exist_ok=True")
+
+
+def _temp_name(path: Path, suffix: str = ".tmp") -> Path:
+    """A unique hidden temporary name next to `path`."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{suffix}")
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write `data` to `path` via a temp file in the same folder and `os.replace`; creates the folder.
+
+    On any error (or KeyboardInterrupt) the temp file is removed and an existing `path` is left untouched."""
+    return atomic_write_chunks(path, (data,))
+
+
+def atomic_write_chunks(path: str | os.PathLike[str], chunks: Iterable[bytes]) -> Path:
+    """`atomic_write_bytes` for content produced piece by piece (never held whole in memory)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_name(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        with os.fdopen(fd, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+        os.replace(tmp, path)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    return path
+
+
+def atomic_imwrite(path: str | os.PathLike[str], img: np.ndarray, ext: str | None = None) -> Path:
+    """Encode `img` (BGR) as `ext` (default: the suffix of `path`, e.g. ".jpg") and write it atomically."""
+    path = Path(path)
+    ext = ext or path.suffix or ".jpg"
+    ext = ext if ext.startswith(".") else f".{ext}"
+    try:
+        ok, buf = cv2.imencode(ext, img)
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise YoloNasError(f"cannot encode an image as '{ext}' for {path}")
+    return atomic_write_bytes(path, buf.tobytes())
+
+
+class VideoSink:
+    """Writes annotated frames to `<run_dir>/<stem>.avi` (MJPG) at `fps / vid_stride`.
+
+    Frames go to a hidden temp file that is renamed to the final name by `close()`; `abort()` discards it.
+    Used as a context manager it closes on normal exit and on KeyboardInterrupt (a stopped webcam recording
+    is kept) and aborts on any other error. The writer opens on the first frame, with that frame's size;
+    later frames of another size are resized to it."""
+
+    FOURCC = "MJPG"
+    SUFFIX = ".avi"
+
+    def __init__(self, run_dir: str | os.PathLike[str], stem: str, fps: float | None, vid_stride: int = 1):
+        self.path = Path(run_dir) / f"{stem}{self.SUFFIX}"
+        self.fps = _output_fps(fps, vid_stride)
+        self.frames = 0
+        self._tmp = _temp_name(self.path, self.SUFFIX)
+        self._writer: cv2.VideoWriter | None = None
+        self._size: tuple[int, int] | None = None
+
+    def write(self, img: np.ndarray) -> None:
+        """Append one frame (BGR uint8; grey, BGRA and 16-bit are converted)."""
+        img = as_bgr_uint8(img)
+        writer = self._writer or self._open((img.shape[1], img.shape[0]))
+        if (img.shape[1], img.shape[0]) != self._size:
+            img = cv2.resize(img, self._size)
+        writer.write(img)
+        self.frames += 1
+
+    def close(self) -> Path | None:
+        """Finish the file and rename it to `self.path`; returns it, or None when no frame was written."""
+        if self._writer is None:
+            return None
+        self._writer.release()
+        self._writer = None
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Stop writing and delete the temp file (the final name is never created)."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        _unlink_quietly(self._tmp)
+
+    def _open(self, size: tuple[int, int]) -> cv2.VideoWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter.fourcc(*self.FOURCC), self.fps, size)
+        if not writer.isOpened():
+            _unlink_quietly(self._tmp)
+            raise YoloNasError(f"cannot open a {self.FOURCC} video writer for {self.path}")
+        self._writer, self._size = writer, size
+        return writer
+
+    def __enter__(self) -> VideoSink:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None or issubclass(exc_type, KeyboardInterrupt):
+            self.close()
+        else:
+            self.abort()
+
+
+def _output_fps(fps: float | None, vid_stride: int) -> float:
+    """The source fps (30 when unknown) divided by `vid_stride`, at least 1."""
+    if not fps or not math.isfinite(fps) or fps <= 0:
+        fps = DEFAULT_STREAM_FPS
+    return max(fps / max(int(vid_stride), 1), 1.0)
+
+
+class JsonSink:
+    """Streams one entry per image into `<run_dir>/predictions.json`, in bounded memory.
+
+    Entries go to a hidden temp file as they come; `close()` finishes the JSON list and renames the file into
+    place (atomic), `abort()` deletes it. Entry: {path, height, width, detections: [{box: [x1, y1, x2, y2]
+    (pixels), confidence, class, name}]}."""
+
+    def __init__(self, run_dir: str | os.PathLike[str], filename: str = "predictions.json"):
+        self.path = Path(run_dir) / filename
+        self.count = 0
+        self._tmp = _temp_name(self.path)
+        self._file: Any = None
+
+    def add(self, result: Result) -> None:
+        """Append the entry of one image (or video frame)."""
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115 (closed in close/abort)
+            self._file.write("[")
+        self._file.write(("," if self.count else "") + "\n" + json.dumps(json_entry(result)))
+        self.count += 1
+
+    def close(self) -> Path:
+        """Finish the list (an empty list when nothing was added), rename it into place, return its path."""
+        if self._file is None:
+            return atomic_write_bytes(self.path, b"[]\n")
+        try:
+            self._file.write("\n]\n")
+            self._file.close()
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        self._file = None
+        return self.path
+
+    def abort(self) -> None:
+        """Discard what was written (the final name is never created)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        _unlink_quietly(self._tmp)
+
+    def __enter__(self) -> JsonSink:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None or issubclass(exc_type, KeyboardInterrupt):
+            self.close()
+        else:
+            self.abort()
+
+
+def json_entry(result: Result, decimals: int = 3) -> dict[str, Any]:
+    """The `predictions.json` entry of one result; boxes in original-image pixels."""
+    boxes = result.boxes
+    detections = [
+        {"box": [round(float(v), decimals) for v in xyxy], "confidence": round(float(c), 5),
+         "class": int(k), "name": result.names.get(int(k), str(int(k)))}
+        for xyxy, c, k in zip(boxes.xyxy, boxes.conf, boxes.cls)
+    ]
+    h, w = result.orig_shape
+    return {"path": result.path, "height": int(h), "width": int(w), "detections": detections}

@@ -1,0 +1,1 @@
+"""Export formats: one module per format holding its export and its runtime backend, and their registry."""

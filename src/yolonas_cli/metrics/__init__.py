@@ -1,0 +1,1 @@
+"""Detection metrics: matching, pycocotools COCO mAP, P/R curves, the confusion matrix, plots, the original's metric."""
