@@ -74,8 +74,11 @@ class Setup:
     def detections(self, path: Path | None) -> list[np.ndarray]:
         """Predict-setting detections (conf 0.25) on the photos, from an exported file or the torch model."""
         settings = EngineSettings(imgsz=(self.imgsz, self.imgsz))
-        engine = (open_exported(path, self.device_name).make_engine(settings) if path is not None
-                  else NAS(self.weights).make_engine(settings, device=self.device_name))
+        engine = (
+            open_exported(path, self.device_name).make_engine(settings)
+            if path is not None
+            else NAS(self.weights).make_engine(settings, device=self.device_name)
+        )
         return [engine.run_batch([image])[0][0] for image in self.images]
 
 
@@ -125,15 +128,18 @@ def compare_decoded(setup: Setup, path: Path, box_tol: float, score_tol: float, 
             ref_boxes, ref_scores = setup.torch_outputs(batch)
             worst_box = max(worst_box, max_diff(boxes, ref_boxes))
             worst_score = max(worst_score, max_diff(scores, ref_scores))
-    assert worst_box <= box_tol and worst_score <= score_tol, \
+    assert worst_box <= box_tol and worst_score <= score_tol, (
         f"max |box diff| {worst_box:.2e} px (tol {box_tol}), max |score diff| {worst_score:.2e} (tol {score_tol})"
+    )
     return f"max |box diff| {worst_box:.2e} px, max |score diff| {worst_score:.2e}"
 
 
 def compare_agreement(setup: Setup, path: Path, min_recall: float, min_iou: float) -> str:
     a = detection_agreement(setup.detections(None), setup.detections(path))
-    text = (f"recall {a.recall:.3f} of {a.fp32_detections} torch FP32 detections, mean IoU {a.mean_iou:.3f}, "
-            f"mean score change {a.score_drift:.4f}")
+    text = (
+        f"recall {a.recall:.3f} of {a.fp32_detections} torch FP32 detections, mean IoU {a.mean_iou:.3f}, "
+        f"mean score change {a.score_drift:.4f}"
+    )
     assert a.recall >= min_recall and a.mean_iou >= min_iou, f"{text} (need recall >= {min_recall}, IoU >= {min_iou})"
     return text
 
@@ -229,8 +235,10 @@ def main() -> int:
             run(setup)
     failed = [name for status, name, _ in RESULTS if status == "FAIL"]
     elapsed = time.perf_counter() - started
-    print(f"{len(RESULTS) - len(failed)}/{len(RESULTS)} checks passed or skipped in {elapsed:.0f}s"
-          + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    print(
+        f"{len(RESULTS) - len(failed)}/{len(RESULTS)} checks passed or skipped in {elapsed:.0f}s"
+        + (f"; FAILED: {', '.join(failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 

@@ -63,9 +63,11 @@ def main() -> int:
             recall, diff_box, diff_conf = match(base, result)
             ok = recall >= (1.0 if not half else 0.9) and diff_box <= box_tol and diff_conf <= conf_tol
             failures += not ok
-            print(f"{'ok  ' if ok else 'FAIL'} {device} half={half} {name}: {len(result.boxes)} dets "
-                  f"(cpu {len(base.boxes)}, original {len(expected['labels'])}), cpu detections found {recall:.2f}, "
-                  f"matched max box diff {diff_box:.2e} px, max conf diff {diff_conf:.2e}")
+            print(
+                f"{'ok  ' if ok else 'FAIL'} {device} half={half} {name}: {len(result.boxes)} dets "
+                f"(cpu {len(base.boxes)}, original {len(expected['labels'])}), cpu detections found {recall:.2f}, "
+                f"matched max box diff {diff_box:.2e} px, max conf diff {diff_conf:.2e}"
+            )
         print(f"     {device} half={half}: {ms:.1f} ms per image end to end (4 photos, batch 1)")
     return 1 if failures else 0
 

@@ -78,15 +78,29 @@ def _norm_keys(mapping: dict | None) -> dict:
 
 
 @contextmanager
-def serve(files: dict[str, bytes], *, status: dict[str, int] | None = None,
-          errors: dict[str, list[int]] | None = None, hang: dict[str, int] | None = None,
-          cut: dict[str, int | list[int]] | None = None, redirect: dict[str, str] | None = None,
-          ranges: bool = True, content_length: bool = True) -> Iterator[ServedURL]:
+def serve(
+    files: dict[str, bytes],
+    *,
+    status: dict[str, int] | None = None,
+    errors: dict[str, list[int]] | None = None,
+    hang: dict[str, int] | None = None,
+    cut: dict[str, int | list[int]] | None = None,
+    redirect: dict[str, str] | None = None,
+    ranges: bool = True,
+    content_length: bool = True,
+) -> Iterator[ServedURL]:
     """Serve `files` ({path: bytes}) on an ephemeral 127.0.0.1 port; yields the base URL (see module doc)."""
     cuts = {k: ([v] if isinstance(v, int) else list(v)) for k, v in _norm_keys(cut).items()}
-    knobs = Knobs(files=_norm_keys(files), status=_norm_keys(status),
-                  errors={k: list(v) for k, v in _norm_keys(errors).items()}, hang=_norm_keys(hang),
-                  cut=cuts, redirect=_norm_keys(redirect), ranges=ranges, content_length=content_length)
+    knobs = Knobs(
+        files=_norm_keys(files),
+        status=_norm_keys(status),
+        errors={k: list(v) for k, v in _norm_keys(errors).items()},
+        hang=_norm_keys(hang),
+        cut=cuts,
+        redirect=_norm_keys(redirect),
+        ranges=ranges,
+        content_length=content_length,
+    )
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True
     base = ServedURL(f"http://127.0.0.1:{server.server_address[1]}")

@@ -60,9 +60,7 @@ def test_info_reports_counts_flops_and_file_facts(tmp_path):
     facts = NAS(path).info(imgsz=640, verbose=False)
     assert facts["model"] == "yolo_nas_s" and facts["classes"] == 80
     assert facts["parameters"] == 19_053_888 and facts["parameters_fused"] == 12_167_600
-    assert facts["gflops"] == pytest.approx(33.88, abs=0.01) and facts["gflops_fused"] == pytest.approx(
-        31.80, abs=0.01
-    )
+    assert facts["gflops"] == pytest.approx(33.88, abs=0.01) and facts["gflops_fused"] == pytest.approx(31.80, abs=0.01)
     assert facts["input_size"] == [640, 640] and facts["format"] == "sg-checkpoint"
     import hashlib
 
@@ -104,9 +102,7 @@ def test_wrong_shapes_and_names_are_clear_errors(tmp_path):
     state = formula_torch_state_dict("tiny")
     state["heads.head2.cls_pred.weight"] = state["heads.head2.cls_pred.weight"][:5].clone()
     torch.save({"net": state}, tmp_path / "bad_shape.pth")
-    with pytest.raises(
-        WeightsError, match=r"bad_shape\.pth.*heads\.head2\.cls_pred\.weight.*\[5, 16, 1, 1\]"
-    ):
+    with pytest.raises(WeightsError, match=r"bad_shape\.pth.*heads\.head2\.cls_pred\.weight.*\[5, 16, 1, 1\]"):
         NAS(tmp_path / "bad_shape.pth")
     state = formula_torch_state_dict("tiny")
     del state["neck.neck2.conv.conv.weight"]
@@ -116,9 +112,7 @@ def test_wrong_shapes_and_names_are_clear_errors(tmp_path):
     torch.save({"net": collections.OrderedDict(a=torch.zeros(3))}, tmp_path / "other.pth")
     with pytest.raises(WeightsError, match="not a YOLO-NAS checkpoint"):
         NAS(tmp_path / "other.pth")
-    save_checkpoint(
-        tmp_path / "names.pt", formula_torch_state_dict("tiny"), class_names=["x"], model_name="m"
-    )
+    save_checkpoint(tmp_path / "names.pt", formula_torch_state_dict("tiny"), class_names=["x"], model_name="m")
     with pytest.raises(WeightsError, match="1 class names but its head predicts 80"):
         NAS(tmp_path / "names.pt")
 

@@ -73,10 +73,23 @@ def setup_files(tmp: Path) -> None:
         fewer[key] = fewer[key][:5].clone()
     torch.save({"net": fewer}, tmp / "five_classes.pth")
     # A cache entry whose bytes no longer match the pinned sha256.
-    lock = {"version": 1, "aliases": {}, "weights": {"pinned.pth": {
-        "urls": ["http://127.0.0.1:9/pinned.pth"], "sha256": hashlib.sha256(good).hexdigest(), "size": len(good),
-        "variant": "s", "input_size": [640, 640], "num_classes": 80, "class_names": "coco80",
-        "format": "sg-checkpoint", "licence": {"name": "test", "url": "https://example.invalid"}}}}
+    lock = {
+        "version": 1,
+        "aliases": {},
+        "weights": {
+            "pinned.pth": {
+                "urls": ["http://127.0.0.1:9/pinned.pth"],
+                "sha256": hashlib.sha256(good).hexdigest(),
+                "size": len(good),
+                "variant": "s",
+                "input_size": [640, 640],
+                "num_classes": 80,
+                "class_names": "coco80",
+                "format": "sg-checkpoint",
+                "licence": {"name": "test", "url": "https://example.invalid"},
+            }
+        },
+    }
     (tmp / "lock.json").write_text(json.dumps(lock))
     (tmp / "cache").mkdir()
     (tmp / "cache" / "pinned.pth").write_bytes(good[:-10] + b"0123456789")
@@ -87,16 +100,16 @@ def write_datasets(tmp: Path) -> None:
     """Dataset YAMLs for val: empty, malformed, two-class, and label files with bad classes or coordinates."""
     (tmp / "empty.yaml").write_text("")
     (tmp / "malformed.yaml").write_text("path: [unclosed\nval: {")
-    for name, label in (("bad_class", "99 0.5 0.5 0.2 0.2"), ("bad_coords", "0 1.5 0.5 0.2 0.2"),
-                        ("background", None)):
+    for name, label in (("bad_class", "99 0.5 0.5 0.2 0.2"), ("bad_coords", "0 1.5 0.5 0.2 0.2"), ("background", None)):
         image(tmp / name / "images" / "val" / "a.jpg", rgb(64, 80))
         (tmp / name / "labels" / "val").mkdir(parents=True, exist_ok=True)
         if label is not None:
             (tmp / name / "labels" / "val" / "a.txt").write_text(label + "\n")
         names = "\n".join(f"  {i}: c{i}" for i in range(80))
         (tmp / f"{name}.yaml").write_text(f"path: {tmp / name}\ntrain: images/val\nval: images/val\nnames:\n{names}\n")
-    (tmp / "two_classes.yaml").write_text(f"path: {tmp / 'background'}\ntrain: images/val\nval: images/val\n"
-                                          "names: [a, b]\n")
+    (tmp / "two_classes.yaml").write_text(
+        f"path: {tmp / 'background'}\ntrain: images/val\nval: images/val\nnames: [a, b]\n"
+    )
 
 
 @dataclass(frozen=True)
@@ -158,8 +171,12 @@ CASES = [
     Case("video without frames", f"{PREDICT} source={{tmp}}/no_frames.avi", 1, "no_frames.avi"),
     Case("unreachable url", f"{PREDICT} source=http://127.0.0.1:9/x.jpg", 1, "http://127.0.0.1:9/x.jpg"),
     Case("1x1 image", f"{PREDICT} source={{tmp}}/one_pixel.png", 0, check=saved("one_pixel", (1, 1))),
-    Case("20000x20000 image", f"{PREDICT} source={{tmp}}/huge.png save=False save_json", 0,
-         check=predicted_size((20000, 20000))),
+    Case(
+        "20000x20000 image",
+        f"{PREDICT} source={{tmp}}/huge.png save=False save_json",
+        0,
+        check=predicted_size((20000, 20000)),
+    ),
     Case("grayscale png", f"{PREDICT} source={{tmp}}/gray.png", 0, check=saved("gray", (50, 70))),
     Case("16-bit png", f"{PREDICT} source={{tmp}}/deep.png", 0, check=saved("deep", (50, 70))),
     Case("rgba png", f"{PREDICT} source={{tmp}}/alpha.png", 0, check=saved("alpha", (50, 70))),
@@ -170,8 +187,12 @@ CASES = [
     Case("truncated weights", "info model={tmp}/truncated.pth", 1, "truncated.pth"),
     Case("random bytes weights", "info model={tmp}/random.pt", 1, "random.pt"),
     Case("weights with wrong shapes", "info model={tmp}/wrong_shape.pth", 1, "tensors with the wrong shape"),
-    Case("weights with another class count", "predict model={tmp}/five_classes.pth imgsz=64 source={tmp}/ok.jpg",
-         0, check=saved("ok", (60, 80))),
+    Case(
+        "weights with another class count",
+        "predict model={tmp}/five_classes.pth imgsz=64 source={tmp}/ok.jpg",
+        0,
+        check=saved("ok", (60, 80)),
+    ),
     Case("hash-mismatched cache entry", "info model=pinned.pth", 1, "delete"),
     Case("offline download", "info model=yolo_nas_l_coco.pth", 1, "put the file by hand"),
     Case("weights path is a folder", "info model={tmp}/empty_dir", 2, "empty_dir"),
@@ -245,8 +266,20 @@ def test_ctrl_c_leaves_complete_files_and_says_how_far_it_got(workspace: Path, t
     folder = tmp_path / "many"
     for i in range(400):
         image(folder / f"im{i:03d}.jpg", rgb(120, 160))
-    proc = subprocess.Popen([str(SCRIPT), "predict", f"model={workspace / 'tiny.pth'}", f"source={folder}",
-                             "imgsz=64", "save_txt", "save_json"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            str(SCRIPT),
+            "predict",
+            f"model={workspace / 'tiny.pth'}",
+            f"source={folder}",
+            "imgsz=64",
+            "save_txt",
+            "save_json",
+        ],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stderr is not None
     lines = []
     for line in proc.stderr:

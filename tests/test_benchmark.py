@@ -24,8 +24,14 @@ ASSETS = bm.PHOTO.parent
 
 
 def _onnx_ready() -> bool:
-    needed = ("onnx", "onnxruntime", "yolonas_cli.modes.export", "yolonas_cli.formats.registry",
-              "yolonas_cli.formats.onnx_graph", "yolonas_cli.formats.onnx")
+    needed = (
+        "onnx",
+        "onnxruntime",
+        "yolonas_cli.modes.export",
+        "yolonas_cli.formats.registry",
+        "yolonas_cli.formats.onnx_graph",
+        "yolonas_cli.formats.onnx",
+    )
     try:
         return all(importlib.util.find_spec(name) is not None for name in needed)
     except ModuleNotFoundError:
@@ -54,9 +60,22 @@ def cli_run(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     """One CLI benchmark of the tiny model at 160 (2 runs, with a labelled dataset), shared by the tests."""
     project = tmp_path_factory.mktemp("bench")
     data = make_dataset(project)
-    result = runner.invoke(app, ["benchmark", f"model={tiny_checkpoint}", "imgsz=160", "runs=2", "warmup=1",
-                                 "device=cpu", f"formats={','.join(FORMATS)}", "int8=False", f"data={data}",
-                                 f"project={project}", "name=run"])
+    result = runner.invoke(
+        app,
+        [
+            "benchmark",
+            f"model={tiny_checkpoint}",
+            "imgsz=160",
+            "runs=2",
+            "warmup=1",
+            "device=cpu",
+            f"formats={','.join(FORMATS)}",
+            "int8=False",
+            f"data={data}",
+            f"project={project}",
+            "name=run",
+        ],
+    )
     return result, project / "run"
 
 
@@ -75,8 +94,9 @@ def test_an_exported_file_is_timed_as_it_is(tiny_checkpoint: Path, tmp_path: Pat
 
     weights = Path(shutil.copy(tiny_checkpoint, tmp_path / "tiny.pt"))
     exported = NAS(weights).export(format="onnx", imgsz=128, verbose=False)
-    result = runner.invoke(app, ["benchmark", f"model={exported}", "runs=2", "warmup=0", "device=cpu",
-                                 f"project={tmp_path}", "name=run"])
+    result = runner.invoke(
+        app, ["benchmark", f"model={exported}", "runs=2", "warmup=0", "device=cpu", f"project={tmp_path}", "name=run"]
+    )
     assert result.exit_code == 0, result.output
     assert "is an exported model, timed as it is" in result.output
     report = json.loads((tmp_path / "run" / "benchmark.json").read_text())
@@ -137,9 +157,20 @@ def test_measured_numbers_are_positive_and_agreement_is_computed(cli_run) -> Non
     ok = [r for r in report["rows"] if r["status"] == "ok"]
     assert len(ok) == (3 if ONNX else 2)
     for row in ok:
-        for key in ("size_mb", "model_median_ms", "model_p90_ms", "e2e_median_ms", "e2e_p90_ms",
-                    "preprocess_ms", "inference_ms", "postprocess_ms", "images_per_s", "gflops", "peak_pct",
-                    "speedup"):
+        for key in (
+            "size_mb",
+            "model_median_ms",
+            "model_p90_ms",
+            "e2e_median_ms",
+            "e2e_p90_ms",
+            "preprocess_ms",
+            "inference_ms",
+            "postprocess_ms",
+            "images_per_s",
+            "gflops",
+            "peak_pct",
+            "speedup",
+        ):
             assert row[key] is not None and row[key] > 0, (row["title"], key)
         assert row["model_p90_ms"] >= row["model_median_ms"]
         assert row["box_diff_px"] is not None and 0 <= row["box_diff_px"] < 1.0, row["title"]
@@ -169,11 +200,13 @@ def test_exports_are_reused_while_they_match(cli_run, tiny_checkpoint: Path) -> 
     exported = run_dir.parent / "exports" / f"{tiny_checkpoint.stem}-160x160-b1-fp32.onnx"
     assert exported.is_file()
     before = exported.stat().st_mtime_ns
-    args = make_args("benchmark", model=str(tiny_checkpoint), imgsz=160, device="cpu", verbose=False,
-                     project=str(run_dir.parent))
+    args = make_args(
+        "benchmark", model=str(tiny_checkpoint), imgsz=160, device="cpu", verbose=False, project=str(run_dir.parent)
+    )
     nas = NAS(tiny_checkpoint).fuse()
-    ctx = bm.Context(args, nas, nas.model, torch.device("cpu"), bm.EngineSettings(imgsz=(160, 160)),
-                     run_dir.parent / "exports")
+    ctx = bm.Context(
+        args, nas, nas.model, torch.device("cpu"), bm.EngineSettings(imgsz=(160, 160)), run_dir.parent / "exports"
+    )
     opened = bm.open_export(ctx, bm.Variant("onnx", "fp32"))
     assert opened.path == exported and exported.stat().st_mtime_ns == before
 
@@ -201,15 +234,29 @@ def test_stats_median_and_p90() -> None:
 def test_plan_variants_cpu_and_gpu() -> None:
     cpu = bm.plan_variants(["pytorch", "onnx", "openvino"], torch.device("cpu"), half=False, int8=True)
     assert [(v.format, v.precision, v.baseline) for v in cpu] == [
-        ("pytorch", "fp32", True), ("pytorch", "fp32", False), ("onnx", "fp32", False),
-        ("onnx", "int8", False), ("openvino", "fp32", False), ("openvino", "int8", False)]
+        ("pytorch", "fp32", True),
+        ("pytorch", "fp32", False),
+        ("onnx", "fp32", False),
+        ("onnx", "int8", False),
+        ("openvino", "fp32", False),
+        ("openvino", "int8", False),
+    ]
     gpu = bm.plan_variants(["pytorch", "onnx", "engine"], torch.device("cuda", 0), half=True, int8=True)
     assert [(v.format, v.precision) for v in gpu[1:]] == [
-        ("pytorch", "fp32"), ("pytorch", "fp16"), ("onnx", "fp32"), ("onnx", "fp16"), ("engine", "fp32"),
-        ("engine", "fp16"), ("engine", "int8")]
+        ("pytorch", "fp32"),
+        ("pytorch", "fp16"),
+        ("onnx", "fp32"),
+        ("onnx", "fp16"),
+        ("engine", "fp32"),
+        ("engine", "fp16"),
+        ("engine", "int8"),
+    ]
     cpu_half = bm.plan_variants(["pytorch", "onnx"], torch.device("cpu"), half=True, int8=False)
-    assert [(v.format, v.precision) for v in cpu_half[1:]] == [("pytorch", "fp32"), ("pytorch", "fp16"),
-                                                               ("onnx", "fp32")]
+    assert [(v.format, v.precision) for v in cpu_half[1:]] == [
+        ("pytorch", "fp32"),
+        ("pytorch", "fp16"),
+        ("onnx", "fp32"),
+    ]
 
 
 def test_available_formats_always_has_pytorch_and_no_tensorrt_on_a_cpu() -> None:

@@ -73,9 +73,7 @@ def small_state(seed: int = 0) -> OrderedDict[str, torch.Tensor]:
     )
 
 
-def assert_same_tensors(
-    got: OrderedDict[str, torch.Tensor], expected: OrderedDict[str, torch.Tensor]
-) -> None:
+def assert_same_tensors(got: OrderedDict[str, torch.Tensor], expected: OrderedDict[str, torch.Tensor]) -> None:
     assert list(got) == list(expected)
     for key, value in expected.items():
         assert got[key].dtype == value.dtype and torch.equal(got[key], value), key
@@ -404,7 +402,5 @@ def test_sg_module_that_is_not_a_model_is_refused_at_top_level(tmp_path: Path, s
 def test_unknown_sg_class_is_refused_even_when_importable(tmp_path: Path, sg_object: MakeObject) -> None:
     evil = sg_object("super_gradients.training.utils.callbacks.SomeCallback", x=1)
     torch.save({"net": small_state(), "callback": evil}, tmp_path / "cb.pth")
-    with pytest.raises(
-        WeightsError, match=re.escape("super_gradients.training.utils.callbacks.SomeCallback")
-    ):
+    with pytest.raises(WeightsError, match=re.escape("super_gradients.training.utils.callbacks.SomeCallback")):
         read_checkpoint(tmp_path / "cb.pth")

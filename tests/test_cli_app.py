@@ -57,8 +57,9 @@ def test_help(tokens: list[str]) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("form", ["{mode} --help", "{mode} -h", "help {mode}", "{mode} conf=9 help",
-                                  "detect {mode} --help"])
+@pytest.mark.parametrize(
+    "form", ["{mode} --help", "{mode} -h", "help {mode}", "{mode} conf=9 help", "detect {mode} --help"]
+)
 def test_mode_help_lists_every_argument_with_its_default(mode: str, form: str) -> None:
     result = invoke(*form.format(mode=mode).split())
     assert result.exit_code == 0, result.output
@@ -93,29 +94,52 @@ def test_checks_reports_versions_without_importing_optional_backends() -> None:
     before = set(sys.modules)
     result = invoke("checks")
     assert result.exit_code == 0, result.output
-    for key in ("yolo-nas", "Python", "torch", "numpy", "opencv", "CUDA", "CPU", "onnx", "onnxruntime",
-                "openvino", "tensorrt"):
+    for key in (
+        "yolo-nas",
+        "Python",
+        "torch",
+        "numpy",
+        "opencv",
+        "CUDA",
+        "CPU",
+        "onnx",
+        "onnxruntime",
+        "openvino",
+        "tensorrt",
+    ):
         assert any(line.startswith(key + " ") for line in result.stdout.splitlines()), key
     imported = set(sys.modules) - before
     assert not imported & {"onnx", "onnxruntime", "openvino", "tensorrt", "cv2"}
 
 
-@pytest.mark.parametrize(("tokens", "message"), [
-    (["predcit"], "Error: 'predcit' is not a valid mode. Did you mean 'predict'?"),
-    (["vall"], "Error: 'vall' is not a valid mode. Did you mean 'val'?"),
-    (["xyzzy"], "Error: 'xyzzy' is not a valid mode. Use one of predict, val, export, info, benchmark, or "
-                "help, version, checks, cfg."),
-    (["train"], "Error: mode 'train' is not supported: yolo-nas runs pretrained models "
-                "(predict, val, export, info, benchmark)"),
-    (["conf=0.5"], "Error: no mode given: use 'yolo-nas MODE key=value ...' with MODE one of predict, val, "
-                   "export, info, benchmark"),
-    (["help", "predit"], "Error: 'predit' is not a valid mode. Did you mean 'predict'?"),
-    (["cfg", "val", "export"], "Error: 'cfg' takes at most one mode, got val export"),
-    (["version", "x"], "Error: 'version' takes no arguments"),
-    (["predict", "confx=0.5"], "Error: 'confx' is not a valid argument for predict. Did you mean 'conf'?"),
-    (["predict", "imgsz"], "Error: 'imgsz' needs a value, e.g. imgsz=640"),
-    (["predict", "conf=1.5"], "Error: conf=1.5 is out of range: use a number between 0 and 1"),
-])
+@pytest.mark.parametrize(
+    ("tokens", "message"),
+    [
+        (["predcit"], "Error: 'predcit' is not a valid mode. Did you mean 'predict'?"),
+        (["vall"], "Error: 'vall' is not a valid mode. Did you mean 'val'?"),
+        (
+            ["xyzzy"],
+            "Error: 'xyzzy' is not a valid mode. Use one of predict, val, export, info, benchmark, or "
+            "help, version, checks, cfg.",
+        ),
+        (
+            ["train"],
+            "Error: mode 'train' is not supported: yolo-nas runs pretrained models "
+            "(predict, val, export, info, benchmark)",
+        ),
+        (
+            ["conf=0.5"],
+            "Error: no mode given: use 'yolo-nas MODE key=value ...' with MODE one of predict, val, "
+            "export, info, benchmark",
+        ),
+        (["help", "predit"], "Error: 'predit' is not a valid mode. Did you mean 'predict'?"),
+        (["cfg", "val", "export"], "Error: 'cfg' takes at most one mode, got val export"),
+        (["version", "x"], "Error: 'version' takes no arguments"),
+        (["predict", "confx=0.5"], "Error: 'confx' is not a valid argument for predict. Did you mean 'conf'?"),
+        (["predict", "imgsz"], "Error: 'imgsz' needs a value, e.g. imgsz=640"),
+        (["predict", "conf=1.5"], "Error: conf=1.5 is out of range: use a number between 0 and 1"),
+    ],
+)
 def test_usage_errors_exit_2_with_one_line(tokens: list[str], message: str) -> None:
     result = invoke(*tokens)
     assert result.exit_code == 2
@@ -145,12 +169,14 @@ def fake_mode(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
 
 
 def test_dispatch_passes_the_typed_args(fake_mode: types.SimpleNamespace) -> None:
-    result = invoke("predict", "source=bus.jpg", "conf", "=", "0.4", "imgsz=[640,", "480]", "save_txt",
-                    "device=0", "classes=0")
+    result = invoke(
+        "predict", "source=bus.jpg", "conf", "=", "0.4", "imgsz=[640,", "480]", "save_txt", "device=0", "classes=0"
+    )
     assert result.exit_code == 0, result.output
     (args,) = fake_mode.calls
-    assert args == PredictArgs(source="bus.jpg", conf=0.4, imgsz=(640, 480), save_txt=True, device="cuda:0",
-                               classes=[0])
+    assert args == PredictArgs(
+        source="bus.jpg", conf=0.4, imgsz=(640, 480), save_txt=True, device="cuda:0", classes=[0]
+    )
 
 
 def test_mode_return_value_is_the_exit_code(fake_mode: types.SimpleNamespace) -> None:
@@ -170,23 +196,36 @@ def test_verbose_is_set_for_the_run_and_restored(fake_mode: types.SimpleNamespac
 def _raise(exc: BaseException):
     def action() -> None:
         raise exc
+
     return action
 
 
-@pytest.mark.parametrize(("exc", "code", "line"), [
-    (YoloNasError("weights file is truncated: download it again"), 1,
-     "Error: weights file is truncated: download it again"),
-    (MissingExtraError("onnx is not installed: pip install 'yolo-nas[onnx]'"), 1,
-     "Error: onnx is not installed: pip install 'yolo-nas[onnx]'"),
-    (UsageError("int8=True needs data=...: give a calibration dataset"), 2,
-     "Error: int8=True needs data=...: give a calibration dataset"),
-    (YoloNasError("first line\n  second line"), 1, "Error: first line second line"),
-    (KeyboardInterrupt(), 130, "Error: interrupted"),
-    (RuntimeError("boom"), 1,
-     "Error: internal error: RuntimeError: boom (set YOLONAS_DEBUG=1 for the traceback)"),
-])
-def test_errors_from_a_mode_are_one_line(fake_mode: types.SimpleNamespace, exc: BaseException, code: int,
-                                         line: str) -> None:
+@pytest.mark.parametrize(
+    ("exc", "code", "line"),
+    [
+        (
+            YoloNasError("weights file is truncated: download it again"),
+            1,
+            "Error: weights file is truncated: download it again",
+        ),
+        (
+            MissingExtraError("onnx is not installed: pip install 'yolo-nas[onnx]'"),
+            1,
+            "Error: onnx is not installed: pip install 'yolo-nas[onnx]'",
+        ),
+        (
+            UsageError("int8=True needs data=...: give a calibration dataset"),
+            2,
+            "Error: int8=True needs data=...: give a calibration dataset",
+        ),
+        (YoloNasError("first line\n  second line"), 1, "Error: first line second line"),
+        (KeyboardInterrupt(), 130, "Error: interrupted"),
+        (RuntimeError("boom"), 1, "Error: internal error: RuntimeError: boom (set YOLONAS_DEBUG=1 for the traceback)"),
+    ],
+)
+def test_errors_from_a_mode_are_one_line(
+    fake_mode: types.SimpleNamespace, exc: BaseException, code: int, line: str
+) -> None:
     fake_mode.action = _raise(exc)
     result = invoke("predict")
     assert result.exit_code == code
@@ -209,15 +248,17 @@ def test_a_missing_mode_module_is_not_available(monkeypatch: pytest.MonkeyPatch)
     assert result.stderr == "Error: mode 'val' is not available in this version\n"
 
 
-def test_a_missing_dependency_inside_a_mode_is_an_internal_error(monkeypatch: pytest.MonkeyPatch,
-                                                                  tmp_path: Path) -> None:
+def test_a_missing_dependency_inside_a_mode_is_an_internal_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     (tmp_path / "broken_yolonas_mode.py").write_text("import no_such_dependency_xyz\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(app_module.MODE_RUNNERS, "info", "broken_yolonas_mode:run")
     result = invoke("info")
     assert result.exit_code == 1
-    assert result.stderr.startswith("Error: internal error: ModuleNotFoundError: No module named "
-                                    "'no_such_dependency_xyz'")
+    assert result.stderr.startswith(
+        "Error: internal error: ModuleNotFoundError: No module named 'no_such_dependency_xyz'"
+    )
 
 
 def test_usage_errors_are_reported_before_loading_the_mode(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -249,10 +290,13 @@ def test_script_version_cfg_checks() -> None:
     assert "torch" in done.stdout and "onnxruntime" in done.stdout and "Python" in done.stdout
 
 
-@pytest.mark.parametrize(("tokens", "line"), [
-    (["predcit"], "Error: 'predcit' is not a valid mode. Did you mean 'predict'?"),
-    (["predict", "confx=0.5"], "Error: 'confx' is not a valid argument for predict. Did you mean 'conf'?"),
-])
+@pytest.mark.parametrize(
+    ("tokens", "line"),
+    [
+        (["predcit"], "Error: 'predcit' is not a valid mode. Did you mean 'predict'?"),
+        (["predict", "confx=0.5"], "Error: 'confx' is not a valid argument for predict. Did you mean 'conf'?"),
+    ],
+)
 def test_script_usage_errors(tokens: list[str], line: str) -> None:
     done = cli(*tokens)
     assert done.returncode == 2

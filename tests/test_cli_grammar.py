@@ -71,17 +71,18 @@ GOOD = [
     ("export", "", {"format": "onnx", "batch": 1, "opset": None, "fraction": 1.0}),
     ("export", "format=trt", {"format": "engine"}),
     ("export", "format=TensorRT", {"format": "engine"}),
-    ("export", "format=openvino int8 data=coco128.yaml fraction=0.5",
-     {"format": "openvino", "int8": True, "data": "coco128.yaml", "fraction": 0.5}),
-    ("export", "opset=17 dynamic simplify nms",
-     {"opset": 17, "dynamic": True, "simplify": True, "nms": True}),
+    (
+        "export",
+        "format=openvino int8 data=coco128.yaml fraction=0.5",
+        {"format": "openvino", "int8": True, "data": "coco128.yaml", "fraction": 0.5},
+    ),
+    ("export", "opset=17 dynamic simplify nms", {"opset": 17, "dynamic": True, "simplify": True, "nms": True}),
     ("info", "device=cuda imgsz=320", {"device": "cuda", "imgsz": 320}),
     ("benchmark", "", {"formats": None, "runs": 20, "warmup": 3, "int8": True}),
     ("benchmark", "formats=[onnx, openvino]", {"formats": ["onnx", "openvino"]}),
     ("benchmark", "formats=onnx", {"formats": ["onnx"]}),
     ("benchmark", "formats=\"['onnx','trt']\"", {"formats": ["onnx", "engine"]}),
-    ("benchmark", "formats=onnx,pt,onnx runs=5 warmup=0", {"formats": ["onnx", "pytorch"], "runs": 5,
-                                                              "warmup": 0}),
+    ("benchmark", "formats=onnx,pt,onnx runs=5 warmup=0", {"formats": ["onnx", "pytorch"], "runs": 5, "warmup": 0}),
 ]
 
 _HELP = "Run 'yolo-nas {mode} --help' to list the arguments."
@@ -94,8 +95,11 @@ _FORMATS = "use one of onnx, torchscript, openvino, engine"
 # (mode, command line after the mode, the exact one-line error message; the exit code is always 2)
 BAD = [
     ("predict", "confx=0.5", "'confx' is not a valid argument for predict. Did you mean 'conf'?"),
-    ("predict", "save_tx",
-     "'save_tx' is not a valid argument for predict. Did you mean 'save_txt', 'save' or 'save_json'?"),
+    (
+        "predict",
+        "save_tx",
+        "'save_tx' is not a valid argument for predict. Did you mean 'save_txt', 'save' or 'save_json'?",
+    ),
     ("predict", "zzz=1", "'zzz' is not a valid argument for predict. " + _HELP.format(mode="predict")),
     ("predict", "data=x.yaml", "'data' is not a valid argument for predict. " + _HELP.format(mode="predict")),
     ("info", "conf=0.5", "'conf' is not a valid argument for info. " + _HELP.format(mode="info")),
@@ -144,8 +148,11 @@ BAD = [
     ("export", "format=pytorch", "format=pytorch is not valid: " + _FORMATS),
     ("export", "fraction=0", "fraction=0 is out of range: use a number > 0 and <= 1"),
     ("export", "opset=0", "opset=0 is out of range: use a whole number >= 1 or None"),
-    ("benchmark", "formats=[onnx,tflite]",
-     "formats=tflite is not valid: use one of pytorch, onnx, torchscript, openvino, engine"),
+    (
+        "benchmark",
+        "formats=[onnx,tflite]",
+        "formats=tflite is not valid: use one of pytorch, onnx, torchscript, openvino, engine",
+    ),
     ("benchmark", "runs=0", "runs=0 is out of range: use a whole number >= 1"),
     ("benchmark", "warmup=-1", "warmup=-1 is out of range: use a whole number >= 0"),
 ]
@@ -174,33 +181,56 @@ def test_tables_are_big_enough() -> None:
     assert len(GOOD) >= 30 and len(BAD) >= 30
 
 
-@pytest.mark.parametrize(("tokens", "merged"), [
-    (["conf", "=", "0.5"], ["conf=0.5"]),
-    (["conf=", "0.5", "save"], ["conf=0.5", "save"]),
-    (["conf", "=0.5"], ["conf=0.5"]),
-    (["imgsz=[640,", "480]"], ["imgsz=[640,480]"]),
-    (["imgsz", "=", "[640,", "480", "]", "save"], ["imgsz=[640,480]", "save"]),
-    (["model=", "source=x"], ["model=", "source=x"]),
-    (["a=1", "b=2"], ["a=1", "b=2"]),
-])
+@pytest.mark.parametrize(
+    ("tokens", "merged"),
+    [
+        (["conf", "=", "0.5"], ["conf=0.5"]),
+        (["conf=", "0.5", "save"], ["conf=0.5", "save"]),
+        (["conf", "=0.5"], ["conf=0.5"]),
+        (["imgsz=[640,", "480]"], ["imgsz=[640,480]"]),
+        (["imgsz", "=", "[640,", "480", "]", "save"], ["imgsz=[640,480]", "save"]),
+        (["model=", "source=x"], ["model=", "source=x"]),
+        (["a=1", "b=2"], ["a=1", "b=2"]),
+    ],
+)
 def test_merge_tokens(tokens: list[str], merged: list[str]) -> None:
     assert merge_tokens(tokens) == merged
 
 
-@pytest.mark.parametrize(("text", "value"), [
-    ("none", None), ("NONE", None), ("True", True), ("tRuE", True), ("false", False),
-    ("640", 640), (".5", 0.5), ("1e2", 100.0), ("640,480", (640, 480)), ("[0,2]", [0, 2]),
-    ("'quoted'", "quoted"), ("bus.jpg", "bus.jpg"), ("cuda:0", "cuda:0"), ("01", "01"),
-    ("__import__('os')", "__import__('os')"), ("https://x.org/a.jpg", "https://x.org/a.jpg"),
-])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("none", None),
+        ("NONE", None),
+        ("True", True),
+        ("tRuE", True),
+        ("false", False),
+        ("640", 640),
+        (".5", 0.5),
+        ("1e2", 100.0),
+        ("640,480", (640, 480)),
+        ("[0,2]", [0, 2]),
+        ("'quoted'", "quoted"),
+        ("bus.jpg", "bus.jpg"),
+        ("cuda:0", "cuda:0"),
+        ("01", "01"),
+        ("__import__('os')", "__import__('os')"),
+        ("https://x.org/a.jpg", "https://x.org/a.jpg"),
+    ],
+)
 def test_smart_value(text: str, value: object) -> None:
     assert smart_value(text) == value
     assert type(smart_value(text)) is type(value)
 
 
 def test_every_mode_has_a_dataclass_and_every_field_a_help_line() -> None:
-    classes = {"predict": PredictArgs, "val": ValArgs, "export": ExportArgs, "info": InfoArgs,
-               "benchmark": BenchmarkArgs}
+    classes = {
+        "predict": PredictArgs,
+        "val": ValArgs,
+        "export": ExportArgs,
+        "info": InfoArgs,
+        "benchmark": BenchmarkArgs,
+    }
     assert classes == cfg.MODE_ARGS and tuple(classes) == MODES
     for mode, klass in classes.items():
         assert klass.mode == mode
@@ -264,12 +294,15 @@ def test_cfg_file_with_one_section_per_mode(tmp_path: Path) -> None:
     assert parse_args("export", [f"cfg={file}"]).conf == 0.25  # no export section: defaults
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("confx: 1\n", "'confx' (in {file}) is not a valid argument for predict. Did you mean 'conf'?"),
-    ("conf: 2\n", "conf=2 is out of range: use a number between 0 and 1"),
-    ("- 1\n- 2\n", "cfg={file} must hold a mapping of key: value"),
-    ("conf: [\n", "cfg={file} is not valid YAML: while parsing a flow node"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("confx: 1\n", "'confx' (in {file}) is not a valid argument for predict. Did you mean 'conf'?"),
+        ("conf: 2\n", "conf=2 is out of range: use a number between 0 and 1"),
+        ("- 1\n- 2\n", "cfg={file} must hold a mapping of key: value"),
+        ("conf: [\n", "cfg={file} is not valid YAML: while parsing a flow node"),
+    ],
+)
 def test_cfg_file_errors(tmp_path: Path, content: str, message: str) -> None:
     file = tmp_path / "bad.yaml"
     file.write_text(content)

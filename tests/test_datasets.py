@@ -87,8 +87,11 @@ def test_names_list_dict_nc_and_mismatch(tmp_path):
     root = tmp_path / "ds"
     write_yolo_dataset(root)
     base = yaml.safe_load((root / "data.yaml").read_text())
-    for names, nc, expected in ((["a", "b"], None, {0: "a", 1: "b"}), ({0: "x", 1: "y"}, 2, {0: "x", 1: "y"}),
-                                (None, 2, {0: "class_0", 1: "class_1"})):
+    for names, nc, expected in (
+        (["a", "b"], None, {0: "a", 1: "b"}),
+        ({0: "x", 1: "y"}, 2, {0: "x", 1: "y"}),
+        (None, 2, {0: "class_0", 1: "class_1"}),
+    ):
         spec = {**base, "names": names, "nc": nc}
         (root / "data.yaml").write_text(yaml.safe_dump({k: v for k, v in spec.items() if v is not None}))
         assert load_dataset(root / "data.yaml").names == expected
@@ -184,13 +187,17 @@ def test_category_ids_coco_names_map_to_coco91_else_one_based(tmp_path):
 
 def test_coco_json_annotations_are_the_ground_truth(tmp_path):
     path = write_yolo_dataset(tmp_path / "ds", names=["cat", "dog"])
-    ann = {"images": [{"id": 41, "file_name": "0.png", "height": 48, "width": 64},
-                      {"id": 42, "file_name": "1.png", "height": 48, "width": 64}],
-           "annotations": [{"id": 1, "image_id": 41, "category_id": 18, "bbox": [1, 2, 10, 20], "area": 150,
-                            "iscrowd": 0},
-                           {"id": 2, "image_id": 41, "category_id": 17, "bbox": [5, 5, 30, 30], "area": 700,
-                            "iscrowd": 1}],
-           "categories": [{"id": 17, "name": "cat"}, {"id": 18, "name": "dog"}]}
+    ann = {
+        "images": [
+            {"id": 41, "file_name": "0.png", "height": 48, "width": 64},
+            {"id": 42, "file_name": "1.png", "height": 48, "width": 64},
+        ],
+        "annotations": [
+            {"id": 1, "image_id": 41, "category_id": 18, "bbox": [1, 2, 10, 20], "area": 150, "iscrowd": 0},
+            {"id": 2, "image_id": 41, "category_id": 17, "bbox": [5, 5, 30, 30], "area": 700, "iscrowd": 1},
+        ],
+        "categories": [{"id": 17, "name": "cat"}, {"id": 18, "name": "dog"}],
+    }
     (path.parent / "ann.json").write_text(json.dumps(ann))
     spec = yaml.safe_load(path.read_text())
     path.write_text(yaml.safe_dump({**spec, "annotations": {"val": "ann.json"}}))
@@ -208,14 +215,22 @@ def test_coco_json_annotations_are_the_ground_truth(tmp_path):
 
 def _remote_yaml(tmp_path: Path, url: object, **extra: object) -> Path:
     path = tmp_path / "remote.yaml"
-    path.write_text(yaml.safe_dump({"path": "remote", "train": "images/val", "val": "images/val",
-                                    "names": ["a"], "download": url, **extra}))
+    path.write_text(
+        yaml.safe_dump(
+            {"path": "remote", "train": "images/val", "val": "images/val", "names": ["a"], "download": url, **extra}
+        )
+    )
     return path
 
 
 def test_missing_dataset_is_downloaded_unpacked_and_reused(tmp_path):
-    archive = zip_bytes({"remote/images/val/1.png": png_bytes(), "remote/images/val/2.png": png_bytes(),
-                         "remote/labels/val/1.txt": b"0 0.5 0.5 0.5 0.5\n"})
+    archive = zip_bytes(
+        {
+            "remote/images/val/1.png": png_bytes(),
+            "remote/images/val/2.png": png_bytes(),
+            "remote/labels/val/1.txt": b"0 0.5 0.5 0.5 0.5\n",
+        }
+    )
     with serve({"/remote.zip": archive}) as base:
         path = _remote_yaml(tmp_path, base.url("/remote.zip"))
         ds = load_dataset(path)

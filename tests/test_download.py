@@ -178,12 +178,26 @@ def test_fetch_without_content_length(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------- resolve
 
 
-def _lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, urls: list[str], *, sha256: str | None = None,
-          size: int | None = None) -> None:
+def _lock(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    urls: list[str],
+    *,
+    sha256: str | None = None,
+    size: int | None = None,
+) -> None:
     """Point YOLONAS_WEIGHTS_LOCK at a lock whose only record, yolo_nas_s.pt, is served at `urls`."""
-    entry = {"urls": urls, "sha256": sha256, "size": size, "variant": "s", "input_size": [640, 640],
-             "num_classes": 80, "class_names": "coco80", "format": "sg-model-pickle",
-             "licence": {"name": "Test licence", "url": "https://example.invalid/licence"}}
+    entry = {
+        "urls": urls,
+        "sha256": sha256,
+        "size": size,
+        "variant": "s",
+        "input_size": [640, 640],
+        "num_classes": 80,
+        "class_names": "coco80",
+        "format": "sg-model-pickle",
+        "licence": {"name": "Test licence", "url": "https://example.invalid/licence"},
+    }
     path = tmp_path / "test.lock"
     doc = {"aliases": {"yolo_nas_s": "yolo_nas_s.pt"}, "weights": {"yolo_nas_s.pt": entry}}
     path.write_text(json.dumps(doc))
@@ -221,8 +235,9 @@ def test_unknown_name_suggests(tmp_path: Path) -> None:
     assert message.endswith("Did you mean 'yolo_nas_s.pt'?")
 
 
-def test_download_then_cache_with_server_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                              infos: list[str]) -> None:
+def test_download_then_cache_with_server_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, infos: list[str]
+) -> None:
     cache = tmp_path / "cache"
     with serve({"yolo_nas_s.pt": DATA}) as base:
         _lock(tmp_path, monkeypatch, [base.url("yolo_nas_s.pt")], sha256=SHA)
@@ -233,8 +248,7 @@ def test_download_then_cache_with_server_down(tmp_path: Path, monkeypatch: pytes
     assert len(base.requests) == 1
 
 
-def test_env_weights_dir_is_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                      infos: list[str]) -> None:
+def test_env_weights_dir_is_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, infos: list[str]) -> None:
     monkeypatch.setenv("YOLONAS_WEIGHTS_DIR", str(tmp_path / "envcache"))
     with serve({"yolo_nas_s.pt": DATA}) as base:
         _lock(tmp_path, monkeypatch, [base.url("yolo_nas_s.pt")])
@@ -250,8 +264,9 @@ def test_resolve_mirror_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert state["weights"]["yolo_nas_s.pt"]["url"] == base.url("v2/yolo_nas_s.pt")
 
 
-def test_pinned_mismatch_leaves_nothing_in_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 infos: list[str]) -> None:
+def test_pinned_mismatch_leaves_nothing_in_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, infos: list[str]
+) -> None:
     cache = tmp_path / "cache"
     with serve({"yolo_nas_s.pt": DATA}) as base, pytest.raises(DownloadError) as info:
         _lock(tmp_path, monkeypatch, [base.url("yolo_nas_s.pt")], sha256="f" * 64)
@@ -282,8 +297,10 @@ def test_download_error_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         _lock(tmp_path, monkeypatch, [url])
         with pytest.raises(DownloadError) as info:
             resolve_weights("yolo_nas_s", tmp_path / "cache")
-    assert str(info.value) == (f"could not download yolo_nas_s.pt from {url} (HTTP 404 Not Found); check the "
-                               f"network or put the file by hand at {tmp_path / 'cache' / 'yolo_nas_s.pt'}")
+    assert str(info.value) == (
+        f"could not download yolo_nas_s.pt from {url} (HTTP 404 Not Found); check the "
+        f"network or put the file by hand at {tmp_path / 'cache' / 'yolo_nas_s.pt'}"
+    )
 
 
 def test_tofu_record_and_tampering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, infos: list[str]) -> None:
@@ -311,8 +328,9 @@ def test_pinned_cache_tampering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         resolve_weights("yolo_nas_s", cache)
 
 
-def test_file_put_by_hand_is_trusted_on_first_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                  infos: list[str]) -> None:
+def test_file_put_by_hand_is_trusted_on_first_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, infos: list[str]
+) -> None:
     _lock(tmp_path, monkeypatch, ["http://127.0.0.1:9/yolo_nas_s.pt"])
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -328,14 +346,14 @@ def test_licence_printed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, i
         for _ in range(3):
             resolve_weights("yolo_nas_s", cache)
     notices = [m for m in infos if "Test licence" in m]
-    assert notices == ["yolo_nas_s.pt: these weights are under the Test licence, "
-                       "see https://example.invalid/licence"]
+    assert notices == ["yolo_nas_s.pt: these weights are under the Test licence, see https://example.invalid/licence"]
     state = json.loads((cache / CACHE_LOCK_NAME).read_text())
     assert state["weights"]["yolo_nas_s.pt"]["licence_shown"] is True
 
 
-def test_licence_goes_to_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_licence_goes_to_stderr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     _lock(tmp_path, monkeypatch, ["http://127.0.0.1:9/yolo_nas_s.pt"], sha256=SHA)
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "yolo_nas_s.pt").write_bytes(DATA)
@@ -345,8 +363,7 @@ def test_licence_goes_to_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert captured.out == "" and captured.err.count("Test licence") == 1
 
 
-def test_cache_lock_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                      infos: list[str]) -> None:
+def test_cache_lock_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, infos: list[str]) -> None:
     replaced: list[str] = []
     real_replace = os.replace
 

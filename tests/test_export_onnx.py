@@ -133,15 +133,18 @@ def test_output_paths_sit_beside_the_weights() -> None:
     assert not is_exported(weights)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"format": "torchscript", "nms": True}, "nms=True is not supported for format=torchscript"),
-    ({"format": "torchscript", "int8": True}, "int8=True is not supported for format=torchscript"),
-    ({"format": "torchscript", "opset": 13}, "opset=13 is not supported for format=torchscript"),
-    ({"format": "openvino", "simplify": True}, "simplify=True is not supported for format=openvino"),
-    ({"format": "onnx", "conf": 0.5}, "add nms=True"),
-    ({"format": "onnx", "data": "coco8.yaml"}, "add int8=True"),
-    ({"format": "onnx", "half": True, "int8": True}, "choose one"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"format": "torchscript", "nms": True}, "nms=True is not supported for format=torchscript"),
+        ({"format": "torchscript", "int8": True}, "int8=True is not supported for format=torchscript"),
+        ({"format": "torchscript", "opset": 13}, "opset=13 is not supported for format=torchscript"),
+        ({"format": "openvino", "simplify": True}, "simplify=True is not supported for format=openvino"),
+        ({"format": "onnx", "conf": 0.5}, "add nms=True"),
+        ({"format": "onnx", "data": "coco8.yaml"}, "add int8=True"),
+        ({"format": "onnx", "half": True, "int8": True}, "choose one"),
+    ],
+)
 def test_unsupported_combinations_are_usage_errors(kwargs: dict, message: str) -> None:
     args = ExportArgs(**kwargs)
     with pytest.raises(UsageError, match=message):
@@ -188,14 +191,31 @@ def test_checker_passes_and_metadata_is_in_the_file(exports: dict, s_weights: Pa
 
 
 def test_metadata_round_trip_and_foreign_files(tmp_path: Path) -> None:
-    meta = ExportMetadata(names={0: "a", 1: "b c"}, imgsz=(320, 256), batch=2, dynamic=False, precision="fp16",
-                          nms=True, model="m", source="m.pt", source_sha256="0" * 64, format="onnx", conf=0.3,
-                          iou=0.6, max_det=10, pre_nms_top_k=1024, version="0.1.0")
+    meta = ExportMetadata(
+        names={0: "a", 1: "b c"},
+        imgsz=(320, 256),
+        batch=2,
+        dynamic=False,
+        precision="fp16",
+        nms=True,
+        model="m",
+        source="m.pt",
+        source_sha256="0" * 64,
+        format="onnx",
+        conf=0.3,
+        iou=0.6,
+        max_det=10,
+        pre_nms_top_k=1024,
+        version="0.1.0",
+    )
     assert ExportMetadata.from_pairs(meta.to_pairs(), "x") == meta
     foreign = tmp_path / "foreign.onnx"
-    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "g",
-                                   [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
-                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
+    )
     onnx.save(onnx.helper.make_model(graph), str(foreign))
     with pytest.raises(WeightsError, match="not exported by yolo-nas"):
         open_exported(foreign, "cpu")
@@ -233,8 +253,9 @@ def test_dynamic_graph_matches_torch(variant: str, exports: dict, tiny_weights: 
 
 
 @pytest.mark.parametrize("variant", ["tiny", "s"])
-def test_onnx_is_as_close_to_float64_as_torch_is(variant: str, exports: dict, tiny_weights: Path,
-                                                 s_weights: Path) -> None:
+def test_onnx_is_as_close_to_float64_as_torch_is(
+    variant: str, exports: dict, tiny_weights: Path, s_weights: Path
+) -> None:
     """The exact answer (a float64 forward) is the referee: ONNX Runtime's boxes are no further from it than
     torch's own FP32 boxes are (measured ratio 0.6-1.3; bound 2x)."""
     weights = tiny_weights if variant == "tiny" else s_weights
@@ -270,9 +291,17 @@ def test_in_graph_nms_equals_postprocess_exactly(tmp_path: Path) -> None:
     names = ["num_dets", "det_boxes", "det_scores", "det_classes"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(head, (boxes, scores), str(path), dynamo=False, opset_version=17,
-                          input_names=["b", "s"], output_names=names, autograd_inlining=False,
-                          dynamic_axes={"b": {0: "B", 1: "N"}, "s": {0: "B", 1: "N"}, **{n: {0: "B"} for n in names}})
+        torch.onnx.export(
+            head,
+            (boxes, scores),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["b", "s"],
+            output_names=names,
+            autograd_inlining=False,
+            dynamic_axes={"b": {0: "B", 1: "N"}, "s": {0: "B", 1: "N"}, **{n: {0: "B"} for n in names}},
+        )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     cases = [_synthetic(2, 500, classes, 1), _synthetic(3, 3000, classes, 2), _synthetic(1, 7, classes, 3)]
     empty = _synthetic(1, 50, classes, 4)
@@ -290,8 +319,9 @@ def test_in_graph_nms_equals_postprocess_exactly(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("variant", ["tiny", "s"])
-def test_end2end_graph_matches_the_torch_pipeline(variant: str, exports: dict, tiny_weights: Path,
-                                                  s_weights: Path) -> None:
+def test_end2end_graph_matches_the_torch_pipeline(
+    variant: str, exports: dict, tiny_weights: Path, s_weights: Path
+) -> None:
     weights = tiny_weights if variant == "tiny" else s_weights
     e2e = open_exported(exports[variant, True], "cpu")
     decoded = open_exported(exports[variant, False], "cpu").backend
@@ -371,15 +401,24 @@ def test_predict_and_val_on_onnx_equal_the_pt_file(exports: dict, tiny_weights: 
     from yolonas_cli.modes.val import validate
 
     exported = open_exported(exports["tiny", False], "cpu")
-    args = PredictArgs(model=str(exports["tiny", False]), source=str(ASSETS), imgsz=320, save=False, verbose=False,
-                       device="cpu")
+    args = PredictArgs(
+        model=str(exports["tiny", False]), source=str(ASSETS), imgsz=320, save=False, verbose=False, device="cpu"
+    )
     got, want = list(predict_stream(exported, args)), list(predict_stream(NAS(tiny_weights), args))
     assert [r.path for r in got] == [r.path for r in want] and sum(len(r.boxes) for r in got) > 20
     for g, w in zip(got, want):
         assert len(g.boxes) == len(w.boxes) and maxabs(g.boxes.data[:, :4], w.boxes.data[:, :4]) <= 2 * BOX_TOL
     data = make_dataset(tmp_path / "data", tiny_weights, labels=True)
-    val = ValArgs(data=str(data), imgsz=320, batch=2, plots=False, verbose=False, device="cpu",
-                  project=str(tmp_path / "runs"), workers=0)
+    val = ValArgs(
+        data=str(data),
+        imgsz=320,
+        batch=2,
+        plots=False,
+        verbose=False,
+        device="cpu",
+        project=str(tmp_path / "runs"),
+        workers=0,
+    )
     onnx_map, pt_map = validate(exported, val).box.map, validate(NAS(tiny_weights), val).box.map
     assert onnx_map == pytest.approx(pt_map, abs=1e-3) and pt_map > 0.5
 
@@ -396,10 +435,12 @@ def test_nas_opens_an_onnx_file(exports: dict, s_weights: Path) -> None:
 
 
 def test_importing_the_exporter_and_registry_loads_no_runtime() -> None:
-    code = ("import sys, yolonas_cli, yolonas_cli.modes.export, yolonas_cli.formats.registry, "
-            "yolonas_cli.modes.export; "
-            "print(sorted(m for m in ('onnx', 'onnxruntime', 'openvino', 'tensorrt', 'onnxslim', 'nncf') "
-            "if m in sys.modules))")
+    code = (
+        "import sys, yolonas_cli, yolonas_cli.modes.export, yolonas_cli.formats.registry, "
+        "yolonas_cli.modes.export; "
+        "print(sorted(m for m in ('onnx', 'onnxruntime', 'openvino', 'tensorrt', 'onnxslim', 'nncf') "
+        "if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
@@ -417,7 +458,9 @@ def test_execution_providers_for_each_device() -> None:
     gpu = runtime("1.20.1", ["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert providers_for(ort, torch.device("cpu")) == ["CPUExecutionProvider"]
     assert providers_for(gpu, torch.device("cuda", 1)) == [
-        ("CUDAExecutionProvider", {"device_id": 1, "use_tf32": 0}), "CPUExecutionProvider"]
+        ("CUDAExecutionProvider", {"device_id": 1, "use_tf32": 0}),
+        "CPUExecutionProvider",
+    ]
     older = runtime("1.17.3", ["CUDAExecutionProvider", "CPUExecutionProvider"])  # before the use_tf32 option
     assert providers_for(older, torch.device("cuda", 0))[0] == ("CUDAExecutionProvider", {"device_id": 0})
     with pytest.raises(MissingExtraError, match="pip install onnxruntime-gpu"):

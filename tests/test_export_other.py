@@ -35,8 +35,9 @@ ASSETS = Path(__file__).resolve().parents[1] / "src" / "yolonas_cli" / "assets"
 PHOTOS = sorted(p for p in ASSETS.iterdir() if p.suffix in (".png", ".jpg"))
 SIZES = ((256, 256), (192, 256))
 HAS_OPENVINO = importlib.util.find_spec("openvino") is not None and importlib.util.find_spec("onnx") is not None
-needs_openvino = pytest.mark.skipif(not HAS_OPENVINO, reason="the openvino extra is not installed "
-                                                               "(pip install 'yolo-nas[openvino]')")
+needs_openvino = pytest.mark.skipif(
+    not HAS_OPENVINO, reason="the openvino extra is not installed (pip install 'yolo-nas[openvino]')"
+)
 
 
 pytestmark = pytest.mark.usefixtures("quiet_console")
@@ -212,8 +213,11 @@ def test_engine_needs_tensorrt_and_cuda(tiny: Path) -> None:
     elif not torch.cuda.is_available():
         with pytest.raises(MissingExtraError, match="needs CUDA"):
             export_model(NAS(tiny), ExportArgs(model=str(tiny), format="engine"))
-    with pytest.raises(UsageError, match="needs an NVIDIA GPU") if importlib.util.find_spec("tensorrt") else \
-            pytest.raises(MissingExtraError):
+    with (
+        pytest.raises(UsageError, match="needs an NVIDIA GPU")
+        if importlib.util.find_spec("tensorrt")
+        else pytest.raises(MissingExtraError)
+    ):
         export_model(NAS(tiny), ExportArgs(model=str(tiny), format="engine", device="cpu"))
     assert run_cli(["export", f"model={tiny}", "format=engine", "opset=5", "simplify"]) in (1, 2)
 
@@ -244,9 +248,23 @@ def test_tensorrt_older_than_10_is_refused_with_the_upgrade_hint(monkeypatch, ti
 def test_engine_file_header_round_trip(tmp_path: Path) -> None:
     from yolonas_cli.formats.tensorrt_export import read_engine_file, write_engine_file
 
-    meta = ExportMetadata(names={0: "a"}, imgsz=(640, 640), batch=4, dynamic=True, precision="fp16", nms=True,
-                          model="yolo_nas_s", source="s.pt", source_sha256="1" * 64, format="engine", conf=0.25,
-                          iou=0.7, max_det=300, pre_nms_top_k=1024, version="0.1.0")
+    meta = ExportMetadata(
+        names={0: "a"},
+        imgsz=(640, 640),
+        batch=4,
+        dynamic=True,
+        precision="fp16",
+        nms=True,
+        model="yolo_nas_s",
+        source="s.pt",
+        source_sha256="1" * 64,
+        format="engine",
+        conf=0.25,
+        iou=0.7,
+        max_det=300,
+        pre_nms_top_k=1024,
+        version="0.1.0",
+    )
     path = tmp_path / "x.engine"
     write_engine_file(path, meta, b"\x00engine-bytes")
     assert read_engine_file(path) == (meta, b"\x00engine-bytes")
@@ -268,8 +286,15 @@ def test_int8_graph_for_tensorrt_is_symmetric(tiny: Path, tmp_path: Path) -> Non
     data = make_dataset(tmp_path / "data", tiny, labels=False)
     nas = NAS(tiny).fuse()
     args = ExportArgs(model=str(tiny), format="engine", imgsz=192, int8=True, data=str(data), fraction=0.25)
-    job = ExportJob(nas, args, FORMATS["engine"], export_metadata(nas, args, (192, 192)), tmp_path / "x.engine",
-                    torch.device("cpu"), (192, 192))
+    job = ExportJob(
+        nas,
+        args,
+        FORMATS["engine"],
+        export_metadata(nas, args, (192, 192)),
+        tmp_path / "x.engine",
+        torch.device("cpu"),
+        (192, 192),
+    )
     model = onnx.load(str(onnx_for_engine(job, tmp_path)))
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     zero_points = [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]

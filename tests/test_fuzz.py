@@ -23,8 +23,11 @@ from yolonas_cli.weights.checkpoint import read_checkpoint
 KEYS = ["conf", "iou", "imgsz", "classes", "save_txt", "name", "source", "max_det", "batch", "device", "confx", ""]
 token_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20)
 tokens = st.lists(
-    st.one_of(token_text, st.builds(lambda k, v: f"{k}={v}", st.sampled_from(KEYS), token_text),
-              st.sampled_from(["=", "[", "]", "[640,", "480]", "save_txt", "--conf", "k = v", "none", "TRUE"])),
+    st.one_of(
+        token_text,
+        st.builds(lambda k, v: f"{k}={v}", st.sampled_from(KEYS), token_text),
+        st.sampled_from(["=", "[", "]", "[640,", "480]", "save_txt", "--conf", "k = v", "none", "TRUE"]),
+    ),
     max_size=8,
 )
 
@@ -50,17 +53,30 @@ def test_parser_never_crashes_on_any_tokens(words):
     name=st.from_regex(r"[A-Za-z_][A-Za-z0-9_.-]{0,15}", fullmatch=True),
 )
 def test_parser_round_trips_values(conf, max_det, classes, size, flag, name):
-    line = [f"conf={format_value(conf)}", f"max_det={max_det}", f"classes={format_value(classes)}",
-            f"imgsz={size}", f"save_txt={format_value(flag)}", f"name={name}"]
+    line = [
+        f"conf={format_value(conf)}",
+        f"max_det={max_det}",
+        f"classes={format_value(classes)}",
+        f"imgsz={size}",
+        f"save_txt={format_value(flag)}",
+        f"name={name}",
+    ]
     args = parse_args("predict", line)
     expected_name = None if name.lower() == "none" else name
     assert (args.conf, args.max_det, args.classes, args.imgsz, args.save_txt, args.name) == (
-        conf, max_det, classes, size, flag, expected_name)
+        conf,
+        max_det,
+        classes,
+        size,
+        flag,
+        expected_name,
+    )
 
 
 @settings(max_examples=300, deadline=None)
 @given(
-    h=st.integers(1, 4000), w=st.integers(1, 4000),
+    h=st.integers(1, 4000),
+    w=st.integers(1, 4000),
     imgsz=st.tuples(st.integers(1, 40), st.integers(1, 40)).map(lambda t: (t[0] * 32, t[1] * 32)),
     rect=st.booleans(),
     box=st.tuples(*[st.floats(0, 1)] * 4),

@@ -20,8 +20,12 @@ pytest.importorskip("onnx", reason="the onnx extra is not installed (pip install
 
 
 def test_gpu_check_script_runs_on_the_cpu() -> None:
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--device", "cpu", "--imgsz", "128"],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--device", "cpu", "--imgsz", "128"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     lines = done.stdout.splitlines()
     assert done.returncode == 0, done.stdout + done.stderr
     assert lines[0].startswith("device cpu, torch ")
@@ -36,13 +40,27 @@ def test_gpu_check_script_runs_on_the_cpu() -> None:
 
 
 def test_gpu_benchmark_script_runs_on_the_cpu(tmp_path: Path) -> None:
-    env = {**os.environ, "DEVICE": "cpu", "VARIANT": "tiny", "IMGSZ": "64", "RUNS": "1", "WARMUP": "0",
-           "FORMATS": "pytorch", "OUT": str(tmp_path / "out"), "PYTHON": sys.executable}
-    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_benchmark.sh")], env=env, capture_output=True,
-                          text=True, timeout=600)
+    env = {
+        **os.environ,
+        "DEVICE": "cpu",
+        "VARIANT": "tiny",
+        "IMGSZ": "64",
+        "RUNS": "1",
+        "WARMUP": "0",
+        "FORMATS": "pytorch",
+        "OUT": str(tmp_path / "out"),
+        "PYTHON": sys.executable,
+    }
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_benchmark.sh")], env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert {p.name for p in (tmp_path / "out").iterdir()} == {"benchmark.csv", "benchmark.json", "benchmark.md",
-                                                             "benchmark_log.txt"}
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {
+        "benchmark.csv",
+        "benchmark.json",
+        "benchmark.md",
+        "benchmark_log.txt",
+    }
     report = json.loads((tmp_path / "out" / "benchmark.json").read_text())
     rows = {(r["title"], r["precision"]): r for r in report["rows"]}
     assert rows["PyTorch eager, unfused (baseline)", "fp32"]["status"] == "ok"

@@ -50,8 +50,11 @@ def write_pseudo_labels(root: Path, weights: Path) -> None:
         image = cv2.imread(str(photo))
         h, w = image.shape[:2]
         det, _, _ = engine.run_batch([image])[0]
-        rows = [f"{int(d[5])} {(d[0] + d[2]) / 2 / w:.6f} {(d[1] + d[3]) / 2 / h:.6f} {(d[2] - d[0]) / w:.6f} "
-                f"{(d[3] - d[1]) / h:.6f}" for d in det]
+        rows = [
+            f"{int(d[5])} {(d[0] + d[2]) / 2 / w:.6f} {(d[1] + d[3]) / 2 / h:.6f} {(d[2] - d[0]) / w:.6f} "
+            f"{(d[3] - d[1]) / h:.6f}"
+            for d in det
+        ]
         (root / "labels" / "val" / f"{photo.stem}.txt").write_text("\n".join(rows) + "\n")
 
 
@@ -77,8 +80,9 @@ def run_int8_export(weights: Path, data: Path, capsys: pytest.CaptureFixture, **
     previous = console.is_verbose()
     console.set_verbose(True)
     try:
-        path = export_model(NAS(weights), ExportArgs(model=str(weights), imgsz=IMGSZ, int8=True, data=str(data),
-                                                     **kwargs))
+        path = export_model(
+            NAS(weights), ExportArgs(model=str(weights), imgsz=IMGSZ, int8=True, data=str(data), **kwargs)
+        )
     finally:
         console.set_verbose(previous)
     return path, capsys.readouterr().err
@@ -119,8 +123,9 @@ def printed_agreement(text: str) -> tuple[float, float, float]:
     return float(found[1]), float(found[2]), float(found[3])
 
 
-def test_int8_with_labels_reports_map_and_agreement(weights: Path, fp32_onnx: Path, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture) -> None:
+def test_int8_with_labels_reports_map_and_agreement(
+    weights: Path, fp32_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     data = make_dataset(tmp_path / "labelled", weights, labels=True)
     path, err = run_int8_export(weights, data, capsys)
     assert path == weights.with_suffix(".onnx")
@@ -144,8 +149,9 @@ def test_int8_with_labels_reports_map_and_agreement(weights: Path, fp32_onnx: Pa
     assert 0 < float(maps[2]) < float(maps[1])
 
 
-def test_int8_without_labels_and_with_nms(weights: Path, fp32_onnx: Path, tmp_path: Path,
-                                          capsys: pytest.CaptureFixture) -> None:
+def test_int8_without_labels_and_with_nms(
+    weights: Path, fp32_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     data = make_dataset(tmp_path / "unlabelled", weights, labels=False)
     path, err = run_int8_export(weights, data, capsys, nms=True, fraction=0.5)
     assert "calibrating on 4 images" in err  # fraction=0.5 of 8
@@ -153,8 +159,9 @@ def test_int8_without_labels_and_with_nms(weights: Path, fp32_onnx: Path, tmp_pa
     exported = open_exported(path, "cpu")
     assert exported.end2end and exported.metadata.precision == "int8"
     recall, mean_iou, drift = printed_agreement(err)
-    assert (recall, mean_iou, drift) == pytest.approx(brute_force_agreement(detections(fp32_onnx), detections(path)),
-                                                      abs=6e-4)
+    assert (recall, mean_iou, drift) == pytest.approx(
+        brute_force_agreement(detections(fp32_onnx), detections(path)), abs=6e-4
+    )
     assert recall >= MIN_RECALL - 0.1 and mean_iou >= MIN_IOU  # 4 calibration images instead of 8
 
 
@@ -170,8 +177,9 @@ def test_float_tail_covers_decoding_only(fp32_onnx: Path) -> None:
     assert len(tail) < len(model.graph.node) // 3
 
 
-def test_cost_report_of_a_model_against_itself_on_a_val_subset(weights: Path, fp32_onnx: Path, tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cost_report_of_a_model_against_itself_on_a_val_subset(
+    weights: Path, fp32_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Identity check of the report (recall 1, IoU 1, no drift, equal mAP) on the first 2 val images (the
     subset YAML used for large val splits)."""
     from yolonas_cli.formats import int8

@@ -141,9 +141,7 @@ def test_content_corners_map_to_image_corners(wh: tuple[int, int], imgsz: int, r
     w, h = wh
     lb = Letterbox.for_image((h, w), imgsz, rect=rect)
     top, left = lb.pad_top, lb.pad_left
-    content = torch.tensor(
-        [[left, top, left + lb.resized_hw[1], top + lb.resized_hw[0]]], dtype=torch.float32
-    )
+    content = torch.tensor([[left, top, left + lb.resized_hw[1], top + lb.resized_hw[0]]], dtype=torch.float32)
     tol = 0.5 / lb.scale + 1e-3  # the resized size was rounded to whole pixels
     for clip in (False, True):
         back = lb.to_original(content, clip=clip)[0].tolist()

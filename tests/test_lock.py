@@ -27,9 +27,17 @@ def _packaged_lock(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _entry(**over: object) -> dict:
-    entry = {"urls": ["https://example.invalid/w.pt"], "sha256": None, "size": None, "variant": "s",
-             "input_size": [640, 640], "num_classes": 80, "class_names": "coco80",
-             "format": "sg-model-pickle", "licence": {"name": "L", "url": "https://example.invalid/licence"}}
+    entry = {
+        "urls": ["https://example.invalid/w.pt"],
+        "sha256": None,
+        "size": None,
+        "variant": "s",
+        "input_size": [640, 640],
+        "num_classes": 80,
+        "class_names": "coco80",
+        "format": "sg-model-pickle",
+        "licence": {"name": "L", "url": "https://example.invalid/licence"},
+    }
     entry.update(over)
     return entry
 
@@ -43,8 +51,7 @@ def _write(tmp_path: Path, doc: object) -> Path:
 def test_packaged_lock_has_the_six_official_records() -> None:
     assert default_lock_path() == PACKAGED
     records = load_lock()
-    assert sorted(records) == sorted(
-        [f"yolo_nas_{v}.pt" for v in "sml"] + [f"yolo_nas_{v}_coco.pth" for v in "sml"])
+    assert sorted(records) == sorted([f"yolo_nas_{v}.pt" for v in "sml"] + [f"yolo_nas_{v}_coco.pth" for v in "sml"])
     for record in records.values():
         assert isinstance(record, WeightsRecord)
         assert record.input_size == (640, 640) and record.num_classes == 80 and record.class_names == "coco80"
@@ -70,9 +77,11 @@ def test_supergradients_records(variant: str) -> None:
     record = load_lock()[name]
     assert record.variant == variant and record.format == "sg-checkpoint"
     assert record.sha256 == SG_SHA[variant]
-    assert record.urls == (f"https://d2gjn4b69gu75n.cloudfront.net/models/{name}",
-                           f"https://sg-hub-nv.s3.amazonaws.com/models/{name}",
-                           f"https://sghub.deci.ai/models/{name}")
+    assert record.urls == (
+        f"https://d2gjn4b69gu75n.cloudfront.net/models/{name}",
+        f"https://sg-hub-nv.s3.amazonaws.com/models/{name}",
+        f"https://sghub.deci.ai/models/{name}",
+    )
 
 
 def test_aliases_and_unknown_names() -> None:
@@ -97,11 +106,23 @@ def test_env_var_overrides_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert find_record("yolo_nas_s") is None
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("urls", []), ("urls", ["ftp://x/y"]), ("sha256", "ABC"), ("sha256", "g" * 64), ("size", -1),
-    ("size", True), ("variant", "x"), ("input_size", [640]), ("num_classes", 0), ("class_names", ""),
-    ("format", "onnx"), ("licence", {"name": "L"}),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("urls", []),
+        ("urls", ["ftp://x/y"]),
+        ("sha256", "ABC"),
+        ("sha256", "g" * 64),
+        ("size", -1),
+        ("size", True),
+        ("variant", "x"),
+        ("input_size", [640]),
+        ("num_classes", 0),
+        ("class_names", ""),
+        ("format", "onnx"),
+        ("licence", {"name": "L"}),
+    ],
+)
 def test_bad_entry_is_a_clear_error(tmp_path: Path, field: str, value: object) -> None:
     path = _write(tmp_path, {"weights": {"bad.pt": _entry(**{field: value})}})
     with pytest.raises(WeightsError) as info:

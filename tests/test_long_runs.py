@@ -24,8 +24,9 @@ CHILD = textwrap.dedent("""
 
 
 def peak_rss_kb(cwd: Path, *tokens: str) -> int:
-    done = subprocess.run([sys.executable, "-c", CHILD, *tokens, "verbose=False"], cwd=cwd, capture_output=True,
-                          text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, *tokens, "verbose=False"], cwd=cwd, capture_output=True, text=True, timeout=900
+    )
     rss, code = done.stdout.split()
     assert code == "0", done.stderr
     return int(rss)

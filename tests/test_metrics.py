@@ -78,8 +78,7 @@ def test_match_respects_each_threshold():
 
 def test_unmatched_detection_on_a_crowd_box_is_ignored():
     gt = labels([0, 0], [[0, 0, 10, 10], [20, 0, 60, 40]], crowd=[False, True])
-    det = det_rows((0, 0, 10, 10, 0.9, 0), (25, 5, 35, 15, 0.8, 0), (25, 5, 35, 15, 0.7, 1),
-                   (80, 80, 90, 90, 0.6, 0))
+    det = det_rows((0, 0, 10, 10, 0.9, 0), (25, 5, 35, 15, 0.8, 0), (25, 5, 35, 15, 0.7, 1), (80, 80, 90, 90, 0.6, 0))
     tp, ignored = match_image(det, gt)
     assert tp[:, 0].tolist() == [True, False, False, False]
     assert ignored[:, 0].tolist() == [False, True, False, False]  # other class and far away are FPs
@@ -115,8 +114,7 @@ def test_coco_evaluate_perfect_predictions_and_category_ids():
     gt.add(2, "2.jpg", (100, 100), Labels.empty())
     preds = coco_detections(1, det_rows((10, 10, 50, 50, 0.9, 0), (60, 60, 90, 95, 0.8, 1)), [5, 9])
     assert [p["category_id"] for p in preds] == [5, 9] and preds[0]["bbox"] == [10.0, 10.0, 40.0, 40.0]
-    store = detections_of({1: det_rows((10, 10, 50, 50, 0.9, 0), (60, 60, 90, 95, 0.8, 1)), 2: det_rows()},
-                          [5, 9])
+    store = detections_of({1: det_rows((10, 10, 50, 50, 0.9, 0), (60, 60, 90, 95, 0.8, 1)), 2: det_rows()}, [5, 9])
     assert len(store) == 2 and store.entries() == preds
     scores = coco_evaluate(gt.to_dict(), store, [1, 2])
     assert scores.stat("mAP50-95") == pytest.approx(1.0) and scores.ap == pytest.approx({5: 1.0, 9: 1.0})
@@ -211,8 +209,7 @@ def test_predictions_json_is_the_coco_results_list():
 def test_confusion_matrix_counts():
     cm = ConfusionMatrix(2)
     gt = labels([0, 1, 1], [[0, 0, 10, 10], [20, 20, 30, 30], [50, 50, 60, 60]])
-    det = det_rows((0, 0, 10, 10, 0.9, 0), (20, 20, 30, 30, 0.9, 0), (80, 80, 90, 90, 0.9, 1),
-                   (50, 50, 60, 60, 0.1, 1))
+    det = det_rows((0, 0, 10, 10, 0.9, 0), (20, 20, 30, 30, 0.9, 0), (80, 80, 90, 90, 0.9, 1), (50, 50, 60, 60, 0.1, 1))
     cm.update(det, gt)
     expected = np.array([[1, 1, 0], [0, 0, 1], [0, 1, 0]])  # rows predicted, columns true, 2 = background
     assert np.array_equal(cm.matrix, expected)
@@ -277,7 +274,7 @@ def _random_scene(rng: np.random.Generator, n_images: int, nc: int):
     scores = rng.permutation(total) / total * 0.98 + 0.01  # distinct scores: no tie-order differences
     start = 0
     for det, _ in scenes:
-        det[:, 4] = scores[start:start + len(det)]
+        det[:, 4] = scores[start : start + len(det)]
         start += len(det)
     return scenes
 
@@ -296,8 +293,9 @@ def test_sg_metric_equals_pycocotools_when_their_definitions_coincide():
         unit_area = Labels(lab.cls, lab.boxes, lab.crowd, np.ones(len(lab)))  # inside COCO's "all" range
         gt.add(image_id, f"{image_id}.jpg", (300, 300), unit_area)
         for x1, y1, x2, y2, score, c in det.tolist():
-            preds.append({"image_id": image_id, "category_id": int(c) + 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
-                          "score": score})
+            preds.append(
+                {"image_id": image_id, "category_id": int(c) + 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score}
+            )
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
         coco_gt.dataset = gt.to_dict()

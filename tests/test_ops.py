@@ -29,9 +29,7 @@ def ref_iou(a: list[F32], b: list[F32]) -> float:
         return float(inter / (area_a + area_b - inter))
 
 
-def ref_nms(
-    boxes: torch.Tensor, scores: torch.Tensor, iou: float, labels: torch.Tensor | None = None
-) -> list[int]:
+def ref_nms(boxes: torch.Tensor, scores: torch.Tensor, iou: float, labels: torch.Tensor | None = None) -> list[int]:
     """Greedy NMS, one box at a time with float32 scalars.
 
     Visit by score (stable, descending); keep a box unless a kept box of its class has IoU > iou.

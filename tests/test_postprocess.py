@@ -84,9 +84,7 @@ def test_empty_outputs() -> None:
     boxes, scores = torch.cat([boxes, boxes]), torch.cat([scores, torch.zeros_like(scores)])
     first, second = postprocess(boxes, scores, conf=0.25, iou=0.7)
     assert first.shape == (1, 6) and second.shape == (0, 6) and second.dtype == torch.float32
-    for out in postprocess(
-        torch.zeros(2, 0, 4), torch.zeros(2, 0, 80), conf=0.25, iou=0.7, multi_label=False
-    ):
+    for out in postprocess(torch.zeros(2, 0, 4), torch.zeros(2, 0, 80), conf=0.25, iou=0.7, multi_label=False):
         assert out.shape == (0, 6)
 
 

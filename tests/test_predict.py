@@ -194,17 +194,12 @@ def test_glob_and_list_file_sources(tiny_checkpoint, tmp_path):
     result = predict_cli(
         tiny_checkpoint, tmp_path, f"source={tmp_path / 'imgs'}/img00[12].jpg", "save=False", "save_json"
     )
-    names = [
-        Path(e["path"]).name for e in json.loads((tmp_path / "runs/predict/exp/predictions.json").read_text())
-    ]
+    names = [Path(e["path"]).name for e in json.loads((tmp_path / "runs/predict/exp/predictions.json").read_text())]
     assert names == ["img001.jpg", "img002.jpg"] and "image 2/2" in result.stderr
     listing = tmp_path / "list.txt"
     listing.write_text(f"imgs/{images[3].name}\n\n# a comment\n{images[0]}\n")
     predict_cli(tiny_checkpoint, tmp_path, f"source={listing}", "save=False", "save_json")
-    names = [
-        Path(e["path"]).name
-        for e in json.loads((tmp_path / "runs/predict/exp2/predictions.json").read_text())
-    ]
+    names = [Path(e["path"]).name for e in json.loads((tmp_path / "runs/predict/exp2/predictions.json").read_text())]
     assert names == ["img003.jpg", "img000.jpg"]
 
 

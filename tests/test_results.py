@@ -55,8 +55,12 @@ def test_verbose_counts_in_class_order() -> None:
 def test_summary_and_json() -> None:
     result = make_result(ROWS)
     first = result.summary()[0]
-    assert first == {"name": "spoon", "class": 44, "confidence": 0.9,
-                     "box": {"x1": 10.0, "y1": 20.0, "x2": 30.0, "y2": 50.0}}
+    assert first == {
+        "name": "spoon",
+        "class": 44,
+        "confidence": 0.9,
+        "box": {"x1": 10.0, "y1": 20.0, "x2": 30.0, "y2": 50.0},
+    }
     norm = result.summary(normalize=True, decimals=3)[0]["box"]
     assert norm == {"x1": 0.125, "y1": 0.333, "x2": 0.375, "y2": 0.833}
     assert json.loads(result.to_json()) == result.summary()

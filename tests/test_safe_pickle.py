@@ -318,9 +318,7 @@ FORBIDDEN: dict[str, tuple[Payload, str]] = {
     "collections.os": (lambda m: call(G("collections", "os")), "collections.os"),
     "torch._utils.os": (lambda m: G("torch._utils", "os"), "torch._utils.os"),
     "rebuild_from_type": (
-        lambda m: call(
-            G("torch._tensor", "_rebuild_from_type_v2"), G("os", "system"), NONE, tup(), EMPTY_DICT
-        ),
+        lambda m: call(G("torch._tensor", "_rebuild_from_type_v2"), G("os", "system"), NONE, tup(), EMPTY_DICT),
         "torch._tensor._rebuild_from_type_v2",
     ),
     "torch-nn-base-module": (
@@ -364,9 +362,7 @@ FORBIDDEN: dict[str, tuple[Payload, str]] = {
         "subprocess.Popen",
     ),
     "newobj-ex-popen": (
-        lambda m: (
-            PROTO4 + G("subprocess", "Popen") + tup(lst(S("touch"), S(str(m)))) + EMPTY_DICT + NEWOBJ_EX
-        ),
+        lambda m: PROTO4 + G("subprocess", "Popen") + tup(lst(S("touch"), S(str(m)))) + EMPTY_DICT + NEWOBJ_EX,
         "subprocess.Popen",
     ),
     "storage-type-os-system": (

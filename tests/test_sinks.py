@@ -108,8 +108,12 @@ def test_json_sink(tmp_path) -> None:
         sink.add(Result(Boxes(np.zeros((0, 6)), (5, 6)), {}, None, (5, 6), "/a/c.jpg"))
     data = json.loads((tmp_path / "predictions.json").read_text())
     assert data == [
-        {"path": "/a/b.jpg", "height": 10, "width": 20,
-         "detections": [{"box": [1.25, 2.0, 3.0, 4.5], "confidence": 0.87654, "class": 41, "name": "cup"}]},
+        {
+            "path": "/a/b.jpg",
+            "height": 10,
+            "width": 20,
+            "detections": [{"box": [1.25, 2.0, 3.0, 4.5], "confidence": 0.87654, "class": 41, "name": "cup"}],
+        },
         {"path": "/a/c.jpg", "height": 5, "width": 6, "detections": []},
     ]
     assert os.listdir(tmp_path) == ["predictions.json"]

@@ -57,10 +57,10 @@ def test_images_pass_through_as_decoded(tmp_path) -> None:
     bgra = write_image(tmp_path / "a.png", shape=(5, 6, 4))
     cv2.imwrite(str(tmp_path / "d.tif"), np.full((5, 6, 3), 4000, np.uint16))
     shapes = {Path(f.path).name: (f.image_bgr.shape, f.image_bgr.dtype) for f in open_source(tmp_path)}
-    assert shapes == {"g.png": ((5, 6), np.uint8), "a.png": ((5, 6, 4), np.uint8),
-                      "d.tif": ((5, 6, 3), np.uint16)}
-    assert shapes == {Path(f.path).name: (f.image_bgr.shape, f.image_bgr.dtype)
-                      for f in open_source([grey, bgra, tmp_path / "d.tif"])}
+    assert shapes == {"g.png": ((5, 6), np.uint8), "a.png": ((5, 6, 4), np.uint8), "d.tif": ((5, 6, 3), np.uint16)}
+    assert shapes == {
+        Path(f.path).name: (f.image_bgr.shape, f.image_bgr.dtype) for f in open_source([grey, bgra, tmp_path / "d.tif"])
+    }
 
 
 def test_jpeg_exif_orientation_applied(tmp_path) -> None:
@@ -152,8 +152,12 @@ def test_url_uses_injected_downloader(tmp_path) -> None:
 
 
 def test_streams_are_recognised_without_opening() -> None:
-    for value, target in [(0, 0), ("1", 1), ("rtsp://cam/live", "rtsp://cam/live"),
-                          ("https://host/live", "https://host/live")]:
+    for value, target in [
+        (0, 0),
+        ("1", 1),
+        ("rtsp://cam/live", "rtsp://cam/live"),
+        ("https://host/live", "https://host/live"),
+    ]:
         src = open_source(value, downloader=lambda u, d: pytest.fail("no download for streams"))
         assert src.has_stream and src.items[0].kind == "stream" and src.items[0].target == target
 
@@ -224,6 +228,8 @@ def test_default_source_holds_the_sample_photos() -> None:
 
 
 def test_light_modules_do_not_import_torch() -> None:
-    code = ("import sys, yolonas_cli.data.sources, yolonas_cli.data.results, yolonas_cli.data.sinks, "
-            "yolonas_cli.data.plotting; sys.exit('torch' in sys.modules)")
+    code = (
+        "import sys, yolonas_cli.data.sources, yolonas_cli.data.results, yolonas_cli.data.sinks, "
+        "yolonas_cli.data.plotting; sys.exit('torch' in sys.modules)"
+    )
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

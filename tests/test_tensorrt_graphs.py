@@ -40,28 +40,72 @@ MAX_DET = 100  # a non-default max_det, so that the NMS check below sees the arg
 
 # The operators these graphs use (plus a few close relatives), each "Y" in BOTH tables of
 # onnx/onnx-tensorrt docs/operators.md: TensorRT 10.x (10.15) and TensorRT 8.5 (8.6 has no table of its own).
-TENSORRT_OPS = frozenset({
-    "Add", "Cast", "Concat", "Constant", "ConstantOfShape", "Conv", "ConvTranspose", "DequantizeLinear", "Div",
-    "Equal", "Expand", "Flatten", "Gather", "GatherElements", "Greater", "Identity", "Less", "MaxPool", "Mul",
-    "NonMaxSuppression", "Not", "Pad", "QuantizeLinear", "Range", "ReduceSum", "Relu", "Reshape", "ScatterND",
-    "Shape", "Sigmoid", "Slice", "Softmax", "Squeeze", "Sub", "TopK", "Transpose", "Unsqueeze", "Where",
-})
+TENSORRT_OPS = frozenset(
+    {
+        "Add",
+        "Cast",
+        "Concat",
+        "Constant",
+        "ConstantOfShape",
+        "Conv",
+        "ConvTranspose",
+        "DequantizeLinear",
+        "Div",
+        "Equal",
+        "Expand",
+        "Flatten",
+        "Gather",
+        "GatherElements",
+        "Greater",
+        "Identity",
+        "Less",
+        "MaxPool",
+        "Mul",
+        "NonMaxSuppression",
+        "Not",
+        "Pad",
+        "QuantizeLinear",
+        "Range",
+        "ReduceSum",
+        "Relu",
+        "Reshape",
+        "ScatterND",
+        "Shape",
+        "Sigmoid",
+        "Slice",
+        "Softmax",
+        "Squeeze",
+        "Sub",
+        "TopK",
+        "Transpose",
+        "Unsqueeze",
+        "Where",
+    }
+)
 # operators.md 10.x: "TensorRT 10.0 supports operators in the inclusive range of opset 9 to opset 20".
 OPSET_RANGE = (9, 20)
 # operators.md 10.x data types, less DOUBLE ("limited support") and UINT8 ("only ... network input or output").
-TENSORRT_TYPES = frozenset({TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.INT8, TensorProto.INT32,
-                            TensorProto.INT64, TensorProto.BOOL})
+TENSORRT_TYPES = frozenset(
+    {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.INT8, TensorProto.INT32, TensorProto.INT64, TensorProto.BOOL}
+)
 # operators.md 10.x, Cast: FP32, FP16, BF16, INT32, INT64, UINT8, BOOL (no INT8: quantized types come from Q/DQ).
-CAST_TARGETS = frozenset({TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.INT32, TensorProto.INT64,
-                          TensorProto.BOOL})
+CAST_TARGETS = frozenset(
+    {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.INT32, TensorProto.INT64, TensorProto.BOOL}
+)
 # Engine inputs/outputs: float32 images in, float32 boxes/scores and int32 counts/classes out.
 IO_TYPES = frozenset({TensorProto.FLOAT, TensorProto.INT32})
 TOPK_MAX_K = 1024  # 10.x TopK: "K input must be less than 3840"; the graph's K is 1024 at most
 # Inputs the parser needs as build-time constants: (op, input index), operators.md "must be an initializer"
 # (8.5: TopK K, Squeeze/Slice axes, NonMaxSuppression's three scalars in 8.4) / "resolvable to a constant"
 # (10.x: Squeeze/Unsqueeze axes), 10.x ReduceSum axes.
-CONSTANT_INPUTS = {"TopK": (1,), "Squeeze": (1,), "Unsqueeze": (1,), "ReduceSum": (1,), "Slice": (3,),
-                   "NonMaxSuppression": (2, 3, 4)}
+CONSTANT_INPUTS = {
+    "TopK": (1,),
+    "Squeeze": (1,),
+    "Unsqueeze": (1,),
+    "ReduceSum": (1,),
+    "Slice": (3,),
+    "NonMaxSuppression": (2, 3, 4),
+}
 
 
 def _export_job(weights: Path, **kwargs):
@@ -69,8 +113,15 @@ def _export_job(weights: Path, **kwargs):
 
     nas = NAS(weights).fuse()
     args = ExportArgs(model=str(weights), format="engine", imgsz=IMGSZ, **kwargs)
-    return ExportJob(nas, args, FORMATS["engine"], export_metadata(nas, args, (IMGSZ, IMGSZ)),
-                     weights.with_suffix(".engine"), torch.device("cpu"), (IMGSZ, IMGSZ))
+    return ExportJob(
+        nas,
+        args,
+        FORMATS["engine"],
+        export_metadata(nas, args, (IMGSZ, IMGSZ)),
+        weights.with_suffix(".engine"),
+        torch.device("cpu"),
+        (IMGSZ, IMGSZ),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +133,11 @@ def graphs(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     root = tmp_path_factory.mktemp("trt_graphs")
     weights = Path(shutil.copy(tiny_checkpoint, root / "tiny.pt"))
     data = make_dataset(root / "data", weights, labels=False)
-    settings = {"fp32_nms_dynamic": {"dynamic": True, "nms": True, "batch": 2, "max_det": MAX_DET},
-                "fp16": {"half": True},
-                "int8": {"int8": True, "data": str(data), "fraction": 0.25}}
+    settings = {
+        "fp32_nms_dynamic": {"dynamic": True, "nms": True, "batch": 2, "max_det": MAX_DET},
+        "fp16": {"half": True},
+        "int8": {"int8": True, "data": str(data), "fraction": 0.25},
+    }
     out = {}
     for name, kwargs in settings.items():
         scratch = root / name
@@ -131,8 +184,10 @@ def test_operators_and_opset_are_in_the_tensorrt_tables(graphs: dict, name: str)
 def test_tensor_types_are_tensorrt_types(graphs: dict, name: str) -> None:
     model = graphs[name]
     inferred = onnx.shape_inference.infer_shapes(model)
-    types = {v.name: v.type.tensor_type.elem_type for v in (*inferred.graph.value_info, *inferred.graph.input,
-                                                            *inferred.graph.output)}
+    types = {
+        v.name: v.type.tensor_type.elem_type
+        for v in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)
+    }
     types.update({t.name: t.data_type for t in model.graph.initializer})
     produced = [o for n in model.graph.node for o in n.output]
     missing = [o for o in produced if o not in types]

@@ -88,8 +88,9 @@ def read_ground_truth(yaml_path: Path) -> list[dict[str, Any]]:
         label = root / "labels" / "val" / f"{img_path.stem}.txt"
         text = label.read_text() if label.exists() else ""
         rows = [list(map(float, line.split())) for line in text.splitlines()]
-        out.append({"id": int(img_path.stem), "h": img.shape[0], "w": img.shape[1], "rows": rows,
-                    "file": img_path.name})
+        out.append(
+            {"id": int(img_path.stem), "h": img.shape[0], "w": img.shape[1], "rows": rows, "file": img_path.name}
+        )
     return out
 
 
@@ -107,17 +108,26 @@ def coco_gt_json(truth: list[dict[str, Any]]) -> dict[str, Any]:
     for e in truth:
         for c, xc, yc, bw, bh in e["rows"]:
             w, h = bw * e["w"], bh * e["h"]
-            anns.append({"id": len(anns) + 1, "image_id": e["id"], "category_id": COCO80_TO_COCO91[int(c)],
-                         "bbox": [xc * e["w"] - w / 2, yc * e["h"] - h / 2, w, h], "area": w * h,
-                         "iscrowd": 0})
-    return {"images": [{"id": e["id"], "height": e["h"], "width": e["w"], "file_name": e["file"]}
-                       for e in truth],
-            "annotations": anns,
-            "categories": [{"id": COCO80_TO_COCO91[i], "name": n} for i, n in enumerate(COCO80_NAMES)]}
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": e["id"],
+                    "category_id": COCO80_TO_COCO91[int(c)],
+                    "bbox": [xc * e["w"] - w / 2, yc * e["h"] - h / 2, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
+    return {
+        "images": [{"id": e["id"], "height": e["h"], "width": e["w"], "file_name": e["file"]} for e in truth],
+        "annotations": anns,
+        "categories": [{"id": COCO80_TO_COCO91[i], "name": n} for i, n in enumerate(COCO80_NAMES)],
+    }
 
 
-def pycocotools_stats(gt: dict[str, Any], predictions: list[dict[str, Any]], cat_ids: list[int] | None = None
-                      ) -> np.ndarray:
+def pycocotools_stats(
+    gt: dict[str, Any], predictions: list[dict[str, Any]], cat_ids: list[int] | None = None
+) -> np.ndarray:
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
         coco_gt.dataset = gt
@@ -196,8 +206,7 @@ def cli(tmp_path: Path, *tokens: str):
 def test_printed_and_saved_map_equal_independent_pycocotools(dataset, tiny_checkpoint, tmp_path, inject):
     truth = read_ground_truth(dataset)
     inject(noisy_detections(truth))
-    out = cli(tmp_path, f"model={tiny_checkpoint}", f"data={dataset}", "imgsz=96", "batch=4", "save_json",
-              "save_txt")
+    out = cli(tmp_path, f"model={tiny_checkpoint}", f"data={dataset}", "imgsz=96", "batch=4", "save_json", "save_txt")
     run_dir = tmp_path / "runs" / "exp"
     predictions = json.loads((run_dir / "predictions.json").read_text())
     stats = pycocotools_stats(coco_gt_json(truth), predictions)
@@ -227,8 +236,17 @@ def test_printed_and_saved_map_equal_independent_pycocotools(dataset, tiny_check
 def test_per_class_rows_and_python_api(dataset, tiny_checkpoint, tmp_path, inject):
     truth = read_ground_truth(dataset)
     inject(noisy_detections(truth))
-    args = make_args("val", project=str(tmp_path / "runs"), model=str(tiny_checkpoint), data=str(dataset),
-                     imgsz=96, batch=5, plots=False, device="cpu", workers=0)
+    args = make_args(
+        "val",
+        project=str(tmp_path / "runs"),
+        model=str(tiny_checkpoint),
+        data=str(dataset),
+        imgsz=96,
+        batch=5,
+        plots=False,
+        device="cpu",
+        workers=0,
+    )
     metrics = validate(NAS(tiny_checkpoint), args)
     present = sorted({int(r[0]) for e in truth for r in e["rows"]})
     assert metrics.box.ap_class_index.tolist() == present
@@ -236,8 +254,13 @@ def test_per_class_rows_and_python_api(dataset, tiny_checkpoint, tmp_path, injec
     assert metrics.box.map == pytest.approx(stats[0], abs=1e-6)
     assert metrics.box.map50 == pytest.approx(stats[1], abs=1e-6)
     assert metrics.box.maps.shape == (80,) and metrics.box.maps[1] == metrics.box.map
-    assert set(metrics.results_dict) == {"metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)",
-                                         "metrics/mAP50-95(B)", "fitness"}
+    assert set(metrics.results_dict) == {
+        "metrics/precision(B)",
+        "metrics/recall(B)",
+        "metrics/mAP50(B)",
+        "metrics/mAP50-95(B)",
+        "fitness",
+    }
     assert set(metrics.speed) == {"preprocess", "inference", "loss", "postprocess"}
     assert 0 < metrics.box.mp <= 1 and 0 < metrics.box.mr <= 1
     assert metrics.save_dir is not None and (metrics.save_dir / "metrics.json").is_file()
@@ -250,18 +273,30 @@ def _predictions_of(truth: list[dict[str, Any]], dets: Dets) -> list[dict[str, A
     out = []
     for e in truth:
         for x1, y1, x2, y2, s, c in dets[(e["h"], e["w"])].astype(np.float64).tolist():
-            out.append({"image_id": e["id"], "category_id": COCO80_TO_COCO91[int(c)], "score": round(s, 5),
-                        "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)]})
+            out.append(
+                {
+                    "image_id": e["id"],
+                    "category_id": COCO80_TO_COCO91[int(c)],
+                    "score": round(s, 5),
+                    "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
+                }
+            )
     return out
 
 
-def test_perfect_detections_score_one_and_background_false_positives_count(dataset, tiny_checkpoint, tmp_path,
-                                                                          inject):
+def test_perfect_detections_score_one_and_background_false_positives_count(dataset, tiny_checkpoint, tmp_path, inject):
     truth = read_ground_truth(dataset)
     dets = perfect_detections(truth)
     inject(dets)
-    args = make_args("val", project=str(tmp_path / "runs"), model=str(tiny_checkpoint), data=str(dataset),
-                     imgsz=96, plots=False, device="cpu")
+    args = make_args(
+        "val",
+        project=str(tmp_path / "runs"),
+        model=str(tiny_checkpoint),
+        data=str(dataset),
+        imgsz=96,
+        plots=False,
+        device="cpu",
+    )
     perfect = validate(NAS(tiny_checkpoint), args)
     assert perfect.box.map == pytest.approx(1.0) and perfect.box.mp == pytest.approx(1.0)
     assert perfect.box.mr == pytest.approx(1.0, abs=1e-6)
@@ -276,8 +311,15 @@ def test_perfect_detections_score_one_and_background_false_positives_count(datas
 def test_classes_filter_restricts_predictions_and_ground_truth(dataset, tiny_checkpoint, tmp_path, inject):
     truth = read_ground_truth(dataset)
     inject(noisy_detections(truth))
-    cli(tmp_path, f"model={tiny_checkpoint}", f"data={dataset}", "imgsz=96", "classes=[2,16]", "save_json",
-        "plots=False")
+    cli(
+        tmp_path,
+        f"model={tiny_checkpoint}",
+        f"data={dataset}",
+        "imgsz=96",
+        "classes=[2,16]",
+        "save_json",
+        "plots=False",
+    )
     run_dir = tmp_path / "runs" / "exp"
     predictions = json.loads((run_dir / "predictions.json").read_text())
     assert {p["category_id"] for p in predictions} <= {3, 18}
@@ -293,16 +335,24 @@ def test_coco_json_ground_truth_with_crowd_boxes(tmp_path, tiny_checkpoint, inje
     truth = read_ground_truth(yaml_path)
     gt = coco_gt_json(truth)
     target = truth[BACKGROUND[1]]
-    gt["annotations"].append({"id": 999, "image_id": target["id"], "category_id": 1, "bbox": [10, 10, 60, 50],
-                              "area": 2500.0, "iscrowd": 1})
+    gt["annotations"].append(
+        {"id": 999, "image_id": target["id"], "category_id": 1, "bbox": [10, 10, 60, 50], "area": 2500.0, "iscrowd": 1}
+    )
     (tmp_path / "ds" / "instances_val.json").write_text(json.dumps(gt))
     spec = yaml.safe_load(yaml_path.read_text())
     yaml_path.write_text(yaml.safe_dump({**spec, "annotations": {"val": "instances_val.json"}}))
     dets = perfect_detections(truth)
     dets[(target["h"], target["w"])] = np.array([[15, 15, 40, 40, 0.97, 0]], np.float32)  # on the crowd box
     inject(dets)
-    args = make_args("val", project=str(tmp_path / "runs"), model=str(tiny_checkpoint), data=str(yaml_path),
-                     imgsz=96, plots=False, device="cpu")
+    args = make_args(
+        "val",
+        project=str(tmp_path / "runs"),
+        model=str(tiny_checkpoint),
+        data=str(yaml_path),
+        imgsz=96,
+        plots=False,
+        device="cpu",
+    )
     metrics = validate(NAS(tiny_checkpoint), args)
     stats = pycocotools_stats(gt, _predictions_of(truth, dets))
     assert metrics.box.map == pytest.approx(stats[0], abs=1e-6) and stats[0] == pytest.approx(1.0)
@@ -317,8 +367,10 @@ def test_real_model_both_protocols_and_rect(dataset, tiny_checkpoint, tmp_path):
     model, data = f"model={tiny_checkpoint}", f"data={dataset}"
     out = cli(tmp_path, model, data, "imgsz=160", "batch=4", "rect", "save_json")
     saved = json.loads((tmp_path / "runs" / "exp" / "metrics.json").read_text())
-    stats = pycocotools_stats(coco_gt_json(read_ground_truth(dataset)),
-                              json.loads((tmp_path / "runs" / "exp" / "predictions.json").read_text()))
+    stats = pycocotools_stats(
+        coco_gt_json(read_ground_truth(dataset)),
+        json.loads((tmp_path / "runs" / "exp" / "predictions.json").read_text()),
+    )
     assert saved["all"]["mAP50-95"] == pytest.approx(max(stats[0], 0), abs=1e-6) and saved["sg"] is None
     assert HEADER in out.stdout
     sg = cli(tmp_path, model, data, "imgsz=160", "protocol=sg", "plots=False")
@@ -336,8 +388,16 @@ def test_no_labels_warns_and_scores_zero(tmp_path, tiny_checkpoint, inject):
     for f in (tmp_path / "ds" / "labels" / "val").glob("*.txt"):
         f.unlink()
     inject(noisy_detections(read_ground_truth(yaml_path)))  # false positives only
-    args = make_args("val", project=str(tmp_path / "runs"), model=str(tiny_checkpoint), data=str(yaml_path),
-                     imgsz=96, plots=False, device="cpu", verbose=False)
+    args = make_args(
+        "val",
+        project=str(tmp_path / "runs"),
+        model=str(tiny_checkpoint),
+        data=str(yaml_path),
+        imgsz=96,
+        plots=False,
+        device="cpu",
+        verbose=False,
+    )
     metrics = validate(NAS(tiny_checkpoint), args)
     assert metrics.box.map == 0 and metrics.seen == N_IMAGES and len(metrics.box.ap_class_index) == 0
 
@@ -366,8 +426,16 @@ def test_sg_protocol_equals_pycocotools_on_injected_detections(dataset, tiny_che
     image and no area ranges the original's metric and COCOeval coincide: the two printed numbers agree."""
     truth = read_ground_truth(dataset)
     inject(noisy_detections(truth))
-    args = make_args("val", project=str(tmp_path / "runs"), model=str(tiny_checkpoint), data=str(dataset),
-                     imgsz=96, protocol="sg", plots=False, device="cpu")
+    args = make_args(
+        "val",
+        project=str(tmp_path / "runs"),
+        model=str(tiny_checkpoint),
+        data=str(dataset),
+        imgsz=96,
+        protocol="sg",
+        plots=False,
+        device="cpu",
+    )
     metrics = validate(NAS(tiny_checkpoint), args)
     assert metrics.sg is not None and 0.2 < metrics.box.map < 0.95
     assert metrics.sg["mAP50-95"] == pytest.approx(metrics.box.map, abs=1e-6)
@@ -377,8 +445,9 @@ def test_sg_protocol_equals_pycocotools_on_injected_detections(dataset, tiny_che
 def test_nas_val_method_is_the_same_validation(dataset, tiny_checkpoint, tmp_path, inject):
     truth = read_ground_truth(dataset)
     inject(noisy_detections(truth))
-    metrics = NAS(tiny_checkpoint).val(data=str(dataset), imgsz=96, batch=5, plots=False, device="cpu",
-                                       project=str(tmp_path / "runs"), verbose=False)
+    metrics = NAS(tiny_checkpoint).val(
+        data=str(dataset), imgsz=96, batch=5, plots=False, device="cpu", project=str(tmp_path / "runs"), verbose=False
+    )
     stats = pycocotools_stats(coco_gt_json(truth), _predictions_of(truth, noisy_detections(truth)))
     assert metrics.box.map == pytest.approx(stats[0], abs=1e-6)
     assert metrics.box.map75 == pytest.approx(stats[2], abs=1e-6)

@@ -339,8 +339,7 @@ class CommonArgs:
             setattr(self, f.name, f.metadata["check"](f.name, getattr(self, f.name)))
         if self.verbose and _pair(given) != _pair(self.imgsz):
             console.warn(
-                f"imgsz={format_value(given)} is not a multiple of {STRIDE}: "
-                f"using imgsz={format_value(self.imgsz)}"
+                f"imgsz={format_value(given)} is not a multiple of {STRIDE}: using imgsz={format_value(self.imgsz)}"
             )
 
 
@@ -376,9 +375,7 @@ class PredictArgs(CommonArgs):
     save_txt: bool = _flag(False, "save labels as labels/<stem>.txt (class xc yc w h, normalised)")
     save_conf: bool = _flag(False, "add the confidence to each saved label line")
     save_crop: bool = _flag(False, "save each detected box as crops/<class>/<stem>.jpg")
-    save_json: bool = _flag(
-        False, "save every detection to predictions.json (path, size, boxes, confidences, classes)"
-    )
+    save_json: bool = _flag(False, "save every detection to predictions.json (path, size, boxes, confidences, classes)")
     project: str | None = _project("predict")
     name: str | None = _name()
     exist_ok: bool = _exist_ok()
@@ -404,9 +401,7 @@ class ValArgs(CommonArgs):
     half: bool = _half()
     classes: list[int] | None = _classes()  # noqa: RUF009 (a dataclasses.Field, not a default)
     rect: bool = _flag(False, "letterbox each batch to its smallest stride multiple instead of a square")
-    split: str = arg(
-        "val", "dataset split to evaluate: val, test or train", choice(("val", "test", "train")), (str,)
-    )
+    split: str = arg("val", "dataset split to evaluate: val, test or train", choice(("val", "test", "train")), (str,))
     protocol: str = arg(
         "coco",
         "coco: pycocotools on our pipeline; sg: also the original published protocol and metric",

@@ -46,13 +46,11 @@ _ALIASES = {"h": "help", "check": "checks", "v": "version"}
 _TASK = "detect"  # Ultralytics' optional TASK word (`yolo detect predict ...`); YOLO-NAS only detects
 _BACKENDS = {  # module to look for → (distributions that may provide it, the extra that installs it)
     "onnx": (("onnx",), "onnx"),
-    "onnxruntime": (("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml"),
-                    "onnx"),
+    "onnxruntime": (("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml"), "onnx"),
     "openvino": (("openvino",), "openvino"),
     "tensorrt": (("tensorrt", "tensorrt-cu12", "tensorrt-cu11", "tensorrt-cu13"), "tensorrt"),
 }
-_OPENCV = ("opencv-python", "opencv-python-headless", "opencv-contrib-python",
-           "opencv-contrib-python-headless")
+_OPENCV = ("opencv-python", "opencv-python-headless", "opencv-contrib-python", "opencv-contrib-python-headless")
 
 
 # ---------------------------------------------------------------- texts
@@ -66,20 +64,28 @@ def _print(text: str) -> None:
 def help_text() -> str:
     """The top-level help: usage, modes, special commands, examples."""
     width = max(map(len, MODES)) + 2
-    lines = [f"yolo-nas {__version__}: run YOLO-NAS object detectors (S, M, L) without SuperGradients.", "",
-             "Usage: yolo-nas MODE [key=value ...]", "", "Modes:"]
+    lines = [
+        f"yolo-nas {__version__}: run YOLO-NAS object detectors (S, M, L) without SuperGradients.",
+        "",
+        "Usage: yolo-nas MODE [key=value ...]",
+        "",
+        "Modes:",
+    ]
     lines += [f"  {mode:<{width}}{MODE_SUMMARIES[mode]}" for mode in MODES]
     lines += ["", "Commands:"] + [f"  {usage}" for usage in COMMANDS.values()]
-    lines += ["", "Examples:",
-              "  yolo-nas predict model=yolo_nas_s.pt source=bus.jpg conf=0.4 save_txt",
-              "  yolo-nas val model=yolo_nas_m.pt data=coco8.yaml batch=8",
-              "  yolo-nas export model=yolo_nas_s.pt format=onnx imgsz=640",
-              "  yolo-nas benchmark model=yolo_nas_s.pt formats=[onnx,openvino]",
-              "  yolo-nas predict --help",
-              "",
-              "Values: true/false/none (any case), numbers, lists [0,2] or 640,480; anything else is text.",
-              "A bare boolean key means True (save_txt = save_txt=True). cfg=file.yaml loads arguments "
-              "from YAML (command-line keys win)."]
+    lines += [
+        "",
+        "Examples:",
+        "  yolo-nas predict model=yolo_nas_s.pt source=bus.jpg conf=0.4 save_txt",
+        "  yolo-nas val model=yolo_nas_m.pt data=coco8.yaml batch=8",
+        "  yolo-nas export model=yolo_nas_s.pt format=onnx imgsz=640",
+        "  yolo-nas benchmark model=yolo_nas_s.pt formats=[onnx,openvino]",
+        "  yolo-nas predict --help",
+        "",
+        "Values: true/false/none (any case), numbers, lists [0,2] or 640,480; anything else is text.",
+        "A bare boolean key means True (save_txt = save_txt=True). cfg=file.yaml loads arguments "
+        "from YAML (command-line keys win).",
+    ]
     return "\n".join(lines)
 
 
@@ -87,11 +93,19 @@ def mode_help_text(mode: str) -> str:
     """Every argument of `mode` as `key=default  meaning`."""
     rows = [(f"{name}={format_value(default)}", meaning) for name, default, meaning in describe(mode)]
     width = max(len(left) for left, _ in rows) + 2
-    lines = [f"yolo-nas {mode}: {MODE_SUMMARIES[mode]}.", "", f"Usage: yolo-nas {mode} [key=value ...]", "",
-             "Arguments (key=default  meaning):"]
+    lines = [
+        f"yolo-nas {mode}: {MODE_SUMMARIES[mode]}.",
+        "",
+        f"Usage: yolo-nas {mode} [key=value ...]",
+        "",
+        "Arguments (key=default  meaning):",
+    ]
     lines += [f"  {left:<{width}}{meaning}" for left, meaning in rows]
-    lines += ["", "A bare boolean key means True (save_txt = save_txt=True). cfg=file.yaml loads arguments "
-              "from YAML (command-line keys win)."]
+    lines += [
+        "",
+        "A bare boolean key means True (save_txt = save_txt=True). cfg=file.yaml loads arguments "
+        "from YAML (command-line keys win).",
+    ]
     return "\n".join(lines)
 
 
@@ -124,8 +138,7 @@ def cfg_text(modes: Sequence[str]) -> str:
         if nested:
             lines.append(f"{mode}:")
         indent = "  " if nested else ""
-        lines += [f"{indent}{name}: {_yaml_scalar(default)}  # {meaning}" for name, default, meaning in
-                  describe(mode)]
+        lines += [f"{indent}{name}: {_yaml_scalar(default)}  # {meaning}" for name, default, meaning in describe(mode)]
     return "\n".join(lines)
 
 
@@ -161,9 +174,11 @@ def _torch_rows() -> list[tuple[str, str]]:
         return [("torch", f"not importable: {type(exc).__name__}: {exc}")]
     rows: list[tuple[str, str]] = [("torch", str(torch.__version__))]
     if torch.cuda.is_available():
-        names = [f"cuda:{i} {torch.cuda.get_device_name(i)} "
-                 f"({torch.cuda.get_device_properties(i).total_memory / 2**30:.1f} GiB)"
-                 for i in range(torch.cuda.device_count())]
+        names = [
+            f"cuda:{i} {torch.cuda.get_device_name(i)} "
+            f"({torch.cuda.get_device_properties(i).total_memory / 2**30:.1f} GiB)"
+            for i in range(torch.cuda.device_count())
+        ]
         rows.append(("CUDA", f"{torch.version.cuda}: " + ", ".join(names)))
     else:
         rows.append(("CUDA", "not available" + ("" if torch.version.cuda else " (torch built for CPU)")))
@@ -174,12 +189,14 @@ def _torch_rows() -> list[tuple[str, str]]:
 
 def checks_text() -> str:
     """The environment report of `yolo-nas checks`."""
-    rows = [("yolo-nas", __version__),
-            ("Python", f"{platform.python_version()} ({platform.python_implementation()}) {sys.executable}"),
-            ("OS", platform.platform()),
-            ("CPU", f"{platform.machine() or 'unknown'}, {os.cpu_count()} logical cores"),
-            ("numpy", _dist_version(("numpy",)) or "not installed"),
-            ("opencv", _dist_version(_OPENCV) or "not installed")]
+    rows = [
+        ("yolo-nas", __version__),
+        ("Python", f"{platform.python_version()} ({platform.python_implementation()}) {sys.executable}"),
+        ("OS", platform.platform()),
+        ("CPU", f"{platform.machine() or 'unknown'}, {os.cpu_count()} logical cores"),
+        ("numpy", _dist_version(("numpy",)) or "not installed"),
+        ("opencv", _dist_version(_OPENCV) or "not installed"),
+    ]
     rows += _torch_rows()
     rows += [(module, _backend_status(module)) for module in _BACKENDS]
     width = max(len(key) for key, _ in rows) + 2
@@ -234,19 +251,22 @@ def _cfg(rest: Sequence[str]) -> int:
 
 
 SPECIAL_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
-    "help": _help, "version": _version, "checks": _checks, "cfg": _cfg,
+    "help": _help,
+    "version": _version,
+    "checks": _checks,
+    "cfg": _cfg,
 }
 
 
 def _unknown_first(token: str) -> UsageError:
     if "=" in token:
-        return UsageError(f"no mode given: use 'yolo-nas MODE key=value ...' with MODE one of "
-                          f"{', '.join(MODES)}")
+        return UsageError(f"no mode given: use 'yolo-nas MODE key=value ...' with MODE one of {', '.join(MODES)}")
     if token.lower() == "train":
-        return UsageError("mode 'train' is not supported: yolo-nas runs pretrained models "
-                          f"({', '.join(MODES)})")
-    hint = did_you_mean(token.lower(), [*MODES, *SPECIAL_COMMANDS]) or \
-        f" Use one of {', '.join(MODES)}, or help, version, checks, cfg."
+        return UsageError(f"mode 'train' is not supported: yolo-nas runs pretrained models ({', '.join(MODES)})")
+    hint = (
+        did_you_mean(token.lower(), [*MODES, *SPECIAL_COMMANDS])
+        or f" Use one of {', '.join(MODES)}, or help, version, checks, cfg."
+    )
     return UsageError(f"'{token}' is not a valid mode.{hint}")
 
 
@@ -307,10 +327,12 @@ def os_error_message(exc: OSError) -> str:
     """One line for a file-system failure: what failed, on which path, and what to check."""
     where = f" '{exc.filename}'" if exc.filename else ""
     reason = exc.strerror or str(exc)
-    hint = {errno.ENOSPC: "free some disk space or write elsewhere (project=...)",
-            errno.EACCES: "check the permissions or write elsewhere (project=...)",
-            errno.EROFS: "the file system is read-only: write elsewhere (project=...)",
-            errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path"}
+    hint = {
+        errno.ENOSPC: "free some disk space or write elsewhere (project=...)",
+        errno.EACCES: "check the permissions or write elsewhere (project=...)",
+        errno.EROFS: "the file system is read-only: write elsewhere (project=...)",
+        errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+    }
     return f"cannot use{where}: {reason}; {hint.get(exc.errno or 0, 'check the path and its permissions')}"
 
 
@@ -335,16 +357,16 @@ def run_cli(tokens: Sequence[str]) -> int:
     except Exception as exc:
         if _debug():
             raise
-        console.error(f"internal error: {type(exc).__name__}: {_one_line(str(exc))} "
-                      "(set YOLONAS_DEBUG=1 for the traceback)")
+        console.error(
+            f"internal error: {type(exc).__name__}: {_one_line(str(exc))} (set YOLONAS_DEBUG=1 for the traceback)"
+        )
         return 1
 
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
-@app.command(add_help_option=False,
-             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(add_help_option=False, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def cli(ctx: typer.Context) -> None:
     """Run YOLO-NAS object detectors: yolo-nas MODE key=value ... (yolo-nas help for more)."""
     raise typer.Exit(run_cli(ctx.args))

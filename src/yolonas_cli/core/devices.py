@@ -33,8 +33,10 @@ def _cuda_device(text: str) -> torch.device:
         raise UsageError(f"device={text} was asked for but no CUDA GPU is available; use device=cpu")
     index_text = text.partition(":")[2] or "0"
     if not index_text.isdigit() or int(index_text) >= torch.cuda.device_count():
-        raise UsageError(f"device={text}: there are {torch.cuda.device_count()} CUDA devices; "
-                         f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+        raise UsageError(
+            f"device={text}: there are {torch.cuda.device_count()} CUDA devices; "
+            f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+        )
     return torch.device(f"cuda:{int(index_text)}")
 
 

@@ -53,12 +53,11 @@ def as_bgr_uint8(img: np.ndarray) -> np.ndarray:
 
 
 def label_text(name: str, confidence: float, show_conf: bool = True) -> str:
-    """"name 0.87", or "name" when the confidence is not shown."""
+    """ "name 0.87", or "name" when the confidence is not shown."""
     return f"{name} {confidence:.2f}" if show_conf else name
 
 
-def draw_label(img: np.ndarray, text: str, x1: int, y1: int, bg: tuple[int, int, int],
-               line_width: int) -> None:
+def draw_label(img: np.ndarray, text: str, x1: int, y1: int, bg: tuple[int, int, int], line_width: int) -> None:
     """Draw `text` on a filled `bg` rectangle at the box corner (x1, y1), kept inside the image (in place)."""
     scale, thickness = line_width / 3, max(line_width - 1, 1)
     (tw, th), baseline = cv2.getTextSize(text, _FONT, scale, thickness)
@@ -71,9 +70,16 @@ def draw_label(img: np.ndarray, text: str, x1: int, y1: int, bg: tuple[int, int,
     cv2.putText(img, text, (x + 1, top + th + 1), _FONT, scale, fg, thickness, cv2.LINE_AA)
 
 
-def draw_detections(img: np.ndarray, xyxy: np.ndarray, conf: np.ndarray, cls: np.ndarray,
-                    names: Mapping[int, str], line_width: int | None = None, labels: bool = True,
-                    show_conf: bool = True) -> np.ndarray:
+def draw_detections(
+    img: np.ndarray,
+    xyxy: np.ndarray,
+    conf: np.ndarray,
+    cls: np.ndarray,
+    names: Mapping[int, str],
+    line_width: int | None = None,
+    labels: bool = True,
+    show_conf: bool = True,
+) -> np.ndarray:
     """An annotated BGR uint8 copy of `img` with boxes `xyxy` [N, 4] (pixels), `conf` [N] and `cls` [N].
 
     Labels read "name 0.87" ("name" when `show_conf` is False; none at all when `labels` is False)."""

@@ -114,8 +114,12 @@ class Result:
         `normalize`), values rounded to `decimals`."""
         xyxy = self.boxes.xyxyn if normalize else self.boxes.xyxy
         return [
-            {"name": self.name_of(k), "class": int(k), "confidence": round(float(c), decimals),
-             "box": {key: round(float(v), decimals) for key, v in zip(("x1", "y1", "x2", "y2"), box)}}
+            {
+                "name": self.name_of(k),
+                "class": int(k),
+                "confidence": round(float(c), decimals),
+                "box": {key: round(float(v), decimals) for key, v in zip(("x1", "y1", "x2", "y2"), box)},
+            }
             for box, c, k in zip(xyxy, self.boxes.conf, self.boxes.cls)
         ]
 
@@ -127,8 +131,9 @@ class Result:
         """An annotated BGR uint8 copy of the original image (same height and width)."""
         img = self._require_image("plot")
         boxes = self.boxes
-        return draw_detections(img, boxes.xyxy, boxes.conf, boxes.cls, self.names, line_width=line_width,
-                               labels=labels, show_conf=conf)
+        return draw_detections(
+            img, boxes.xyxy, boxes.conf, boxes.cls, self.names, line_width=line_width, labels=labels, show_conf=conf
+        )
 
     def save(self, filename: str | os.PathLike[str] | None = None, **plot_args: Any) -> str:
         """Plot and write the annotated image atomically (default name `results_<image name>`); returns the

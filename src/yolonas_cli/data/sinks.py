@@ -30,8 +30,9 @@ DEFAULT_STREAM_FPS = 30.0
 _MAX_INCREMENT = 9999
 
 
-def make_run_dir(project: str | os.PathLike[str] | None, name: str | None, exist_ok: bool, mode: str,
-                 create: bool = False) -> Path:
+def make_run_dir(
+    project: str | os.PathLike[str] | None, name: str | None, exist_ok: bool, mode: str, create: bool = False
+) -> Path:
     """The run folder `<project>/<name>` (default `runs/<mode>/exp`), numbered `exp2`, `exp3`, ... when it
     exists and `exist_ok` is False.
 
@@ -54,8 +55,9 @@ def make_run_dir(project: str | os.PathLike[str] | None, name: str | None, exist
             return candidate
         except FileExistsError:
             continue
-    raise YoloNasError(f"no free run folder name under {base} ({stem} to {stem}{_MAX_INCREMENT} exist); "
-                       "pass name= or exist_ok=True")
+    raise YoloNasError(
+        f"no free run folder name under {base} ({stem} to {stem}{_MAX_INCREMENT} exist); pass name= or exist_ok=True"
+    )
 
 
 def _temp_name(path: Path, suffix: str = ".tmp") -> Path:
@@ -236,8 +238,12 @@ def json_entry(result: Result, decimals: int = 3) -> dict[str, Any]:
     """The `predictions.json` entry of one result; boxes in original-image pixels."""
     boxes = result.boxes
     detections = [
-        {"box": [round(float(v), decimals) for v in xyxy], "confidence": round(float(c), 5),
-         "class": int(k), "name": result.names.get(int(k), str(int(k)))}
+        {
+            "box": [round(float(v), decimals) for v in xyxy],
+            "confidence": round(float(c), 5),
+            "class": int(k),
+            "name": result.names.get(int(k), str(int(k))),
+        }
         for xyxy, c, k in zip(boxes.xyxy, boxes.conf, boxes.cls)
     ]
     h, w = result.orig_shape

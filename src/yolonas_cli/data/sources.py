@@ -87,8 +87,7 @@ class Source:
     Files that cannot be decoded are skipped with a warning; if no file at all could be decoded the iterator
     raises YoloNasError at the end. A stream that cannot be opened raises YoloNasError."""
 
-    def __init__(self, items: Sequence[SourceItem], description: str, vid_stride: int = 1,
-                 stream_buffer: bool = False):
+    def __init__(self, items: Sequence[SourceItem], description: str, vid_stride: int = 1, stream_buffer: bool = False):
         self.items = tuple(items)
         self.description = description
         self.vid_stride = vid_stride
@@ -122,8 +121,10 @@ class Source:
                 files += 1
                 decoded += yielded > 0
         if files and not decoded:
-            raise YoloNasError(f"none of the {files} file(s) of source {self.description} could be decoded; "
-                               "check that they are valid images or videos")
+            raise YoloNasError(
+                f"none of the {files} file(s) of source {self.description} could be decoded; "
+                "check that they are valid images or videos"
+            )
 
     def _frames(self, index: int, total: int, item: SourceItem) -> Iterator[Frame]:
         if item.kind == "image":
@@ -143,9 +144,14 @@ def default_source() -> Path:
     return Path(yolonas_cli.__file__).parent / "assets"
 
 
-def open_source(source: Any, *, vid_stride: int = 1, stream_buffer: bool = False,
-                downloader: Downloader | None = None, download_dir: str | os.PathLike[str] | None = None
-                ) -> Source:
+def open_source(
+    source: Any,
+    *,
+    vid_stride: int = 1,
+    stream_buffer: bool = False,
+    downloader: Downloader | None = None,
+    download_dir: str | os.PathLike[str] | None = None,
+) -> Source:
     """Resolve `source` into a `Source` (see the module docstring for what is accepted).
 
     `vid_stride=N` keeps every Nth video/stream frame. `stream_buffer=False` reads streams in a background
@@ -170,8 +176,10 @@ def _describe(source: Any) -> str:
 
 
 def _supported_text() -> str:
-    return (f"supported: images {' '.join(IMAGE_SUFFIXES)}; videos {' '.join(VIDEO_SUFFIXES)}; "
-            f"lists of paths {' '.join(LIST_SUFFIXES)}")
+    return (
+        f"supported: images {' '.join(IMAGE_SUFFIXES)}; videos {' '.join(VIDEO_SUFFIXES)}; "
+        f"lists of paths {' '.join(LIST_SUFFIXES)}"
+    )
 
 
 def _default_downloader(url: str, dest: Path) -> Path:
@@ -206,12 +214,14 @@ class _Resolver:
             return self._expand_text(source)
         if isinstance(source, os.PathLike):
             return self._expand_path(os.fspath(source))
-        raise UsageError(f"unsupported source type {type(source).__name__}; give a path, URL, webcam index, "
-                         "numpy array or PIL image")
+        raise UsageError(
+            f"unsupported source type {type(source).__name__}; give a path, URL, webcam index, numpy array or PIL image"
+        )
 
     def _array_item(self, source: Any) -> SourceItem:
         if isinstance(source, np.ndarray) and not (
-                source.ndim == 2 or (source.ndim == 3 and source.shape[2] in (1, 3, 4))):
+            source.ndim == 2 or (source.ndim == 3 and source.shape[2] in (1, 3, 4))
+        ):
             raise UsageError(f"a numpy source must be an HxWx3 BGR image, got shape {source.shape}")
         item = SourceItem("array", f"image{self.arrays}.jpg", source)
         self.arrays += 1
@@ -346,8 +356,7 @@ def _video_frames(item: SourceItem, index: int, total: int, stride: int) -> Iter
         cap.release()
 
 
-def _read_frames(cap: cv2.VideoCapture, stride: int, stop: threading.Event | None = None
-                 ) -> Iterator[np.ndarray]:
+def _read_frames(cap: cv2.VideoCapture, stride: int, stop: threading.Event | None = None) -> Iterator[np.ndarray]:
     """Every `stride`-th frame of `cap` (the skipped ones are grabbed, not decoded) until it ends."""
     i = 0
     while (stop is None or not stop.is_set()) and cap.grab():

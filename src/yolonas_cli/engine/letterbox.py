@@ -103,9 +103,7 @@ class Letterbox:
     pad_left: int
 
     @classmethod
-    def for_image(
-        cls, orig_hw: tuple[int, int], imgsz: Size = 640, rect: bool = False, stride: int = 32
-    ) -> Letterbox:
+    def for_image(cls, orig_hw: tuple[int, int], imgsz: Size = 640, rect: bool = False, stride: int = 32) -> Letterbox:
         """Plan the letterbox of an ``orig_hw = (H, W)`` image for input size ``imgsz = (h, w)`` (or an int).
 
         ``rect=False`` pads to exactly ``imgsz``; ``rect=True`` pads each resized side to the next multiple

@@ -27,9 +27,7 @@ def _check_inputs(boxes: Tensor, scores: Tensor) -> None:
     if boxes.ndim != 3 or boxes.shape[-1] != 4:
         raise ValueError(f"boxes must have shape [B, N, 4], got {tuple(boxes.shape)}")
     if scores.ndim != 3 or scores.shape[:2] != boxes.shape[:2]:
-        raise ValueError(
-            f"scores must have shape [{boxes.shape[0]}, {boxes.shape[1]}, C], got {tuple(scores.shape)}"
-        )
+        raise ValueError(f"scores must have shape [{boxes.shape[0]}, {boxes.shape[1]}, C], got {tuple(scores.shape)}")
 
 
 def _class_mask(num_classes: int, classes: Sequence[int] | None, device: torch.device) -> Tensor | None:
@@ -42,9 +40,7 @@ def _class_mask(num_classes: int, classes: Sequence[int] | None, device: torch.d
     return mask
 
 
-def _candidates(
-    scores: Tensor, conf: float, multi_label: bool, mask: Tensor | None
-) -> tuple[Tensor, Tensor, Tensor]:
+def _candidates(scores: Tensor, conf: float, multi_label: bool, mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
     """Candidates of one image from ``scores`` [N, C]: (anchor index [M], score [M], class [M])."""
     if multi_label:
         hit = scores > conf
@@ -116,6 +112,5 @@ def postprocess(
     boxes, scores = boxes.float(), scores.float()
     mask = _class_mask(scores.shape[-1], classes, scores.device)
     return [
-        _one_image(b, s, conf, iou, max_det, pre_nms_top_k, multi_label, agnostic, mask)
-        for b, s in zip(boxes, scores)
+        _one_image(b, s, conf, iou, max_det, pre_nms_top_k, multi_label, agnostic, mask) for b, s in zip(boxes, scores)
     ]

@@ -37,7 +37,7 @@ class CalibrationSet:
         """Batches of exactly `batch` images (the last one is completed by repeating the first images)."""
         count = len(self.inputs)
         for start in range(0, count, batch):
-            chunk = self.inputs[start:start + batch]
+            chunk = self.inputs[start : start + batch]
             if len(chunk) < batch:
                 chunk = np.concatenate([chunk, self.inputs[: batch - len(chunk)]])
             yield np.ascontiguousarray(chunk)
@@ -74,8 +74,10 @@ def calibration_set(data: str | None, fraction: float, imgsz: tuple[int, int]) -
     if not images:
         raise YoloNasError(f"none of the {count} calibration images of data={data} could be read")
     if len(images) < 32:
-        console.warn(f"INT8 calibration on only {len(images)} images of data={data} ({split}): use a few hundred "
-                     "representative images for a deployable model")
+        console.warn(
+            f"INT8 calibration on only {len(images)} images of data={data} ({split}): use a few hundred "
+            "representative images for a deployable model"
+        )
     return CalibrationSet(np.stack(images), data, split)
 
 

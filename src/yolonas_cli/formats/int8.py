@@ -113,11 +113,17 @@ def quantize_onnx(fp32: Path, out: Path, calib: CalibrationSet, batch: int, symm
     reader = type("Reader", (_Reader, CalibrationDataReader), {})(calib, batch, model.graph.input[0].name)
     with _quiet():
         quantize_static(
-            str(fp32), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
+            str(fp32),
+            str(out),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
             nodes_to_exclude=sorted(set(float_tail(model)) | set(image_free_nodes(model))),
             calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True, "QuantizeBias": not symmetric})
+            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True, "QuantizeBias": not symmetric},
+        )
 
 
 @contextlib.contextmanager
@@ -165,12 +171,16 @@ class Int8Cost:
 
     def lines(self, where: str) -> list[str]:
         a = self.agreement
-        out = [f"INT8 agreement with FP32 on {self.images} images of {where}: recall {a.recall:.3f} of "
-               f"{a.fp32_detections} FP32 detections (IoU >= {MATCH_IOU}, same class), mean IoU "
-               f"{a.mean_iou:.3f}, mean score change {a.score_drift:.4f}"]
+        out = [
+            f"INT8 agreement with FP32 on {self.images} images of {where}: recall {a.recall:.3f} of "
+            f"{a.fp32_detections} FP32 detections (IoU >= {MATCH_IOU}, same class), mean IoU "
+            f"{a.mean_iou:.3f}, mean score change {a.score_drift:.4f}"
+        ]
         if self.map_fp32 is not None and self.map_int8 is not None:
-            out.append(f"INT8 cost on {where}: mAP50-95 FP32 {self.map_fp32:.4f} -> INT8 {self.map_int8:.4f} "
-                       f"({self.map_int8 - self.map_fp32:+.4f})")
+            out.append(
+                f"INT8 cost on {where}: mAP50-95 FP32 {self.map_fp32:.4f} -> INT8 {self.map_int8:.4f} "
+                f"({self.map_int8 - self.map_fp32:+.4f})"
+            )
         return out
 
 
@@ -218,8 +228,18 @@ def val_map(path: Path, data: str, imgsz: tuple[int, int], scratch: Path) -> flo
     from yolonas_cli.formats.registry import open_exported
     from yolonas_cli.modes.val import validate
 
-    args = ValArgs(model=str(path), data=data, imgsz=imgsz, batch=4, plots=False, verbose=False,
-                   project=str(scratch), name=path.stem, exist_ok=True, workers=0)
+    args = ValArgs(
+        model=str(path),
+        data=data,
+        imgsz=imgsz,
+        batch=4,
+        plots=False,
+        verbose=False,
+        project=str(scratch),
+        name=path.stem,
+        exist_ok=True,
+        workers=0,
+    )
     return float(validate(open_exported(path, "cpu"), args).box.map)  # type: ignore[arg-type]
 
 

@@ -74,8 +74,9 @@ class ExportMetadata:
     def from_pairs(cls, pairs: dict[str, str], where: str) -> ExportMetadata:
         """The record from `to_pairs` output; WeightsError naming `where` when it is not ours or is damaged."""
         if pairs.get(KEY_PREFIX + "producer") != PRODUCER:
-            raise WeightsError(f"'{where}' was not exported by yolo-nas (no yolo-nas metadata in it): "
-                               "export it with `yolo-nas export`")
+            raise WeightsError(
+                f"'{where}' was not exported by yolo-nas (no yolo-nas metadata in it): export it with `yolo-nas export`"
+            )
         values: dict[str, Any] = {}
         try:
             for f in fields(cls):

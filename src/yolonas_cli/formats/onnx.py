@@ -23,8 +23,9 @@ def load_onnxruntime() -> Any:
     try:
         import onnxruntime
     except ImportError:
-        raise MissingExtraError("onnxruntime is not installed (needed to run .onnx models): "
-                                "pip install 'yolo-nas[onnx]'") from None
+        raise MissingExtraError(
+            "onnxruntime is not installed (needed to run .onnx models): pip install 'yolo-nas[onnx]'"
+        ) from None
     return onnxruntime
 
 
@@ -33,9 +34,11 @@ def providers_for(ort: Any, device: torch.device) -> list[Any]:
     if device.type != "cuda":
         return ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" not in ort.get_available_providers():
-        raise MissingExtraError(f"device={device} needs onnxruntime with CUDA, and this onnxruntime has only "
-                                f"{', '.join(ort.get_available_providers())}: pip install onnxruntime-gpu "
-                                "(or use device=cpu)")
+        raise MissingExtraError(
+            f"device={device} needs onnxruntime with CUDA, and this onnxruntime has only "
+            f"{', '.join(ort.get_available_providers())}: pip install onnxruntime-gpu "
+            "(or use device=cpu)"
+        )
     options: dict[str, Any] = {"device_id": device.index or 0}
     if _version(ort.__version__) >= (1, 18):  # FP32 means FP32: no TF32 convolutions (on by default)
         options["use_tf32"] = 0

@@ -69,10 +69,18 @@ def trace_to_onnx(module: nn.Module, sample: torch.Tensor, path: Path, meta: Exp
     """torch.onnx.export of `module` on `sample` into `path` (no metadata yet)."""
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer and deprecation warnings about the exporter itself
-        torch.onnx.export(module, (sample,), str(path), dynamo=False, opset_version=opset,
-                          input_names=[INPUT_NAME], output_names=list(meta.output_names),
-                          dynamic_axes=dynamic_axes(meta), do_constant_folding=True,
-                          autograd_inlining=False)
+        torch.onnx.export(
+            module,
+            (sample,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=list(meta.output_names),
+            dynamic_axes=dynamic_axes(meta),
+            do_constant_folding=True,
+            autograd_inlining=False,
+        )
 
 
 def finish_onnx(path: Path, meta: ExportMetadata, simplify: bool) -> None:
@@ -117,8 +125,15 @@ def read_metadata(path: Path) -> ExportMetadata:
     return ExportMetadata.from_pairs({p.key: p.value for p in model.metadata_props}, str(path))
 
 
-def build_onnx(job: ExportJob, path: Path, *, half: bool | None = None, nms: bool | None = None,
-               simplify: bool | None = None, precision: str | None = None) -> Path:
+def build_onnx(
+    job: ExportJob,
+    path: Path,
+    *,
+    half: bool | None = None,
+    nms: bool | None = None,
+    simplify: bool | None = None,
+    precision: str | None = None,
+) -> Path:
     """Write the checked ONNX graph of `job` (optionally overriding half/nms/simplify) to `path`."""
     from dataclasses import replace
 

@@ -24,8 +24,9 @@ def load_openvino() -> Any:
     try:
         import openvino
     except ImportError:
-        raise MissingExtraError("openvino is not installed (needed to run OpenVINO models): "
-                                "pip install 'yolo-nas[openvino]'") from None
+        raise MissingExtraError(
+            "openvino is not installed (needed to run OpenVINO models): pip install 'yolo-nas[openvino]'"
+        ) from None
     return openvino
 
 

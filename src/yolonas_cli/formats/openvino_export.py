@@ -35,8 +35,11 @@ def read_rt_info(model: Any, where: str) -> ExportMetadata:
     """Inverse of `write_rt_info`."""
     from dataclasses import fields
 
-    pairs = {f.name: str(model.get_rt_info([RT_INFO_KEY, f.name]).astype(str))
-             for f in fields(ExportMetadata) if model.has_rt_info([RT_INFO_KEY, f.name])}
+    pairs = {
+        f.name: str(model.get_rt_info([RT_INFO_KEY, f.name]).astype(str))
+        for f in fields(ExportMetadata)
+        if model.has_rt_info([RT_INFO_KEY, f.name])
+    }
     return ExportMetadata.from_pairs(pairs, where)
 
 
@@ -55,8 +58,14 @@ def quantize_nncf(model: Any, onnx_path: Path, job: ExportJob) -> Any:
     ignored = nncf.IgnoredScope(names=float_tail(onnx.load(str(onnx_path))), validate=False)
     advanced = AdvancedQuantizationParameters(activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX)
     with _quiet_nncf():
-        return nncf.quantize(model, dataset, preset=nncf.QuantizationPreset.MIXED, ignored_scope=ignored,
-                             subset_size=len(calib.inputs), advanced_parameters=advanced)
+        return nncf.quantize(
+            model,
+            dataset,
+            preset=nncf.QuantizationPreset.MIXED,
+            ignored_scope=ignored,
+            subset_size=len(calib.inputs),
+            advanced_parameters=advanced,
+        )
 
 
 @contextlib.contextmanager
@@ -81,8 +90,7 @@ def export(job: ExportJob) -> Path:
     from yolonas_cli.formats.onnx_graph import build_onnx
 
     with tempfile.TemporaryDirectory() as scratch:
-        onnx_path = build_onnx(job, Path(scratch) / "model.onnx", half=False, simplify=False,
-                               precision="fp32")
+        onnx_path = build_onnx(job, Path(scratch) / "model.onnx", half=False, simplify=False, precision="fp32")
         model = ov.convert_model(str(onnx_path))
         if job.args.int8:
             model = quantize_nncf(model, onnx_path, job)

@@ -83,14 +83,17 @@ class ExportedModel:
         return Engine(self.backend, self.names, settings)
 
 
-def open_exported(path: str | Path, device: str | int | torch.device | None = "auto",
-                  half: bool = False) -> ExportedModel:
+def open_exported(
+    path: str | Path, device: str | int | torch.device | None = "auto", half: bool = False
+) -> ExportedModel:
     """Open an exported model with its backend; the names, size and settings come from the file itself."""
     path = Path(path)
     kind = exported_kind(path)
     if kind is None:
-        raise UsageError(f"'{path}' is not an exported model (expected .onnx, .torchscript, .engine or an "
-                         f"OpenVINO folder *{OPENVINO_DIR_SUFFIX}/)")
+        raise UsageError(
+            f"'{path}' is not an exported model (expected .onnx, .torchscript, .engine or an "
+            f"OpenVINO folder *{OPENVINO_DIR_SUFFIX}/)"
+        )
     if not path.exists():
         raise WeightsError(f"'{path}' does not exist")
     if half:
@@ -162,15 +165,16 @@ def _device(device: str | int | torch.device | None) -> torch.device:
 # ---------------------------------------------------------------- helpers for backends
 
 
-def run_in_batches(run: Callable[[np.ndarray], Sequence[np.ndarray]], images: np.ndarray,
-                   batch: int | None) -> list[np.ndarray]:
+def run_in_batches(
+    run: Callable[[np.ndarray], Sequence[np.ndarray]], images: np.ndarray, batch: int | None
+) -> list[np.ndarray]:
     """Run a fixed-batch model on any number of images: chunks of `batch`, the last one padded with zeros;
     outputs (batch-first arrays) concatenated back to len(images). `batch=None`: one call."""
     if batch is None or len(images) == batch:
         return [np.asarray(o) for o in run(images)]
     parts: list[list[np.ndarray]] = []
     for start in range(0, len(images), batch):
-        chunk = images[start:start + batch]
+        chunk = images[start : start + batch]
         count = len(chunk)
         if count < batch:
             chunk = np.concatenate([chunk, np.zeros((batch - count, *chunk.shape[1:]), chunk.dtype)])
@@ -181,8 +185,10 @@ def run_in_batches(run: Callable[[np.ndarray], Sequence[np.ndarray]], images: np
 def check_input(images: np.ndarray, fixed: tuple[int, int] | None, where: str) -> None:
     """UsageError when a static model gets another image size."""
     if fixed is not None and tuple(images.shape[2:]) != tuple(fixed):
-        raise UsageError(f"{where} was exported for {fixed[0]}x{fixed[1]} inputs, got "
-                         f"{images.shape[2]}x{images.shape[3]}: export with dynamic=True for other sizes")
+        raise UsageError(
+            f"{where} was exported for {fixed[0]}x{fixed[1]} inputs, got "
+            f"{images.shape[2]}x{images.shape[3]}: export with dynamic=True for other sizes"
+        )
 
 
 def outputs_to_raw(outputs: Sequence[np.ndarray], end2end: bool) -> Any:

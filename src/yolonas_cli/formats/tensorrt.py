@@ -25,8 +25,9 @@ def load_tensorrt() -> Any:
     try:
         import tensorrt
     except ImportError:
-        raise MissingExtraError("tensorrt is not installed (needed for .engine models): "
-                                "pip install 'yolo-nas[tensorrt]'") from None
+        raise MissingExtraError(
+            "tensorrt is not installed (needed for .engine models): pip install 'yolo-nas[tensorrt]'"
+        ) from None
     check_tensorrt_version(tensorrt.__version__)
     return tensorrt
 
@@ -35,13 +36,21 @@ def check_tensorrt_version(version: str) -> None:
     """MissingExtraError unless `version` is TensorRT 10 or newer."""
     major = version.split(".")[0]
     if not major.isdigit() or int(major) < MIN_TENSORRT:
-        raise MissingExtraError(f"TensorRT {version} is installed; yolo-nas needs TensorRT {MIN_TENSORRT} or "
-                                "newer for .engine models: pip install -U 'yolo-nas[tensorrt]'")
+        raise MissingExtraError(
+            f"TensorRT {version} is installed; yolo-nas needs TensorRT {MIN_TENSORRT} or "
+            "newer for .engine models: pip install -U 'yolo-nas[tensorrt]'"
+        )
 
 
 def _torch_dtype(trt: Any, dtype: Any) -> torch.dtype:
-    table = {trt.float32: torch.float32, trt.float16: torch.float16, trt.int32: torch.int32,
-             trt.int64: torch.int64, trt.bool: torch.bool, trt.int8: torch.int8}
+    table = {
+        trt.float32: torch.float32,
+        trt.float16: torch.float16,
+        trt.int32: torch.int32,
+        trt.int64: torch.int64,
+        trt.bool: torch.bool,
+        trt.int8: torch.int8,
+    }
     return table[dtype]
 
 
@@ -53,8 +62,7 @@ class TensorRTBackend:
     def __init__(self, path: str | Path, device: torch.device = torch.device("cuda:0")):
         trt = load_tensorrt()
         if device.type != "cuda":
-            raise MissingExtraError(f"TensorRT engines run on an NVIDIA GPU; device={device} is not one "
-                                    "(use device=0)")
+            raise MissingExtraError(f"TensorRT engines run on an NVIDIA GPU; device={device} is not one (use device=0)")
         self.trt, self.path, self.device = trt, Path(path), device
         self.metadata, engine_bytes = read_engine_file(self.path)
         self.end2end = self.metadata.nms
@@ -75,15 +83,18 @@ class TensorRTBackend:
     def _run(self, batch: torch.Tensor) -> list[torch.Tensor]:
         if not self.context.set_input_shape(INPUT_NAME, tuple(batch.shape)):
             h, w = self.metadata.imgsz
-            raise UsageError(f"{self.path.name}: an input of shape {tuple(batch.shape)} is outside the engine's "
-                             f"range (batch 1 to {self.max_batch}, sides 32 to {h}x{w}); "
-                             "export it again with a larger imgsz or batch")
+            raise UsageError(
+                f"{self.path.name}: an input of shape {tuple(batch.shape)} is outside the engine's "
+                f"range (batch 1 to {self.max_batch}, sides 32 to {h}x{w}); "
+                "export it again with a larger imgsz or batch"
+            )
         self.context.set_tensor_address(INPUT_NAME, batch.data_ptr())
         outputs = []
         for name in self.output_names:
             shape = tuple(self.context.get_tensor_shape(name))
-            out = torch.empty(shape, dtype=_torch_dtype(self.trt, self.engine.get_tensor_dtype(name)),
-                              device=self.device)
+            out = torch.empty(
+                shape, dtype=_torch_dtype(self.trt, self.engine.get_tensor_dtype(name)), device=self.device
+            )
             self.context.set_tensor_address(name, out.data_ptr())
             outputs.append(out)
         stream = torch.cuda.current_stream(self.device)
@@ -95,7 +106,7 @@ class TensorRTBackend:
         step = self.fixed_batch or self.max_batch
         parts = []
         for start in range(0, len(images), step):
-            chunk = images[start:start + step]
+            chunk = images[start : start + step]
             count = len(chunk)
             if self.fixed_batch and count < self.fixed_batch:
                 pad = chunk.new_zeros((self.fixed_batch - count, *chunk.shape[1:]))

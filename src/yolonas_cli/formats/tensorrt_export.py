@@ -49,8 +49,10 @@ def read_engine_header(path: Path) -> ExportMetadata:
     with path.open("rb") as f:
         start = f.read(8)
         if start[:4] != MAGIC or len(start) < 8:
-            raise WeightsError(f"'{path}' is not a yolo-nas TensorRT engine (no yolo-nas header): export it with "
-                               "`yolo-nas export format=engine`")
+            raise WeightsError(
+                f"'{path}' is not a yolo-nas TensorRT engine (no yolo-nas header): export it with "
+                "`yolo-nas export format=engine`"
+            )
         (length,) = struct.unpack("<I", start[4:8])
         return metadata_from_json(f.read(length), str(path))
 
@@ -60,7 +62,7 @@ def read_engine_file(path: Path) -> tuple[ExportMetadata, bytes]:
     meta = read_engine_header(path)
     data = path.read_bytes()
     (length,) = struct.unpack("<I", data[4:8])
-    return meta, data[8 + length:]
+    return meta, data[8 + length :]
 
 
 def parse_onnx(trt: Any, builder: Any, logger: Any, onnx_path: Path) -> Any:
@@ -127,4 +129,3 @@ def export(job: ExportJob) -> Path:
     with atomic_file(job.output) as temp:
         write_engine_file(temp, job.meta, engine)
     return job.output
-

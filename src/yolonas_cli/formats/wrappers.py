@@ -69,9 +69,15 @@ class _NonMaxSuppression(torch.autograd.Function):
         def const(value: Tensor):
             return g.op("Constant", value_t=value)
 
-        return g.op("NonMaxSuppression", boxes, scores, const(torch.tensor([max_per_class], dtype=torch.long)),
-                    const(torch.tensor([iou], dtype=torch.float32)),
-                    const(torch.tensor([conf], dtype=torch.float32)), center_point_box_i=0)
+        return g.op(
+            "NonMaxSuppression",
+            boxes,
+            scores,
+            const(torch.tensor([max_per_class], dtype=torch.long)),
+            const(torch.tensor([iou], dtype=torch.float32)),
+            const(torch.tensor([conf], dtype=torch.float32)),
+            center_point_box_i=0,
+        )
 
 
 class End2EndHead(nn.Module):

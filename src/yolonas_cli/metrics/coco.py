@@ -34,8 +34,20 @@ from yolonas_cli.data.sinks import atomic_imwrite
 
 # pycocotools' IoU thresholds, built the same way so that comparisons with them agree bit for bit
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
-COCO_STAT_NAMES = ("mAP50-95", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_large",
-                   "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large")
+COCO_STAT_NAMES = (
+    "mAP50-95",
+    "mAP50",
+    "mAP75",
+    "mAP_small",
+    "mAP_medium",
+    "mAP_large",
+    "AR1",
+    "AR10",
+    "AR100",
+    "AR_small",
+    "AR_medium",
+    "AR_large",
+)
 CONF_GRID = np.linspace(0, 1, 1000)
 _EPS = 1e-16
 
@@ -74,8 +86,7 @@ def box_ioa_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------- matching
 
 
-def match_image(det: np.ndarray, gt: Labels, thresholds: np.ndarray = IOU_THRESHOLDS
-                ) -> tuple[np.ndarray, np.ndarray]:
+def match_image(det: np.ndarray, gt: Labels, thresholds: np.ndarray = IOU_THRESHOLDS) -> tuple[np.ndarray, np.ndarray]:
     """Match one image's detections to its ground truth at each IoU threshold, COCO style.
 
     Args:
@@ -176,8 +187,9 @@ def _smooth(y: np.ndarray, width: int = 101) -> np.ndarray:
     return np.convolve(padded, np.ones(width) / width, mode="valid")
 
 
-def pr_curves(tp: np.ndarray, conf: np.ndarray, pred_cls: np.ndarray, ignored: np.ndarray,
-              n_gt: np.ndarray) -> PRCurves:
+def pr_curves(
+    tp: np.ndarray, conf: np.ndarray, pred_cls: np.ndarray, ignored: np.ndarray, n_gt: np.ndarray
+) -> PRCurves:
     """Curves at IoU 0.5 from all detections of a run.
 
     Args:
@@ -217,8 +229,13 @@ class CocoScores:
 EVAL_GROUP_DETECTIONS = 20_000  # detections made COCO dicts at a time (about 1 KB each in COCOeval; peak ~60 MB)
 
 
-def coco_evaluate(gt: dict[str, Any], detections: CocoDetections, img_ids: list[Any],
-                  cat_ids: list[int] | None = None, group_size: int = EVAL_GROUP_DETECTIONS) -> CocoScores:
+def coco_evaluate(
+    gt: dict[str, Any],
+    detections: CocoDetections,
+    img_ids: list[Any],
+    cat_ids: list[int] | None = None,
+    group_size: int = EVAL_GROUP_DETECTIONS,
+) -> CocoScores:
     """Run COCOeval (bbox) on `detections` against `gt` (a COCO dataset dict), restricted to `img_ids` and
     `cat_ids` (None: every category of `gt`).
 
@@ -259,9 +276,13 @@ def _joined_eval(parts: list[dict[str, Any]], params: Any) -> dict[str, Any]:
     """COCOeval `eval` dicts of disjoint, increasing category groups -> one, as if evaluated together:
     precision/scores [T,R,K,A,M] and recall [T,K,A,M] concatenated along K."""
     precision = np.concatenate([part["precision"] for part in parts], axis=2)
-    return {"params": params, "counts": list(precision.shape), "precision": precision,
-            "recall": np.concatenate([part["recall"] for part in parts], axis=1),
-            "scores": np.concatenate([part["scores"] for part in parts], axis=2)}
+    return {
+        "params": params,
+        "counts": list(precision.shape),
+        "precision": precision,
+        "recall": np.concatenate([part["recall"] for part in parts], axis=1),
+        "scores": np.concatenate([part["scores"] for part in parts], axis=2),
+    }
 
 
 def _per_category(evaluator: Any) -> tuple[dict[int, float], dict[int, float]]:
@@ -286,31 +307,46 @@ class CocoGroundTruth:
         self.category_ids = category_ids
         self.images: list[dict[str, Any]] = []
         self.annotations: list[dict[str, Any]] = []
-        self.categories = [{"id": category_ids[i], "name": names[i], "supercategory": ""}
-                           for i in sorted(names)]
+        self.categories = [{"id": category_ids[i], "name": names[i], "supercategory": ""} for i in sorted(names)]
 
     def add(self, image_id: Any, file_name: str, hw: tuple[int, int], labels: Labels) -> None:
         """Register one evaluated image and its labels."""
         self.images.append({"id": image_id, "file_name": file_name, "height": hw[0], "width": hw[1]})
         for cls, box, crowd, area in zip(labels.cls, labels.boxes, labels.crowd, labels.area):
             x1, y1, x2, y2 = (float(v) for v in box)
-            self.annotations.append({"id": len(self.annotations) + 1, "image_id": image_id,
-                                     "category_id": self.category_ids[int(cls)],
-                                     "bbox": [x1, y1, x2 - x1, y2 - y1], "area": float(area),
-                                     "iscrowd": int(crowd)})
+            self.annotations.append(
+                {
+                    "id": len(self.annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": self.category_ids[int(cls)],
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": float(area),
+                    "iscrowd": int(crowd),
+                }
+            )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"info": {}, "licenses": [], "images": self.images, "annotations": self.annotations,
-                "categories": self.categories}
+        return {
+            "info": {},
+            "licenses": [],
+            "images": self.images,
+            "annotations": self.annotations,
+            "categories": self.categories,
+        }
 
 
 def coco_detections(image_id: Any, det: np.ndarray, category_ids: list[int]) -> list[dict[str, Any]]:
     """COCO results entries of one image: bbox [x, y, w, h] rounded to 3 decimals, score to 5."""
     entries = []
     for x1, y1, x2, y2, score, cls in np.asarray(det, dtype=np.float64).tolist():
-        entries.append({"image_id": image_id, "category_id": category_ids[int(cls)],
-                        "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
-                        "score": round(score, 5)})
+        entries.append(
+            {
+                "image_id": image_id,
+                "category_id": category_ids[int(cls)],
+                "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
+                "score": round(score, 5),
+            }
+        )
     return entries
 
 
@@ -369,8 +405,11 @@ class CocoDetections:
             ann["area"] = ann["bbox"][2] * ann["bbox"][3]
             ann["id"], ann["iscrowd"] = number, 0
         results = COCO()
-        results.dataset = {"images": list(coco_gt.dataset["images"]), "annotations": annotations,
-                           "categories": coco_gt.dataset["categories"]}
+        results.dataset = {
+            "images": list(coco_gt.dataset["images"]),
+            "annotations": annotations,
+            "categories": coco_gt.dataset["categories"],
+        }
         results.createIndex()
         return results
 
@@ -498,22 +537,48 @@ class ValMetrics:
     def to_dict(self) -> dict[str, Any]:
         """Every printed number, JSON-ready (metrics.json)."""
         b = self.box
-        classes = [{"class": int(c), "name": self.names[int(c)], "images": int(b.images[c]),
-                    "instances": int(b.instances[c]), "precision": float(b.p[i]), "recall": float(b.r[i]),
-                    "mAP50": float(b.ap50[i]), "mAP50-95": float(b.ap[i])}
-                   for i, c in enumerate(b.ap_class_index)]
-        return {"protocol": self.protocol, "images": self.seen, "skipped_images": self.skipped,
-                "instances": int(b.instances.sum()) if len(b.instances) else 0,
-                "all": {"precision": b.mp, "recall": b.mr, "mAP50": b.map50, "mAP50-95": b.map,
-                        "mAP75": b.map75, "mAP_small": b.map_small, "mAP_medium": b.map_medium,
-                        "mAP_large": b.map_large, "best_f1_conf": b.best_conf},
-                "classes": classes, "coco": dict(self.coco), "sg": self.sg, "speed": dict(self.speed),
-                "results_dict": self.results_dict}
+        classes = [
+            {
+                "class": int(c),
+                "name": self.names[int(c)],
+                "images": int(b.images[c]),
+                "instances": int(b.instances[c]),
+                "precision": float(b.p[i]),
+                "recall": float(b.r[i]),
+                "mAP50": float(b.ap50[i]),
+                "mAP50-95": float(b.ap[i]),
+            }
+            for i, c in enumerate(b.ap_class_index)
+        ]
+        return {
+            "protocol": self.protocol,
+            "images": self.seen,
+            "skipped_images": self.skipped,
+            "instances": int(b.instances.sum()) if len(b.instances) else 0,
+            "all": {
+                "precision": b.mp,
+                "recall": b.mr,
+                "mAP50": b.map50,
+                "mAP50-95": b.map,
+                "mAP75": b.map75,
+                "mAP_small": b.map_small,
+                "mAP_medium": b.map_medium,
+                "mAP_large": b.map_large,
+                "best_f1_conf": b.best_conf,
+            },
+            "classes": classes,
+            "coco": dict(self.coco),
+            "sg": self.sg,
+            "speed": dict(self.speed),
+            "results_dict": self.results_dict,
+        }
 
     def __repr__(self) -> str:
         b = self.box
-        return (f"ValMetrics(images={self.seen}, mAP50-95={b.map:.4f}, mAP50={b.map50:.4f}, "
-                f"mAP75={b.map75:.4f}, P={b.mp:.4f}, R={b.mr:.4f})")
+        return (
+            f"ValMetrics(images={self.seen}, mAP50-95={b.map:.4f}, mAP50={b.map50:.4f}, "
+            f"mAP75={b.map75:.4f}, P={b.mp:.4f}, R={b.mr:.4f})"
+        )
 
 
 # ---------------------------------------------------------------------------------------- plots
@@ -523,8 +588,9 @@ WHITE, BLACK, GREY, BLUE = (255, 255, 255), (0, 0, 0), (170, 170, 170), (180, 11
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float = 0.5, colour=BLACK,
-          thickness: int = 1) -> None:
+def _text(
+    img: np.ndarray, text: str, org: tuple[int, int], scale: float = 0.5, colour=BLACK, thickness: int = 1
+) -> None:
     cv2.putText(img, text, org, _FONT, scale, colour, thickness, cv2.LINE_AA)
 
 
@@ -535,12 +601,11 @@ def _vertical_text(img: np.ndarray, text: str, x: int, y_bottom: int, scale: flo
     _text(patch, text, (1, h + 1), scale)
     patch = np.ascontiguousarray(cv2.rotate(patch, cv2.ROTATE_90_COUNTERCLOCKWISE), dtype=np.uint8)
     y0, x0 = max(y_bottom - patch.shape[0], 0), max(x - patch.shape[1] // 2, 0)
-    region = img[y0:y0 + patch.shape[0], x0:x0 + patch.shape[1]]
-    np.minimum(region, patch[:region.shape[0], :region.shape[1]], out=region)
+    region = img[y0 : y0 + patch.shape[0], x0 : x0 + patch.shape[1]]
+    np.minimum(region, patch[: region.shape[0], : region.shape[1]], out=region)
 
 
-def plot_pr_curve(path: Path, curves: PRCurves, names: dict[int, str], ap50: np.ndarray,
-                  map50: float) -> Path:
+def plot_pr_curve(path: Path, curves: PRCurves, names: dict[int, str], ap50: np.ndarray, map50: float) -> Path:
     """BoxPR_curve.png: precision against recall at IoU 0.5 per class (grey; labelled when <= 20 classes)
     and their mean (blue). Returns the path."""
     w, h, m = 900, 700, 70

@@ -38,7 +38,6 @@ from yolonas_cli.metrics.coco import IOU_THRESHOLDS, match_image
 __all__ = ["SG_POSTPROCESS", "SGDetectionMetric", "SGPostprocess", "SGResult", "sg_letterbox"]
 
 
-
 @dataclass(frozen=True)
 class SGPostprocess:
     """The post-processing of the published evaluation (facts §6.2, item 6): multi-label, class-aware."""
@@ -126,19 +125,17 @@ class SGDetectionMetric:
             return SGResult(0.0, 0.0, 0.0, classes, np.zeros((0, len(self.thresholds))))
         scores, cls = np.concatenate(self._scores), np.concatenate(self._cls)
         tp, ignored = np.concatenate(self._tp), np.concatenate(self._ignored)
-        ap = np.stack([self._class_ap(scores, tp, ignored, cls == c, int(self.n_targets[c]))
-                       for c in classes])
+        ap = np.stack([self._class_ap(scores, tp, ignored, cls == c, int(self.n_targets[c])) for c in classes])
         at = {t: int(np.argmin(np.abs(self.thresholds - t))) for t in (0.5, 0.75)}
-        return SGResult(float(ap.mean()), float(ap[:, at[0.5]].mean()), float(ap[:, at[0.75]].mean()),
-                        classes, ap)
+        return SGResult(float(ap.mean()), float(ap[:, at[0.5]].mean()), float(ap[:, at[0.75]].mean()), classes, ap)
 
-    def _class_ap(self, scores: np.ndarray, tp: np.ndarray, ignored: np.ndarray, sel: np.ndarray,
-                  n_targets: int) -> np.ndarray:
+    def _class_ap(
+        self, scores: np.ndarray, tp: np.ndarray, ignored: np.ndarray, sel: np.ndarray, n_targets: int
+    ) -> np.ndarray:
         """AP [T] of one class."""
         order = np.argsort(-scores[sel], kind="mergesort")
         tp, ignored = tp[sel][order], ignored[sel][order]
-        return np.array([average_precision(tp[~ignored[:, t], t], n_targets)
-                         for t in range(len(self.thresholds))])
+        return np.array([average_precision(tp[~ignored[:, t], t], n_targets) for t in range(len(self.thresholds))])
 
 
 def average_precision(tp: np.ndarray, n_targets: int, recall_points: np.ndarray = RECALL_POINTS) -> float:

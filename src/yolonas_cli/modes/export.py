@@ -31,8 +31,20 @@ if TYPE_CHECKING:
     from yolonas_cli.model.yolo_nas import YoloNAS
 
 #: Export arguments a format may or may not take (model, weights_dir, verbose, device, imgsz, format: all).
-OPTIONAL_ARGS = ("batch", "dynamic", "half", "int8", "nms", "simplify", "opset", "data", "fraction", "conf", "iou",
-                 "max_det")
+OPTIONAL_ARGS = (
+    "batch",
+    "dynamic",
+    "half",
+    "int8",
+    "nms",
+    "simplify",
+    "opset",
+    "data",
+    "fraction",
+    "conf",
+    "iou",
+    "max_det",
+)
 _NMS_ARGS = frozenset({"nms", "conf", "iou", "max_det"})
 _INT8_ARGS = frozenset({"int8", "data", "fraction"})
 _ONNX_ARGS = frozenset({"simplify", "opset"})
@@ -60,17 +72,35 @@ class FormatSpec:
 
 
 FORMATS: dict[str, FormatSpec] = {
-    "onnx": FormatSpec("onnx", "ONNX", ".onnx",
-                       frozenset({"batch", "dynamic", "half"}) | _INT8_ARGS | _NMS_ARGS | _ONNX_ARGS,
-                       (("onnx", "onnx"),), "onnx_graph"),
-    "torchscript": FormatSpec("torchscript", "TorchScript", ".torchscript",
-                              frozenset({"batch", "dynamic", "half"}), (), "torchscript_export"),
-    "openvino": FormatSpec("openvino", "OpenVINO", "_openvino_model",
-                           frozenset({"batch", "dynamic", "half", "opset"}) | _INT8_ARGS | _NMS_ARGS,
-                           (("openvino", "openvino"), ("onnx", "openvino")), "openvino_export", folder=True),
-    "engine": FormatSpec("engine", "TensorRT", ".engine",
-                         frozenset({"batch", "dynamic", "half"}) | _INT8_ARGS | _NMS_ARGS | _ONNX_ARGS,
-                         (("tensorrt", "tensorrt"), ("onnx", "tensorrt")), "tensorrt_export", needs_cuda=True),
+    "onnx": FormatSpec(
+        "onnx",
+        "ONNX",
+        ".onnx",
+        frozenset({"batch", "dynamic", "half"}) | _INT8_ARGS | _NMS_ARGS | _ONNX_ARGS,
+        (("onnx", "onnx"),),
+        "onnx_graph",
+    ),
+    "torchscript": FormatSpec(
+        "torchscript", "TorchScript", ".torchscript", frozenset({"batch", "dynamic", "half"}), (), "torchscript_export"
+    ),
+    "openvino": FormatSpec(
+        "openvino",
+        "OpenVINO",
+        "_openvino_model",
+        frozenset({"batch", "dynamic", "half", "opset"}) | _INT8_ARGS | _NMS_ARGS,
+        (("openvino", "openvino"), ("onnx", "openvino")),
+        "openvino_export",
+        folder=True,
+    ),
+    "engine": FormatSpec(
+        "engine",
+        "TensorRT",
+        ".engine",
+        frozenset({"batch", "dynamic", "half"}) | _INT8_ARGS | _NMS_ARGS | _ONNX_ARGS,
+        (("tensorrt", "tensorrt"), ("onnx", "tensorrt")),
+        "tensorrt_export",
+        needs_cuda=True,
+    ),
 }
 
 
@@ -114,8 +144,9 @@ def check_args(args: ExportArgs, spec: FormatSpec) -> None:
         value = getattr(args, name)
         if value != default[name] and name not in spec.args:
             takes = ", ".join(a for a in OPTIONAL_ARGS if a in spec.args) or "none"
-            raise UsageError(f"{name}={format_value(value)} is not supported for format={spec.name} "
-                             f"(it takes: {takes})")
+            raise UsageError(
+                f"{name}={format_value(value)} is not supported for format={spec.name} (it takes: {takes})"
+            )
     _check_combinations(args, default)
 
 
@@ -124,12 +155,15 @@ def _check_combinations(args: ExportArgs, default: dict) -> None:
         raise UsageError("half=True and int8=True together: choose one")
     for name in ("conf", "iou", "max_det"):
         if getattr(args, name) != default[name] and not args.nms:
-            raise UsageError(f"{name}={format_value(getattr(args, name))} only applies to the NMS in the exported "
-                             "model: add nms=True")
+            raise UsageError(
+                f"{name}={format_value(getattr(args, name))} only applies to the NMS in the exported "
+                "model: add nms=True"
+            )
     for name in ("data", "fraction"):
         if getattr(args, name) != default[name] and not args.int8:
-            raise UsageError(f"{name}={format_value(getattr(args, name))} only applies to INT8 calibration: "
-                             "add int8=True")
+            raise UsageError(
+                f"{name}={format_value(getattr(args, name))} only applies to INT8 calibration: add int8=True"
+            )
 
 
 def check_installed(spec: FormatSpec, args: ExportArgs) -> None:
@@ -144,8 +178,9 @@ def check_installed(spec: FormatSpec, args: ExportArgs) -> None:
     for module, extra in needs:
         if importlib.util.find_spec(module) is None:
             hint = "pip install nncf" if module == "nncf" else f"pip install 'yolo-nas[{extra}]'"
-            raise MissingExtraError(f"format={spec.name}{' int8=True' if args.int8 else ''} needs {module}, "
-                                    f"which is not installed: {hint}")
+            raise MissingExtraError(
+                f"format={spec.name}{' int8=True' if args.int8 else ''} needs {module}, which is not installed: {hint}"
+            )
     if spec.name == "engine":
         from yolonas_cli.formats.tensorrt import load_tensorrt
 
@@ -159,11 +194,15 @@ def export_device(args: ExportArgs, spec: FormatSpec) -> torch.device:
     if not spec.needs_cuda:
         return torch.device("cpu") if args.device == "auto" else select_device(args.device)
     if args.device in ("cpu", "mps"):
-        raise UsageError(f"format={spec.name} builds a TensorRT engine, which needs an NVIDIA GPU: "
-                         "use device=0 (or leave device=auto)")
+        raise UsageError(
+            f"format={spec.name} builds a TensorRT engine, which needs an NVIDIA GPU: "
+            "use device=0 (or leave device=auto)"
+        )
     if not torch.cuda.is_available():
-        raise MissingExtraError(f"format={spec.name} needs CUDA, and torch sees no CUDA GPU here "
-                                "(install a CUDA build of torch on a machine with an NVIDIA GPU)")
+        raise MissingExtraError(
+            f"format={spec.name} needs CUDA, and torch sees no CUDA GPU here "
+            "(install a CUDA build of torch on a machine with an NVIDIA GPU)"
+        )
     return select_device("cuda:0" if args.device == "auto" else args.device)
 
 
@@ -177,11 +216,22 @@ def export_metadata(nas: NAS, args: ExportArgs, imgsz: tuple[int, int]) -> Expor
 
     precision = "int8" if args.int8 else "fp16" if args.half else "fp32"
     return ExportMetadata(
-        names=dict(nas.names), imgsz=imgsz, batch=args.batch, dynamic=args.dynamic, precision=precision,
-        nms=args.nms, model=nas.loaded.variant or nas.path.stem, source=nas.path.name,
-        source_sha256=sha256_file(nas.path), format=args.format, version=__version__,
-        conf=args.conf if args.nms else None, iou=args.iou if args.nms else None,
-        max_det=args.max_det if args.nms else None, pre_nms_top_k=PRE_NMS_TOP_K if args.nms else None)
+        names=dict(nas.names),
+        imgsz=imgsz,
+        batch=args.batch,
+        dynamic=args.dynamic,
+        precision=precision,
+        nms=args.nms,
+        model=nas.loaded.variant or nas.path.stem,
+        source=nas.path.name,
+        source_sha256=sha256_file(nas.path),
+        format=args.format,
+        version=__version__,
+        conf=args.conf if args.nms else None,
+        iou=args.iou if args.nms else None,
+        max_det=args.max_det if args.nms else None,
+        pre_nms_top_k=PRE_NMS_TOP_K if args.nms else None,
+    )
 
 
 def export_model(nas: NAS, args: ExportArgs) -> Path:
@@ -203,10 +253,10 @@ def export_model(nas: NAS, args: ExportArgs) -> Path:
     except YoloNasError:
         raise
     except Exception as exc:  # a failure inside torch/onnx/openvino/tensorrt: one line, chained for debugging
-        raise YoloNasError(f"{spec.title} export failed after {time.perf_counter() - started:.1f}s: "
-                           f"{type(exc).__name__}: {exc}") from exc
-    console.info(f"{spec.title}: exported in {time.perf_counter() - started:.1f}s to '{path}' "
-                 f"({size_mb(path):.1f} MB)")
+        raise YoloNasError(
+            f"{spec.title} export failed after {time.perf_counter() - started:.1f}s: {type(exc).__name__}: {exc}"
+        ) from exc
+    console.info(f"{spec.title}: exported in {time.perf_counter() - started:.1f}s to '{path}' ({size_mb(path):.1f} MB)")
     _print_next_steps(job, path)
     return path
 
@@ -214,8 +264,10 @@ def export_model(nas: NAS, args: ExportArgs) -> Path:
 def _print_start(job: ExportJob) -> None:
     shape = (job.args.batch, 3, *job.imgsz)
     kind = "detections (num_dets, det_boxes, det_scores, det_classes)" if job.args.nms else "boxes and scores"
-    console.info(f"Exporting '{job.nas.path}' ({size_mb(job.nas.path):.1f} MB) to {job.spec.title}: input "
-                 f"{shape} BCHW{' (dynamic)' if job.args.dynamic else ''}, {job.meta.precision}, outputs {kind}")
+    console.info(
+        f"Exporting '{job.nas.path}' ({size_mb(job.nas.path):.1f} MB) to {job.spec.title}: input "
+        f"{shape} BCHW{' (dynamic)' if job.args.dynamic else ''}, {job.meta.precision}, outputs {kind}"
+    )
 
 
 def _print_next_steps(job: ExportJob, path: Path) -> None:

@@ -12,9 +12,7 @@ from yolonas_cli.model.profile import count_flops, count_layers, count_parameter
 from yolonas_cli.weights.loader import LoadedWeights
 
 
-def model_info(
-    loaded: LoadedWeights, imgsz: tuple[int, int] = (640, 640), *, fused: bool = False
-) -> dict[str, Any]:
+def model_info(loaded: LoadedWeights, imgsz: tuple[int, int] = (640, 640), *, fused: bool = False) -> dict[str, Any]:
     """Variant, classes, input size, layers, parameters (unfused and fused), GFLOPs, file facts, licence.
 
     `fused` says whether `loaded.model` is already fused (its unfused counts are then derived from a
@@ -52,11 +50,19 @@ def exported_info(path: Path, meta: Any) -> dict[str, Any]:
 
     digest = sha256_file(path) if path.is_file() else "(a folder)"
     return {
-        "model": meta.model, "file": str(path), "format": f"exported {meta.format}", "sha256": digest,
-        "classes": len(meta.names), "names": dict(meta.names), "input_size": list(meta.imgsz),
-        "precision": meta.precision, "dynamic": meta.dynamic, "batch": meta.batch,
+        "model": meta.model,
+        "file": str(path),
+        "format": f"exported {meta.format}",
+        "sha256": digest,
+        "classes": len(meta.names),
+        "names": dict(meta.names),
+        "input_size": list(meta.imgsz),
+        "precision": meta.precision,
+        "dynamic": meta.dynamic,
+        "batch": meta.batch,
         "nms": (f"in the graph (conf {meta.conf}, iou {meta.iou}, max_det {meta.max_det})" if meta.nms else "no"),
-        "source": f"{meta.source} (sha256 {meta.source_sha256})", "exported_by": f"{meta.producer} {meta.version}",
+        "source": f"{meta.source} (sha256 {meta.source_sha256})",
+        "exported_by": f"{meta.producer} {meta.version}",
     }
 
 

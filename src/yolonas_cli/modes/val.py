@@ -87,10 +87,28 @@ def engine_settings(args: ValArgs) -> EngineSettings:
     classes = tuple(args.classes) if args.classes is not None else None
     if args.protocol == "sg":
         sg = SG_POSTPROCESS
-        return EngineSettings(imgsz=size, conf=sg.conf, iou=sg.iou, max_det=sg.max_det, classes=classes,
-                              multi_label=True, pre_nms_top_k=sg.pre_nms_top_k, rect=False, batch=args.batch)
-    return EngineSettings(imgsz=size, conf=args.conf, iou=args.iou, max_det=args.max_det, classes=classes,
-                          multi_label=True, pre_nms_top_k=VAL_PRE_NMS_TOP_K, rect=args.rect, batch=args.batch)
+        return EngineSettings(
+            imgsz=size,
+            conf=sg.conf,
+            iou=sg.iou,
+            max_det=sg.max_det,
+            classes=classes,
+            multi_label=True,
+            pre_nms_top_k=sg.pre_nms_top_k,
+            rect=False,
+            batch=args.batch,
+        )
+    return EngineSettings(
+        imgsz=size,
+        conf=args.conf,
+        iou=args.iou,
+        max_det=args.max_det,
+        classes=classes,
+        multi_label=True,
+        pre_nms_top_k=VAL_PRE_NMS_TOP_K,
+        rect=args.rect,
+        batch=args.batch,
+    )
 
 
 class SGEngine(Engine):
@@ -118,8 +136,7 @@ def _load_safely(dataset: Dataset, index: int) -> Loaded:
     return Sample(sample.index, sample.path, sample.image_id, image, sample.labels)
 
 
-def prefetch(load: Callable[[int], Loaded], count: int, workers: int, depth: int
-             ) -> Generator[Loaded, None, None]:
+def prefetch(load: Callable[[int], Loaded], count: int, workers: int, depth: int) -> Generator[Loaded, None, None]:
     """`load(0) ... load(count - 1)` in order, computed by `workers` threads at most `depth` ahead
     (workers=0: in the calling thread)."""
     if workers <= 0:
@@ -139,8 +156,9 @@ def prefetch(load: Callable[[int], Loaded], count: int, workers: int, depth: int
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def batches(items: Iterable[Loaded], size: int, shape_of: Callable[[np.ndarray], tuple[int, int]]
-            ) -> Iterator[tuple[list[Sample], list[CorruptSample]]]:
+def batches(
+    items: Iterable[Loaded], size: int, shape_of: Callable[[np.ndarray], tuple[int, int]]
+) -> Iterator[tuple[list[Sample], list[CorruptSample]]]:
     """Groups of at most `size` consecutive samples of one padded shape, each with the corrupt samples met
     since the previous group (the last group may be empty when only corrupt ones remain)."""
     group: list[Sample] = []
@@ -171,15 +189,19 @@ class Validator:
         self.dataset = load_dataset(args.data, args.split)
         self.names = self.dataset.names
         if len(nas.names) != self.dataset.nc:
-            raise UsageError(f"data={args.data} has {self.dataset.nc} classes but the model has "
-                             f"{len(nas.names)}: use a dataset labelled with the model's classes")
+            raise UsageError(
+                f"data={args.data} has {self.dataset.nc} classes but the model has "
+                f"{len(nas.names)}: use a dataset labelled with the model's classes"
+            )
         self.sg = args.protocol == "sg"
         self._announce_protocol()
         settings = engine_settings(args)
         engine = nas.make_engine(settings, args.device, args.half)
         if self.sg and getattr(engine.backend, "end2end", False):
-            raise UsageError("protocol=sg runs the original's own NMS, but this exported model has NMS in its "
-                             "graph: export it without nms=True, or use protocol=coco")
+            raise UsageError(
+                "protocol=sg runs the original's own NMS, but this exported model has NMS in its "
+                "graph: export it without nms=True, or use protocol=coco"
+            )
         self.engine = SGEngine(engine.backend, engine.names, settings) if self.sg else engine
         self.run_dir = make_run_dir(args.project, args.name, args.exist_ok, "val", create=True)
         self.state = RunState(self.dataset, args.classes, self.sg)
@@ -188,9 +210,11 @@ class Validator:
         a = self.args
         if not self.sg:
             return
-        console.info("protocol=sg: the original's evaluation (longest side 636 truncated, centre pad 640, "
-                     "conf 0.03, NMS IoU 0.65, top-k 1000, max 300, multi-label); conf, iou, max_det and "
-                     "rect are not used")
+        console.info(
+            "protocol=sg: the original's evaluation (longest side 636 truncated, centre pad 640, "
+            "conf 0.03, NMS IoU 0.65, top-k 1000, max 300, multi-label); conf, iou, max_det and "
+            "rect are not used"
+        )
         if a.imgsz not in (640, (640, 640)):
             console.warn(f"protocol=sg was published at imgsz=640; running it at imgsz={a.imgsz}")
 
@@ -205,8 +229,7 @@ class Validator:
     def run(self) -> ValMetrics:
         """Stream the dataset through the engine, then score, print and save."""
         a = self.args
-        loaded = prefetch(lambda i: _load_safely(self.dataset, i), len(self.dataset), a.workers,
-                          max(2 * a.batch, 4))
+        loaded = prefetch(lambda i: _load_safely(self.dataset, i), len(self.dataset), a.workers, max(2 * a.batch, 4))
         with contextlib.closing(loaded), console.count_progress(HEADER, len(self.dataset)) as advance:
             for group, skipped in batches(loaded, a.batch, self._shape_of):
                 for bad in skipped:
@@ -219,8 +242,10 @@ class Validator:
                 self.state.skipped += len(skipped)
                 advance(len(group) + len(skipped))
         if not self.state.seen:
-            raise YoloNasError(f"none of the {len(self.dataset)} images of split '{a.split}' of "
-                               f"{self.dataset.yaml_path.name} could be read")
+            raise YoloNasError(
+                f"none of the {len(self.dataset)} images of split '{a.split}' of "
+                f"{self.dataset.yaml_path.name} could be read"
+            )
         return self._finish()
 
     def _save_txt(self, sample: Sample, det: np.ndarray) -> None:
@@ -236,9 +261,16 @@ class Validator:
             atomic_write_chunks(self.run_dir / "predictions.json", st.detections.json_chunks())
         scores = st.evaluate()
         curves = st.curves()
-        metrics = ValMetrics(box=box_metrics(st, scores, curves), speed=self._speed(), names=self.names,
-                             seen=st.seen, skipped=st.skipped, protocol=a.protocol, save_dir=self.run_dir,
-                             coco={k: float(v) for k, v in zip(COCO_STAT_NAMES, scores.stats)})
+        metrics = ValMetrics(
+            box=box_metrics(st, scores, curves),
+            speed=self._speed(),
+            names=self.names,
+            seen=st.seen,
+            skipped=st.skipped,
+            protocol=a.protocol,
+            save_dir=self.run_dir,
+            coco={k: float(v) for k, v in zip(COCO_STAT_NAMES, scores.stats)},
+        )
         if st.sg_metric is not None:
             metrics.sg = st.sg_metric.compute().as_dict()
         print_metrics(metrics, verbose=a.verbose and len(self.names) > 1)
@@ -250,15 +282,18 @@ class Validator:
 
     def _speed(self) -> dict[str, float]:
         per = self.engine.timer.per_image()
-        return {"preprocess": per["preprocess"], "inference": per["inference"], "loss": 0.0,
-                "postprocess": per["postprocess"]}
+        return {
+            "preprocess": per["preprocess"],
+            "inference": per["inference"],
+            "loss": 0.0,
+            "postprocess": per["postprocess"],
+        }
 
     def _save(self, metrics: ValMetrics, curves: PRCurves) -> None:
         if self.args.plots:
             box = metrics.box
             plot_pr_curve(self.run_dir / "BoxPR_curve.png", curves, self.names, box.ap50, box.map50)
-            plot_confusion_matrix(self.run_dir / "confusion_matrix.png", self.state.confusion.matrix,
-                                  self.names)
+            plot_confusion_matrix(self.run_dir / "confusion_matrix.png", self.state.confusion.matrix, self.names)
         atomic_write_bytes(self.run_dir / "metrics.json", json.dumps(metrics.to_dict(), indent=2).encode())
 
 
@@ -323,16 +358,20 @@ class RunState:
     def evaluate(self) -> CocoScores:
         """pycocotools on the predictions (zeros, with a warning, when there are no labels)."""
         if not self.instances.sum():
-            console.warn(f"no labels found in the {self.dataset.split} set, "
-                         "cannot compute metrics without labels")
+            console.warn(f"no labels found in the {self.dataset.split} set, cannot compute metrics without labels")
             return CocoScores(np.zeros(len(COCO_STAT_NAMES)), {}, {})
         gt = self.dataset.coco.data if self.dataset.coco is not None else self.gt.to_dict()
         return coco_evaluate(gt, self.detections, self.img_ids, self._cat_ids())
 
     def curves(self) -> PRCurves:
         """P, R and PR curves at IoU 0.5 over every image so far."""
-        return pr_curves(_cat(self.tp, bool), _cat(self.conf, np.float64), _cat(self.cls, np.int64),
-                         _cat(self.ignored, bool), self.instances)
+        return pr_curves(
+            _cat(self.tp, bool),
+            _cat(self.conf, np.float64),
+            _cat(self.cls, np.int64),
+            _cat(self.ignored, bool),
+            self.instances,
+        )
 
 
 def _cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
@@ -347,11 +386,25 @@ def box_metrics(state: RunState, scores: CocoScores, curves: PRCurves) -> BoxMet
     ap = np.array([max(scores.ap.get(ids[c], 0.0), 0.0) for c in classes])
     ap50 = np.array([max(scores.ap50.get(ids[c], 0.0), 0.0) for c in classes])
     p, r = curves.precision, curves.recall
-    return BoxMetrics(nc=state.nc, map=stat["mAP50-95"], map50=stat["mAP50"], map75=stat["mAP75"],
-                      map_small=stat["mAP_small"], map_medium=stat["mAP_medium"], map_large=stat["mAP_large"],
-                      mp=float(p.mean()) if len(p) else 0.0, mr=float(r.mean()) if len(r) else 0.0,
-                      ap_class_index=classes, p=p, r=r, ap50=ap50, ap=ap, images=state.images,
-                      instances=state.instances, best_conf=curves.best_conf)
+    return BoxMetrics(
+        nc=state.nc,
+        map=stat["mAP50-95"],
+        map50=stat["mAP50"],
+        map75=stat["mAP75"],
+        map_small=stat["mAP_small"],
+        map_medium=stat["mAP_medium"],
+        map_large=stat["mAP_large"],
+        mp=float(p.mean()) if len(p) else 0.0,
+        mr=float(r.mean()) if len(r) else 0.0,
+        ap_class_index=classes,
+        p=p,
+        r=r,
+        ap50=ap50,
+        ap=ap,
+        images=state.images,
+        instances=state.instances,
+        best_conf=curves.best_conf,
+    )
 
 
 # ---------------------------------------------------------------------------------------- printing
@@ -375,14 +428,20 @@ def print_metrics(metrics: ValMetrics, verbose: bool) -> None:
     for line in table_lines(metrics, verbose):
         console.out_console.print(line, markup=False, highlight=False, emoji=False)
     b, s = metrics.box, metrics.speed
-    console.info(f"pycocotools: mAP50-95 {b.map:.4f}, mAP50 {b.map50:.4f}, mAP75 {b.map75:.4f}, "
-                 f"small {b.map_small:.4f}, medium {b.map_medium:.4f}, large {b.map_large:.4f}")
+    console.info(
+        f"pycocotools: mAP50-95 {b.map:.4f}, mAP50 {b.map50:.4f}, mAP75 {b.map75:.4f}, "
+        f"small {b.map_small:.4f}, medium {b.map_medium:.4f}, large {b.map_large:.4f}"
+    )
     if metrics.sg is not None:
-        console.info(f"protocol=sg: the original's DetectionMetrics mAP50-95 {metrics.sg['mAP50-95']:.4f}, "
-                     f"mAP50 {metrics.sg['mAP50']:.4f} | pycocotools on the same detections mAP50-95 "
-                     f"{b.map:.4f}, mAP50 {b.map50:.4f}")
-    console.info(f"Speed: {s['preprocess']:.1f}ms preprocess, {s['inference']:.1f}ms inference, "
-                 f"{s['loss']:.1f}ms loss, {s['postprocess']:.1f}ms postprocess per image")
+        console.info(
+            f"protocol=sg: the original's DetectionMetrics mAP50-95 {metrics.sg['mAP50-95']:.4f}, "
+            f"mAP50 {metrics.sg['mAP50']:.4f} | pycocotools on the same detections mAP50-95 "
+            f"{b.map:.4f}, mAP50 {b.map50:.4f}"
+        )
+    console.info(
+        f"Speed: {s['preprocess']:.1f}ms preprocess, {s['inference']:.1f}ms inference, "
+        f"{s['loss']:.1f}ms loss, {s['postprocess']:.1f}ms postprocess per image"
+    )
 
 
 def run(args: ValArgs) -> int:

@@ -228,11 +228,7 @@ def _normalise_processing(image_processor: object, nms: dict) -> tuple[dict | No
     unknown: list[str] = []
     if image_processor is not None:
         for name, params in _processing_steps(image_processor):
-            if not (
-                _resize_step(name, params, out)
-                or _pad_step(name, params, out)
-                or _pixel_step(name, params, out)
-            ):
+            if not (_resize_step(name, params, out) or _pad_step(name, params, out) or _pixel_step(name, params, out)):
                 unknown.append(name)
     for key, value in nms.items():
         if type(value) in (int, float, bool):

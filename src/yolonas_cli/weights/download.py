@@ -62,19 +62,35 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return hasher.hexdigest()
 
 
-def fetch(urls: str | Sequence[str], dest: str | Path, *, sha256: str | None = None, size: int | None = None,
-          timeout: float = 30, retries: int = 3, description: str | None = None) -> Path:
+def fetch(
+    urls: str | Sequence[str],
+    dest: str | Path,
+    *,
+    sha256: str | None = None,
+    size: int | None = None,
+    timeout: float = 30,
+    retries: int = 3,
+    description: str | None = None,
+) -> Path:
     """Download the first URL of `urls` that works to `dest` and return `dest`.
 
     `sha256`/`size`, when given, must match or nothing is kept. `timeout` is the socket timeout in seconds;
     `retries` is the number of extra tries per URL after a transient failure. Raises DownloadError."""
-    return fetch_result(urls, dest, sha256=sha256, size=size, timeout=timeout, retries=retries,
-                        description=description).path
+    return fetch_result(
+        urls, dest, sha256=sha256, size=size, timeout=timeout, retries=retries, description=description
+    ).path
 
 
-def fetch_result(urls: str | Sequence[str], dest: str | Path, *, sha256: str | None = None,
-                 size: int | None = None, timeout: float = 30, retries: int = 3,
-                 description: str | None = None) -> FetchResult:
+def fetch_result(
+    urls: str | Sequence[str],
+    dest: str | Path,
+    *,
+    sha256: str | None = None,
+    size: int | None = None,
+    timeout: float = 30,
+    retries: int = 3,
+    description: str | None = None,
+) -> FetchResult:
     """Like `fetch()` but also returns the serving URL and the sha256/size computed while streaming."""
     url_list = [urls] if isinstance(urls, str) else list(urls)
     if not url_list:
@@ -92,8 +108,10 @@ def fetch_result(urls: str | Sequence[str], dest: str | Path, *, sha256: str | N
         except _Failed as exc:
             failures.append((url, str(exc)))
         except OSError as exc:  # network errors are classified inside; what is left is the local disk
-            raise DownloadError(f"cannot write {part} while downloading {url} ({exc.strerror or exc}); "
-                                "free disk space or choose another folder") from None
+            raise DownloadError(
+                f"cannot write {part} while downloading {url} ({exc.strerror or exc}); "
+                "free disk space or choose another folder"
+            ) from None
     raise DownloadError(_failure_message(dest, failures))
 
 
@@ -102,18 +120,26 @@ def _make_parent(dest: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         reason = exc.strerror or exc
-        raise DownloadError(f"cannot create the folder {dest.parent} for {dest.name} ({reason}); "
-                            "choose another folder") from None
+        raise DownloadError(
+            f"cannot create the folder {dest.parent} for {dest.name} ({reason}); choose another folder"
+        ) from None
 
 
 def _failure_message(dest: Path, failures: list[tuple[str, str]]) -> str:
     tried = ", then ".join(f"{url} ({reason})" for url, reason in failures)
-    return (f"could not download {dest.name} from {tried}; check the network or put the file by hand at "
-            f"{dest}")
+    return f"could not download {dest.name} from {tried}; check the network or put the file by hand at {dest}"
 
 
-def _fetch_one(url: str, dest: Path, part: Path, sha256: str | None, size: int | None, timeout: float,
-               retries: int, description: str) -> FetchResult:
+def _fetch_one(
+    url: str,
+    dest: Path,
+    part: Path,
+    sha256: str | None,
+    size: int | None,
+    timeout: float,
+    retries: int,
+    description: str,
+) -> FetchResult:
     """Try one URL (with retries and one fresh restart if a resumed file turns out wrong)."""
     attempt, restarted = 0, False
     while True:
@@ -202,8 +228,9 @@ def _content_length(resp: http.client.HTTPResponse) -> int | None:
         return None
 
 
-def _copy(resp: IO[bytes], out: IO[bytes], hasher: hashlib._Hash, advance: Callable[[int], object],
-          timeout: float) -> int:
+def _copy(
+    resp: IO[bytes], out: IO[bytes], hasher: hashlib._Hash, advance: Callable[[int], object], timeout: float
+) -> int:
     """Copy the body to `out`, hashing it. Network trouble mid-stream is a _Retryable (the .part is kept)."""
     written = 0
     while True:

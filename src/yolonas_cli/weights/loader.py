@@ -92,11 +92,7 @@ def load_checked_state_dict(model: torch.nn.Module, state: dict[str, torch.Tenso
 def class_names(names: tuple[str, ...] | list[str] | None, num_classes: int, path: Path) -> dict[int, str]:
     """{index: name}: the checkpoint's names, else COCO's for 80 classes, else 'class0', 'class1', ..."""
     if names is None:
-        names = (
-            COCO80_NAMES if num_classes == len(COCO80_NAMES) else [f"class{i}" for i in range(num_classes)]
-        )
+        names = COCO80_NAMES if num_classes == len(COCO80_NAMES) else [f"class{i}" for i in range(num_classes)]
     if len(names) != num_classes:
-        raise WeightsError(
-            f"'{path}' lists {len(names)} class names but its head predicts {num_classes} classes"
-        )
+        raise WeightsError(f"'{path}' lists {len(names)} class names but its head predicts {num_classes} classes")
     return {i: str(name) for i, name in enumerate(names)}

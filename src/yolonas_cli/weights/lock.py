@@ -87,8 +87,9 @@ def _read(path: str | Path | None) -> tuple[dict[str, WeightsRecord], dict[str, 
     try:
         doc = json.loads(where.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise WeightsError(f"cannot read the weights lock {where} ({exc}); reinstall yolo-nas or fix "
-                           f"${LOCK_ENV}") from None
+        raise WeightsError(
+            f"cannot read the weights lock {where} ({exc}); reinstall yolo-nas or fix ${LOCK_ENV}"
+        ) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("weights", {}), dict):
         raise WeightsError(f"weights lock {where}: expected an object with a 'weights' object")
     records = {name: _record(where, name, entry) for name, entry in doc.get("weights", {}).items()}
@@ -132,14 +133,20 @@ def _record(where: Path, name: str, entry: Any) -> WeightsRecord:
     if entry.get("format") not in FORMATS:
         raise bad("format", f"one of {', '.join(FORMATS)}")
     licence = entry.get("licence")
-    if not (isinstance(licence, dict) and isinstance(licence.get("name"), str)
-            and _is_url(licence.get("url"))):
+    if not (isinstance(licence, dict) and isinstance(licence.get("name"), str) and _is_url(licence.get("url"))):
         raise bad("licence", 'an object {"name": ..., "url": "https://..."}')
     return WeightsRecord(
-        name=name, urls=tuple(urls), sha256=sha256, size=size, variant=entry["variant"],
-        input_size=(input_size[0], input_size[1]), num_classes=entry["num_classes"],
-        class_names=entry["class_names"], format=entry["format"],
-        licence_name=licence["name"], licence_url=licence["url"],
+        name=name,
+        urls=tuple(urls),
+        sha256=sha256,
+        size=size,
+        variant=entry["variant"],
+        input_size=(input_size[0], input_size[1]),
+        num_classes=entry["num_classes"],
+        class_names=entry["class_names"],
+        format=entry["format"],
+        licence_name=licence["name"],
+        licence_url=licence["url"],
     )
 
 

@@ -43,8 +43,10 @@ def cache_dir(weights_dir: str | Path | None = None) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DownloadError(f"cannot create the weights folder {folder} ({exc.strerror or exc}); "
-                            f"set {WEIGHTS_DIR_ENV} or pass another weights folder") from None
+        raise DownloadError(
+            f"cannot create the weights folder {folder} ({exc.strerror or exc}); "
+            f"set {WEIGHTS_DIR_ENV} or pass another weights folder"
+        ) from None
     return folder
 
 
@@ -57,8 +59,7 @@ def _default_cache_root() -> Path:
     return Path.home() / ".cache"
 
 
-def resolve_weights(name_or_path: str, weights_dir: str | Path | None = None, *,
-                    offline: bool = False) -> Path:
+def resolve_weights(name_or_path: str, weights_dir: str | Path | None = None, *, offline: bool = False) -> Path:
     """A local, verified weights file for `name_or_path`.
 
     - An existing file path is returned as is (not hashed).
@@ -80,8 +81,10 @@ def resolve_weights(name_or_path: str, weights_dir: str | Path | None = None, *,
     if path.exists():
         _verify_cached(record, path, cache)
     elif offline:
-        raise DownloadError(f"{record.name} is not in the weights cache and offline mode is on; run once "
-                            f"without offline mode or put the file by hand at {path}")
+        raise DownloadError(
+            f"{record.name} is not in the weights cache and offline mode is on; run once "
+            f"without offline mode or put the file by hand at {path}"
+        )
     else:
         _download(record, path, cache)
     _show_licence_once(record, cache)
@@ -96,10 +99,17 @@ def _not_found_message(name: str) -> str:
 
 
 def _download(record: WeightsRecord, path: Path, cache: Path) -> None:
-    result = fetch_result(record.urls, path, sha256=record.sha256, size=record.size,
-                          description=f"Downloading {record.name}")
-    _update_entry(cache, record.name, sha256=result.sha256, size=result.size, url=result.url,
-                  recorded=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    result = fetch_result(
+        record.urls, path, sha256=record.sha256, size=record.size, description=f"Downloading {record.name}"
+    )
+    _update_entry(
+        cache,
+        record.name,
+        sha256=result.sha256,
+        size=result.size,
+        url=result.url,
+        recorded=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
 
 
 def _verify_cached(record: WeightsRecord, path: Path, cache: Path) -> None:
@@ -114,40 +124,46 @@ def _verify_cached(record: WeightsRecord, path: Path, cache: Path) -> None:
     elif entry.get("sha256"):
         expected, source = entry["sha256"], f"recorded at first download in {cache / CACHE_LOCK_NAME}"
     else:  # put there by hand, or the record was lost: trust on first use
-        _update_entry(cache, record.name, sha256=actual, size=actual_size, url=None,
-                      recorded=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        _update_entry(
+            cache,
+            record.name,
+            sha256=actual,
+            size=actual_size,
+            url=None,
+            recorded=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
         return
     if actual != expected:
         raise _mismatch(path, f"has sha256 {actual}, expected {expected} ({source})")
 
 
 def _mismatch(path: Path, what: str) -> DownloadError:
-    return DownloadError(f"the cached weights file {path} {what}; it may be corrupt or tampered with: delete "
-                         f"{path} and run again to download it afresh")
+    return DownloadError(
+        f"the cached weights file {path} {what}; it may be corrupt or tampered with: delete "
+        f"{path} and run again to download it afresh"
+    )
 
 
 def _show_licence_once(record: WeightsRecord, cache: Path) -> None:
     if _read_state(cache)["weights"].get(record.name, {}).get("licence_shown"):
         return
-    console.info(f"{record.name}: these weights are under the {record.licence_name}, "
-                 f"see {record.licence_url}")
+    console.info(f"{record.name}: these weights are under the {record.licence_name}, see {record.licence_url}")
     _update_entry(cache, record.name, licence_shown=True)
 
 
 def _read_state(cache: Path) -> dict[str, Any]:
-    """The cache's own lock: {"version": 1, "weights": {name: {sha256, size, url, recorded, licence_shown}}}.
-    """
+    """The cache's own lock: {"version": 1, "weights": {name: {sha256, size, url, recorded, licence_shown}}}."""
     where = cache / CACHE_LOCK_NAME
     if not where.exists():
         return {"version": 1, "weights": {}}
     try:
         state = json.loads(where.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise DownloadError(f"cannot read the weights cache record {where} ({exc}); delete it to start the "
-                            "record afresh") from None
+        raise DownloadError(
+            f"cannot read the weights cache record {where} ({exc}); delete it to start the record afresh"
+        ) from None
     if not isinstance(state, dict) or not isinstance(state.get("weights"), dict):
-        raise DownloadError(f"the weights cache record {where} is malformed; delete it to start the record "
-                            "afresh")
+        raise DownloadError(f"the weights cache record {where} is malformed; delete it to start the record afresh")
     return state
 
 

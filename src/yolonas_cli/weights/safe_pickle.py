@@ -574,8 +574,7 @@ class _RestrictedUnpickler(pickle._Unpickler):
         itemsize = torch.empty(0, dtype=dtype).element_size()
         if info.file_size != numel * itemsize:
             raise _Malformed(
-                f"declares storage 'data/{key}' as {numel * itemsize} bytes but the record holds "
-                f"{info.file_size}"
+                f"declares storage 'data/{key}' as {numel * itemsize} bytes but the record holds {info.file_size}"
             )
         if numel == 0:
             return _Storage(key, dtype, torch.empty(0, dtype=dtype))

@@ -111,8 +111,9 @@ def find_yaml(data: str | os.PathLike[str]) -> Path:
     name = text if text.endswith((".yaml", ".yml")) else f"{text}.yaml"
     if "/" not in name and os.sep not in name and (bundled_dir() / name).is_file():
         return bundled_dir() / name  # also when a folder of that name (e.g. the unpacked dataset) is here
-    raise UsageError(f"data={text} not found: give a dataset YAML path or a bundled name "
-                     f"({', '.join(bundled_datasets())})")
+    raise UsageError(
+        f"data={text} not found: give a dataset YAML path or a bundled name ({', '.join(bundled_datasets())})"
+    )
 
 
 # ---------------------------------------------------------------------------------------- labels
@@ -257,8 +258,9 @@ class CocoAnnotations:
         ltwh = np.array([a["bbox"] for a in rows], dtype=np.float64).reshape(-1, 4)
         boxes = np.concatenate([ltwh[:, :2], ltwh[:, :2] + ltwh[:, 2:]], axis=1)
         area = [a.get("area", w * h) for a, (_, _, w, h) in zip(rows, ltwh)]
-        return Labels.from_xyxy([self.class_of[a["category_id"]] for a in rows], boxes,
-                                [bool(a.get("iscrowd", 0)) for a in rows], area)
+        return Labels.from_xyxy(
+            [self.class_of[a["category_id"]] for a in rows], boxes, [bool(a.get("iscrowd", 0)) for a in rows], area
+        )
 
 
 def _class_of(categories: list[dict[str, Any]], names: dict[int, str], path: Path) -> dict[int, int]:
@@ -267,8 +269,10 @@ def _class_of(categories: list[dict[str, Any]], names: dict[int, str], path: Pat
         return {int(c["id"]): by_name[c["name"]] for c in categories}
     ids = sorted(int(c["id"]) for c in categories)
     if len(ids) != len(names):
-        raise YoloNasError(f"{path} has {len(ids)} categories whose names do not match the {len(names)} "
-                           "class names of the dataset YAML; make the names agree")
+        raise YoloNasError(
+            f"{path} has {len(ids)} categories whose names do not match the {len(names)} "
+            "class names of the dataset YAML; make the names agree"
+        )
     return {cat: idx for idx, cat in enumerate(ids)}
 
 
@@ -473,13 +477,17 @@ def load_dataset(data: str | os.PathLike[str], split: str = "val", *, download: 
         _download_or_fail(spec, yaml_path, root, split, download)
     files = list_images(split_paths(spec, split, root))
     if not files:
-        raise YoloNasError(f"no images found for split '{split}' of {yaml_path.name} under "
-                           f"{', '.join(map(str, split_paths(spec, split, root)))}")
+        raise YoloNasError(
+            f"no images found for split '{split}' of {yaml_path.name} under "
+            f"{', '.join(map(str, split_paths(spec, split, root)))}"
+        )
     coco = _annotations(spec, split, root)
     dataset = Dataset(yaml_path, root, split, spec["names"], files, coco)
     if not len(dataset):
-        raise YoloNasError(f"none of the {len(files)} '{split}' images of {yaml_path.name} is listed in "
-                           f"{coco.path if coco else 'the annotations'} (images are matched by file name)")
+        raise YoloNasError(
+            f"none of the {len(files)} '{split}' images of {yaml_path.name} is listed in "
+            f"{coco.path if coco else 'the annotations'} (images are matched by file name)"
+        )
     return dataset
 
 
@@ -536,11 +544,20 @@ def download_entries(spec: dict[str, Any], yaml_path: Path) -> list[DownloadEntr
         if isinstance(item, str):
             item = {"url": item}
         if not isinstance(item, dict) or not isinstance(item.get("url"), str) or "://" not in item["url"]:
-            raise YoloNasError(f"{yaml_path.name}: 'download' is a script or not a URL; yolo-nas runs no "
-                               "scripts: download the dataset by hand")
+            raise YoloNasError(
+                f"{yaml_path.name}: 'download' is a script or not a URL; yolo-nas runs no "
+                "scripts: download the dataset by hand"
+            )
         splits = item.get("splits")
-        entries.append(DownloadEntry(item["url"], str(item.get("dir", "..")), item.get("sha256"),
-                                     item.get("size"), tuple(splits) if splits else None))
+        entries.append(
+            DownloadEntry(
+                item["url"],
+                str(item.get("dir", "..")),
+                item.get("sha256"),
+                item.get("size"),
+                tuple(splits) if splits else None,
+            )
+        )
     return entries
 
 
@@ -553,14 +570,18 @@ def _download_or_fail(spec: dict[str, Any], yaml_path: Path, root: Path, split: 
     entries = [e for e in download_entries(spec, yaml_path) if e.splits is None or split in e.splits]
     hint = _layout_hint(spec, root, split)
     if not entries or not allowed:
-        raise YoloNasError(f"dataset {yaml_path.name} not found: {hint} (datasets directory "
-                           f"{datasets_dir()}, set {DATASETS_DIR_ENV} to change it)")
+        raise YoloNasError(
+            f"dataset {yaml_path.name} not found: {hint} (datasets directory "
+            f"{datasets_dir()}, set {DATASETS_DIR_ENV} to change it)"
+        )
     for entry in entries:
         try:
             unpack_url(entry, (root / entry.dir).resolve())
         except DownloadError as exc:
-            raise YoloNasError(f"dataset {yaml_path.name} is missing and its download failed: {exc}; "
-                               f"otherwise unpack it by hand: {hint}") from None
+            raise YoloNasError(
+                f"dataset {yaml_path.name} is missing and its download failed: {exc}; "
+                f"otherwise unpack it by hand: {hint}"
+            ) from None
     if not all(map(_split_ready, split_paths(spec, split, root))):
         raise YoloNasError(f"dataset {yaml_path.name} was downloaded but {hint}")
 
@@ -582,8 +603,7 @@ def unpack_url(entry: DownloadEntry, dest: Path) -> None:
     archive = dest / archive_name(entry.url)
     if not _usable(archive, entry):
         console.info(f"Downloading {entry.url} to {archive}")
-        fetch(entry.url, archive, sha256=entry.sha256, size=entry.size,
-              description=f"Downloading {archive.name}")
+        fetch(entry.url, archive, sha256=entry.sha256, size=entry.size, description=f"Downloading {archive.name}")
     console.info(f"Unpacking {archive.name} into {dest}")
     unpack_archive(archive, dest)
     archive.unlink()

@@ -65,8 +65,16 @@ from yolonas_cli.engine.letterbox import PAD_VALUE, Letterbox, to_bgr_uint8
 if TYPE_CHECKING:
     from yolonas_cli.api import NAS
 
-__all__ = ["BenchmarkReport", "Row", "Variant", "matmul_peak", "plan_variants", "render_table",
-           "run_benchmark", "save_report"]
+__all__ = [
+    "BenchmarkReport",
+    "Row",
+    "Variant",
+    "matmul_peak",
+    "plan_variants",
+    "render_table",
+    "run_benchmark",
+    "save_report",
+]
 
 PHOTO = Path(__file__).parents[2] / "assets" / "rocket.jpg"
 PHOTO_HW = (720, 1280)
@@ -76,8 +84,13 @@ PEAK_SIZE = 2048
 PEAK_RUNS = 5
 MAP_CONF = 0.001
 STAGES = ("preprocess", "inference", "postprocess")
-TITLES = {"pytorch": "PyTorch", "torchscript": "TorchScript", "onnx": "ONNX Runtime", "openvino": "OpenVINO",
-          "engine": "TensorRT"}
+TITLES = {
+    "pytorch": "PyTorch",
+    "torchscript": "TorchScript",
+    "onnx": "ONNX Runtime",
+    "openvino": "OpenVINO",
+    "engine": "TensorRT",
+}
 _FORMAT_MODULES = {"onnx": ("onnx", "onnxruntime"), "openvino": ("openvino",), "engine": ("tensorrt",)}
 
 
@@ -101,8 +114,13 @@ class Stats:
     @classmethod
     def of(cls, samples: Sequence[float]) -> Stats:
         values = np.asarray(samples, dtype=np.float64)
-        return cls(float(np.median(values)), float(np.percentile(values, 90)), float(values.mean()),
-                   float(values.min()), int(values.size))
+        return cls(
+            float(np.median(values)),
+            float(np.percentile(values, 90)),
+            float(values.mean()),
+            float(values.min()),
+            int(values.size),
+        )
 
 
 @dataclass(frozen=True)
@@ -145,18 +163,28 @@ class Row:
         """A flat record (the CSV columns; the JSON row)."""
         v, a = self.variant, self.agreement
         return {
-            "format": v.format, "title": v.title, "precision": v.precision, "baseline": v.baseline,
-            "status": self.status, "file": self.file, "size_mb": _sig(self.size_mb),
+            "format": v.format,
+            "title": v.title,
+            "precision": v.precision,
+            "baseline": v.baseline,
+            "status": self.status,
+            "file": self.file,
+            "size_mb": _sig(self.size_mb),
             "model_median_ms": _round(self.model.median if self.model else None),
             "model_p90_ms": _round(self.model.p90 if self.model else None),
             "e2e_median_ms": _round(self.e2e.median if self.e2e else None),
             "e2e_p90_ms": _round(self.e2e.p90 if self.e2e else None),
             **{f"{stage}_ms": _round(self.stages.get(stage)) for stage in STAGES},
-            "images_per_s": _sig(self.images_per_s), "gflops": _sig(self.gflops),
-            "peak_pct": _sig(self.peak_pct), "box_diff_px": _sig(a.get("box_diff_px"), 3),
-            "score_diff": _sig(a.get("score_diff"), 3), "detections_matched": a.get("matched"),
-            "detections_reference": a.get("reference"), "map50_95": _round(a.get("map50_95"), 4),
-            "map50_95_diff": _round(a.get("map50_95_diff"), 4), "speedup": _sig(self.speedup, 3),
+            "images_per_s": _sig(self.images_per_s),
+            "gflops": _sig(self.gflops),
+            "peak_pct": _sig(self.peak_pct),
+            "box_diff_px": _sig(a.get("box_diff_px"), 3),
+            "score_diff": _sig(a.get("score_diff"), 3),
+            "detections_matched": a.get("matched"),
+            "detections_reference": a.get("reference"),
+            "map50_95": _round(a.get("map50_95"), 4),
+            "map50_95_diff": _round(a.get("map50_95_diff"), 4),
+            "speedup": _sig(self.speedup, 3),
         }
 
 
@@ -195,16 +223,20 @@ class BenchmarkReport:
 
     def to_dict(self) -> dict[str, Any]:
         peak = {"methods": self.peak.methods, "size": self.peak.size, "threads": self.peak.threads}
-        return {"settings": self.settings, "environment": self.environment, "peak_gflops": peak,
-                "flops_per_image": self.flops, "summary": self.summary,
-                "rows": [r.to_dict() for r in self.rows]}
+        return {
+            "settings": self.settings,
+            "environment": self.environment,
+            "peak_gflops": peak,
+            "flops_per_image": self.flops,
+            "summary": self.summary,
+            "rows": [r.to_dict() for r in self.rows],
+        }
 
 
 # ---------------------------------------------------------------------------------------------- peak
 
 
-def _time_ms(fn: Callable[[], Any], runs: int, warmup: int,
-             sync: Callable[[], None] = lambda: None) -> list[float]:
+def _time_ms(fn: Callable[[], Any], runs: int, warmup: int, sync: Callable[[], None] = lambda: None) -> list[float]:
     """Wall times (ms) of `runs` calls of `fn` (each followed by `sync`) after `warmup` untimed calls."""
     for _ in range(warmup):
         fn()
@@ -330,8 +362,9 @@ def original_preprocess(lb: Letterbox, image: np.ndarray) -> np.ndarray:
     img = to_bgr_uint8(image)
     if lb.resized_hw != lb.orig_hw:
         img = cv2.resize(img, lb.resized_hw[::-1], interpolation=cv2.INTER_LINEAR)
-    img = cv2.copyMakeBorder(img, lb.pad_top, lb.pad_bottom, lb.pad_left, lb.pad_right, cv2.BORDER_CONSTANT,
-                             value=(PAD_VALUE,) * 3)
+    img = cv2.copyMakeBorder(
+        img, lb.pad_top, lb.pad_bottom, lb.pad_left, lb.pad_right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3
+    )
     rgb = img[:, :, ::-1]
     return np.ascontiguousarray((rgb.astype(np.float64) / 255.0).astype(np.float32).transpose(2, 0, 1))
 
@@ -479,9 +512,14 @@ def _link(target: Path, link: Path) -> None:
 
 def _matches(meta: Any, ctx: Context, variant: Variant) -> bool:
     """True when an exported file was made from these weights at this size, batch and precision."""
-    return (meta.source_sha256 == ctx.weights_sha256() and tuple(meta.imgsz) == ctx.settings.imgsz
-            and meta.batch == ctx.args.batch and meta.precision == variant.precision and not meta.nms
-            and not meta.dynamic)
+    return (
+        meta.source_sha256 == ctx.weights_sha256()
+        and tuple(meta.imgsz) == ctx.settings.imgsz
+        and meta.batch == ctx.args.batch
+        and meta.precision == variant.precision
+        and not meta.nms
+        and not meta.dynamic
+    )
 
 
 def _export_args(ctx: Context, variant: Variant, weights: Path) -> Any:
@@ -490,9 +528,17 @@ def _export_args(ctx: Context, variant: Variant, weights: Path) -> Any:
     a = ctx.args
     int8 = variant.precision == "int8"
     device = "cpu" if variant.format == "openvino" else a.device
-    return ExportArgs(model=str(weights), verbose=a.verbose, device=device, imgsz=a.imgsz,
-                      format=variant.format, batch=a.batch, half=variant.precision == "fp16", int8=int8,
-                      data=(a.data or str(calibration_yaml(ctx))) if int8 else None)
+    return ExportArgs(
+        model=str(weights),
+        verbose=a.verbose,
+        device=device,
+        imgsz=a.imgsz,
+        format=variant.format,
+        batch=a.batch,
+        half=variant.precision == "fp16",
+        int8=int8,
+        data=(a.data or str(calibration_yaml(ctx))) if int8 else None,
+    )
 
 
 def calibration_yaml(ctx: Context) -> Path:
@@ -524,8 +570,9 @@ def time_model(engine: Engine, inputs: np.ndarray, runs: int, warmup: int) -> St
     return Stats.of(_time_ms(lambda: backend(inputs), runs, warmup, backend.synchronize))
 
 
-def time_pipeline(engine: Engine, images: Sequence[np.ndarray], runs: int,
-                  warmup: int) -> tuple[Stats, dict[str, float]]:
+def time_pipeline(
+    engine: Engine, images: Sequence[np.ndarray], runs: int, warmup: int
+) -> tuple[Stats, dict[str, float]]:
     """Preprocess + inference + postprocess: the end-to-end stats and each stage's median (ms per batch)."""
     stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
 
@@ -617,7 +664,7 @@ def dataset_map(engine: Engine, data: str, batch: int) -> float:
         except CorruptSample:
             continue
         image = to_bgr_uint8(sample.image)
-        (det, lb, _), = evaluator.run_batch([image])
+        ((det, lb, _),) = evaluator.run_batch([image])
         state.add(sample, det, lb)
     return state.evaluate().stat("mAP50-95")
 
@@ -625,8 +672,9 @@ def dataset_map(engine: Engine, data: str, batch: int) -> float:
 # ---------------------------------------------------------------------------------------------- one row
 
 
-def measure(ctx: Context, variant: Variant, images: Sequence[np.ndarray], ref: Reference, flops: int,
-            peak: Peak) -> Row:
+def measure(
+    ctx: Context, variant: Variant, images: Sequence[np.ndarray], ref: Reference, flops: int, peak: Peak
+) -> Row:
     """Open, time and compare one variant; any failure becomes the row's status."""
     row = Row(variant)
     try:
@@ -649,8 +697,15 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def _fill(row: Row, opened: Opened, a: BenchmarkArgs, images: Sequence[np.ndarray], ref: Reference | None,
-          flops: int, peak: Peak) -> None:
+def _fill(
+    row: Row,
+    opened: Opened,
+    a: BenchmarkArgs,
+    images: Sequence[np.ndarray],
+    ref: Reference | None,
+    flops: int,
+    peak: Peak,
+) -> None:
     """Time one opened row; agreement only with a reference, GFLOP/s only with known FLOPs (> 0)."""
     engine = opened.engine
     row.file = str(opened.file) if opened.file else None
@@ -696,16 +751,16 @@ def run_benchmark(args: BenchmarkArgs) -> BenchmarkReport:
     load_before = _load()
     ref = _reference(ctx, images)
     flops = count_flops(nas.model, *imgsz)
-    console.info(f"Measuring the matrix-multiply peak ({PEAK_SIZE}^3 float32 GEMM, "
-                 f"{torch.get_num_threads()} threads)")
+    console.info(f"Measuring the matrix-multiply peak ({PEAK_SIZE}^3 float32 GEMM, {torch.get_num_threads()} threads)")
     peak = matmul_peak(device)
     rows = []
     for variant in variants:
         console.info(f"Benchmarking {variant.title} {variant.precision.upper()} ...")
         rows.append(measure(ctx, variant, images, ref, flops, peak))
     _speedups(rows)
-    report = BenchmarkReport(rows, peak, flops, _settings(args, device, imgsz, formats),
-                             _environment(device, load_before))
+    report = BenchmarkReport(
+        rows, peak, flops, _settings(args, device, imgsz, formats), _environment(device, load_before)
+    )
     report.summary = summarize(report)
     return report
 
@@ -719,9 +774,11 @@ def run_exported_benchmark(args: BenchmarkArgs, nas: NAS, device: torch.device) 
     meta = nas.exported_metadata
     assert meta is not None
     if args.formats is not None:
-        raise UsageError(f"formats= chooses the exports of a weights file; '{nas.path.name}' is an exported "
-                         f"{TITLES.get(meta.format, meta.format)} model and is timed as it is: drop formats= (or "
-                         "benchmark the .pt file to compare formats)")
+        raise UsageError(
+            f"formats= chooses the exports of a weights file; '{nas.path.name}' is an exported "
+            f"{TITLES.get(meta.format, meta.format)} model and is timed as it is: drop formats= (or "
+            "benchmark the .pt file to compare formats)"
+        )
     requested = (args.imgsz, args.imgsz) if isinstance(args.imgsz, int) else tuple(args.imgsz)
     settings = EngineSettings(imgsz=requested, batch=args.batch)  # type: ignore[arg-type]
     variant = Variant(meta.format, meta.precision)
@@ -742,11 +799,14 @@ def run_exported_benchmark(args: BenchmarkArgs, nas: NAS, device: torch.device) 
         raise
     except Exception as exc:  # a runtime failure: reported in the row, as for the other rows
         row.status = f"failed: {_one_line(exc)}"
-    report = BenchmarkReport([row], peak, flops, _settings(args, device, imgsz, [meta.format]),
-                             _environment(device, load_before))
+    report = BenchmarkReport(
+        [row], peak, flops, _settings(args, device, imgsz, [meta.format]), _environment(device, load_before)
+    )
     report.summary = summarize(report)
-    report.summary["note"] = (f"{nas.path.name} is an exported model, timed as it is: no baseline, speed-up or "
-                              "agreement (benchmark the .pt file for those)")
+    report.summary["note"] = (
+        f"{nas.path.name} is an exported model, timed as it is: no baseline, speed-up or "
+        "agreement (benchmark the .pt file for those)"
+    )
     return report
 
 
@@ -779,12 +839,22 @@ def _load() -> list[float] | None:
         return None
 
 
-def _settings(args: BenchmarkArgs, device: torch.device, imgsz: tuple[int, ...],
-              formats: Sequence[str]) -> dict[str, Any]:
-    return {"model": args.model, "imgsz": list(imgsz), "batch": args.batch, "device": str(device),
-            "formats": list(formats), "runs": args.runs, "warmup": args.warmup, "half": args.half,
-            "int8": args.int8, "data": args.data,
-            "photo": f"{PHOTO.name} resized to {PHOTO_HW[1]}x{PHOTO_HW[0]}"}
+def _settings(
+    args: BenchmarkArgs, device: torch.device, imgsz: tuple[int, ...], formats: Sequence[str]
+) -> dict[str, Any]:
+    return {
+        "model": args.model,
+        "imgsz": list(imgsz),
+        "batch": args.batch,
+        "device": str(device),
+        "formats": list(formats),
+        "runs": args.runs,
+        "warmup": args.warmup,
+        "half": args.half,
+        "int8": args.int8,
+        "data": args.data,
+        "photo": f"{PHOTO.name} resized to {PHOTO_HW[1]}x{PHOTO_HW[0]}",
+    }
 
 
 def _environment(device: torch.device, load_before: list[float] | None) -> dict[str, Any]:
@@ -796,9 +866,16 @@ def _environment(device: torch.device, load_before: list[float] | None) -> dict[
             versions[dist] = md.version(dist)
         except md.PackageNotFoundError:
             continue
-    env = {"machine": platform.machine(), "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
-           "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-           "versions": versions, "load_before": load_before, "load_after": _load()}
+    env = {
+        "machine": platform.machine(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "load_before": load_before,
+        "load_after": _load(),
+    }
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
     return env
@@ -833,20 +910,43 @@ def _headline(row: Row | None) -> dict[str, Any] | None:
     if row is None:
         return None
     d = row.to_dict()
-    keys = ("title", "precision", "e2e_median_ms", "model_median_ms", "speedup", "gflops", "peak_pct",
-            "preprocess_ms", "postprocess_ms", "box_diff_px", "map50_95")
+    keys = (
+        "title",
+        "precision",
+        "e2e_median_ms",
+        "model_median_ms",
+        "speedup",
+        "gflops",
+        "peak_pct",
+        "preprocess_ms",
+        "postprocess_ms",
+        "box_diff_px",
+        "map50_95",
+    )
     return {k: d[k] for k in keys}
 
 
 # ---------------------------------------------------------------------------------------------- output
 
 
-COLUMNS = ("Format", "Precision", "Size MB", "Model ms", "E2E ms", "Pre / post ms", "img/s", "GFLOP/s",
-           "Agreement", "Speed-up")
-CAPTION = ("Model ms and E2E (end-to-end) ms: median / p90 per batch. Pre / post: median preprocess and "
-           "postprocess ms. GFLOP/s: fused-model FLOPs / model time (% of the same precision's matmul peak). "
-           f"Agreement with PyTorch FP32: largest box (px) and score difference over its top {TOP_K} "
-           "anchors, reference detections reproduced. Speed-up: end-to-end, over the baseline.")
+COLUMNS = (
+    "Format",
+    "Precision",
+    "Size MB",
+    "Model ms",
+    "E2E ms",
+    "Pre / post ms",
+    "img/s",
+    "GFLOP/s",
+    "Agreement",
+    "Speed-up",
+)
+CAPTION = (
+    "Model ms and E2E (end-to-end) ms: median / p90 per batch. Pre / post: median preprocess and "
+    "postprocess ms. GFLOP/s: fused-model FLOPs / model time (% of the same precision's matmul peak). "
+    f"Agreement with PyTorch FP32: largest box (px) and score difference over its top {TOP_K} "
+    "anchors, reference detections reproduced. Speed-up: end-to-end, over the baseline."
+)
 _TEXT_COLUMNS = ("Format", "Precision", "Agreement")
 _MIN_WIDTHS = {"Format": 9, "Agreement": 14}
 
@@ -857,11 +957,20 @@ def render_table(report: BenchmarkReport) -> Any:
     from rich import box
     from rich.table import Table
 
-    table = Table(title=report_title(report), title_justify="left", caption=CAPTION, caption_justify="left",
-                  box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False)
+    table = Table(
+        title=report_title(report),
+        title_justify="left",
+        caption=CAPTION,
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        collapse_padding=True,
+        pad_edge=False,
+    )
     for name in COLUMNS:
-        table.add_column(name, justify="left" if name in _TEXT_COLUMNS else "right", overflow="fold",
-                         min_width=_MIN_WIDTHS.get(name))
+        table.add_column(
+            name, justify="left" if name in _TEXT_COLUMNS else "right", overflow="fold", min_width=_MIN_WIDTHS.get(name)
+        )
     for row in report.rows:
         table.add_row(*table_cells(row))
     return table
@@ -869,14 +978,20 @@ def render_table(report: BenchmarkReport) -> Any:
 
 def report_title(report: BenchmarkReport) -> str:
     s = report.settings
-    return (f"{Path(str(s['model'])).name} at {'x'.join(map(str, s['imgsz']))}, batch {s['batch']}, "
-            f"{s['device']}, {s['runs']} runs")
+    return (
+        f"{Path(str(s['model'])).name} at {'x'.join(map(str, s['imgsz']))}, batch {s['batch']}, "
+        f"{s['device']}, {s['runs']} runs"
+    )
 
 
 def markdown_table(report: BenchmarkReport) -> str:
     """The same table in Markdown (saved as benchmark.md, for READMEs and reports)."""
-    lines = [f"**{report_title(report)}**", "", "| " + " | ".join(COLUMNS) + " |",
-             "|" + "|".join("---" if c in _TEXT_COLUMNS else "---:" for c in COLUMNS) + "|"]
+    lines = [
+        f"**{report_title(report)}**",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "|".join("---" if c in _TEXT_COLUMNS else "---:" for c in COLUMNS) + "|",
+    ]
     for row in report.rows:
         lines.append("| " + " | ".join(cell.replace("|", "/") for cell in table_cells(row)) + " |")
     return "\n".join([*lines, "", CAPTION, "", *summary_lines(report), ""])
@@ -890,10 +1005,16 @@ def table_cells(row: Row) -> list[str]:
         return [*head, "-", "-", "-", "-", "-", row.status, "-"]
     pct = f" ({row.peak_pct:.0f}%)" if row.peak_pct is not None else ""
     pre_post = f"{row.stages['preprocess']:.1f} / {row.stages['postprocess']:.1f}"
-    return [*head, f"{row.model.median:.1f} / {row.model.p90:.1f}",
-            f"{row.e2e.median:.1f} / {row.e2e.p90:.1f}",
-            pre_post, _fmt(row.images_per_s, 1), f"{_fmt(row.gflops, 0)}{pct}", agreement_text(row.agreement),
-            f"{row.speedup:.2f}x" if row.speedup else "-"]
+    return [
+        *head,
+        f"{row.model.median:.1f} / {row.model.p90:.1f}",
+        f"{row.e2e.median:.1f} / {row.e2e.p90:.1f}",
+        pre_post,
+        _fmt(row.images_per_s, 1),
+        f"{_fmt(row.gflops, 0)}{pct}",
+        agreement_text(row.agreement),
+        f"{row.speedup:.2f}x" if row.speedup else "-",
+    ]
 
 
 def agreement_text(a: dict[str, Any]) -> str:
@@ -918,14 +1039,16 @@ def summary_lines(report: BenchmarkReport) -> list[str]:
     s, env = report.summary, report.environment
     lines = [s["note"]] if s.get("note") else []
     if s.get("baseline_e2e_ms") is not None:
-        lines.append("Baseline (unfused eager PyTorch, original-style pipeline): "
-                     f"{s['baseline_e2e_ms']:.1f} ms end-to-end")
+        lines.append(
+            f"Baseline (unfused eager PyTorch, original-style pipeline): {s['baseline_e2e_ms']:.1f} ms end-to-end"
+        )
     for key, label in (("fastest_fp32", "Fastest FP32"), ("fastest", "Fastest overall")):
         h = s.get(key)
         if h:
             speed = f", {h['speedup']:.2f}x the baseline" if h["speedup"] else ""
-            lines.append(f"{label}: {h['title']} {h['precision'].upper()} {h['e2e_median_ms']:.1f} ms "
-                         f"end-to-end{speed}")
+            lines.append(
+                f"{label}: {h['title']} {h['precision'].upper()} {h['e2e_median_ms']:.1f} ms end-to-end{speed}"
+            )
     peak_methods = ", ".join(f"{k} {v:.0f}" for k, v in report.peak.methods.items())
     model = f"{report.flops / 1e9:.3g} GFLOP/image" if report.flops else "FLOPs unknown (not an S, M or L model)"
     lines.append(f"Matrix-multiply peak: {peak_methods} GFLOP/s; model: {model}")
@@ -944,6 +1067,8 @@ def save_report(report: BenchmarkReport, run_dir: Path) -> list[Path]:
     writer.writeheader()
     writer.writerows(records)
     payload = json.dumps(report.to_dict(), indent=2).encode("utf-8")
-    return [atomic_write_bytes(run_dir / "benchmark.csv", text.getvalue().encode("utf-8")),
-            atomic_write_bytes(run_dir / "benchmark.json", payload),
-            atomic_write_bytes(run_dir / "benchmark.md", markdown_table(report).encode("utf-8"))]
+    return [
+        atomic_write_bytes(run_dir / "benchmark.csv", text.getvalue().encode("utf-8")),
+        atomic_write_bytes(run_dir / "benchmark.json", payload),
+        atomic_write_bytes(run_dir / "benchmark.md", markdown_table(report).encode("utf-8")),
+    ]
