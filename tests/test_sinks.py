@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from yolonas_cli.core.errors import YoloNasError
+from yolonas_cli.core.files import atomic_imwrite, atomic_write_bytes
 from yolonas_cli.data import sinks
 from yolonas_cli.data.results import Boxes, Result
-from yolonas_cli.data.sinks import JsonSink, VideoSink, atomic_imwrite, atomic_write_bytes, make_run_dir
+from yolonas_cli.data.sinks import JsonSink, VideoSink, make_run_dir
 
 
 def test_run_dir_default_and_increment(tmp_path, monkeypatch) -> None:

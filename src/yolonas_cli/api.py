@@ -149,13 +149,14 @@ class NAS:
     def info(self, imgsz: int | tuple[int, int] = 640, verbose: bool = True) -> dict[str, Any]:
         """Print (when verbose) and return the model facts `yolo-nas info` shows."""
         from yolonas_cli.core import console
+        from yolonas_cli.core.sizes import imgsz_pair
         from yolonas_cli.modes.info import exported_info, info_text, model_info
 
-        size = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
+        size = imgsz_pair(imgsz)
         if self._exported is not None:
             facts = exported_info(self.path, self._exported)
         else:
-            facts = model_info(self.loaded, size, fused=self.fused)  # type: ignore[arg-type]
+            facts = model_info(self.loaded, size, fused=self.fused)
         if verbose:
             console.text(info_text(facts))
         return facts

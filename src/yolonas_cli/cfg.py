@@ -26,6 +26,7 @@ from typing import Any, Callable, ClassVar
 
 from yolonas_cli.core import console
 from yolonas_cli.core.errors import UsageError
+from yolonas_cli.core.sizes import STRIDE, imgsz_pair, round_up
 
 Check = Callable[[str, Any], Any]
 
@@ -33,7 +34,6 @@ MODES = ("predict", "val", "export", "info", "benchmark")
 EXPORT_FORMATS = ("onnx", "torchscript", "openvino", "engine")
 BENCHMARK_FORMATS = ("pytorch", *EXPORT_FORMATS)
 FORMAT_ALIASES = {"trt": "engine", "tensorrt": "engine", "pt": "pytorch", "torch": "pytorch"}
-STRIDE = 32
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda|cuda:\d+)$")
 
 
@@ -159,10 +159,6 @@ def choice(options: tuple[str, ...], aliases: dict[str, str] | None = None) -> C
     return check
 
 
-def _round_up(size: int) -> int:
-    return -(-size // STRIDE) * STRIDE
-
-
 def imgsz(name: str, value: Any) -> int | tuple[int, int]:
     """An int or an (h, w) pair of positive ints, each rounded up to a multiple of 32."""
     allowed = "use a positive whole number or (h, w), e.g. imgsz=640 or imgsz=640,480"
@@ -174,7 +170,7 @@ def imgsz(name: str, value: Any) -> int | tuple[int, int]:
         raise _bad(name, value, "is not valid", allowed)
     if min(sizes) < 1:
         raise _bad(name, value, "is out of range", allowed)
-    rounded = [_round_up(int(s)) for s in sizes]
+    rounded = [round_up(int(s)) for s in sizes]
     return rounded[0] if len(rounded) == 1 else (rounded[0], rounded[1])
 
 
@@ -337,16 +333,10 @@ class CommonArgs:
         given = self.imgsz
         for f in fields(self):
             setattr(self, f.name, f.metadata["check"](f.name, getattr(self, f.name)))
-        if self.verbose and _pair(given) != _pair(self.imgsz):
+        if self.verbose and imgsz_pair(given) != imgsz_pair(self.imgsz):
             console.warn(
                 f"imgsz={format_value(given)} is not a multiple of {STRIDE}: using imgsz={format_value(self.imgsz)}"
             )
-
-
-def _pair(size: Any) -> tuple[Any, Any]:
-    if isinstance(size, (list, tuple)):
-        return (size[0], size[1]) if len(size) == 2 else (size[0], size[0])
-    return (size, size)
 
 
 @dataclass

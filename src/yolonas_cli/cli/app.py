@@ -22,11 +22,11 @@ from typing import Any, Callable
 
 import typer
 
-from yolonas_cli import __version__
 from yolonas_cli.cfg import MODES, args_class, describe, did_you_mean, format_value
 from yolonas_cli.cli.parse import parse_args
 from yolonas_cli.core import console
 from yolonas_cli.core.errors import UsageError, YoloNasError
+from yolonas_cli.core.version import __version__
 
 MODE_RUNNERS: dict[str, str] = {mode: f"yolonas_cli.modes.{mode}:run" for mode in MODES}
 MODE_SUMMARIES = {
@@ -294,12 +294,8 @@ def run_mode(mode: str, tokens: Sequence[str]) -> int:
         return 0
     args = parse_args(mode, tokens)
     runner = load_runner(mode)
-    previous = console.is_verbose()
-    console.set_verbose(args.verbose)
-    try:
+    with console.verbosity(args.verbose):
         return _exit_code(runner(args))
-    finally:
-        console.set_verbose(previous)
 
 
 def _dispatch(tokens: list[str]) -> int:

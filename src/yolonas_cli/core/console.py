@@ -35,6 +35,17 @@ def is_verbose() -> bool:
     return _state["verbose"]
 
 
+@contextmanager
+def verbosity(verbose: bool) -> Iterator[None]:
+    """Verbose (or errors only) for the enclosed calls, then back to what it was."""
+    previous = _state["verbose"]
+    set_verbose(verbose)
+    try:
+        yield
+    finally:
+        set_verbose(previous)
+
+
 def info(message: str) -> None:
     """A normal progress message (stderr), silenced by verbose=False."""
     if _state["verbose"]:

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from yolonas_cli.core.errors import YoloNasError
+from yolonas_cli.core.files import atomic_imwrite, atomic_write_bytes
 from yolonas_cli.data.plotting import as_bgr_uint8, draw_detections
-from yolonas_cli.data.sinks import atomic_imwrite, atomic_write_bytes
 
 
 class Boxes:

@@ -1,19 +1,15 @@
-"""Output sinks used outside the inference loop: the run folder, atomic file writes, the video writer and
-the `predictions.json` collector.
+"""Output sinks used outside the inference loop: the run folder, the video writer and the `predictions.json`
+collector.
 
 Every file is first written under a temporary name in its destination folder and then renamed with
-`os.replace`, so an interrupted run never leaves a half-written file under the final name (atomic against
-interruption and errors; no fsync, so not a guarantee against power loss).
+`os.replace` (see `core.files`), so an interrupted run never leaves a half-written file under the final name.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import secrets
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +17,7 @@ import cv2
 import numpy as np
 
 from yolonas_cli.core.errors import YoloNasError
+from yolonas_cli.core.files import atomic_write_bytes, temp_name, unlink_quietly
 from yolonas_cli.data.plotting import as_bgr_uint8
 
 if TYPE_CHECKING:
@@ -60,57 +57,6 @@ def make_run_dir(
     )
 
 
-def _temp_name(path: Path, suffix: str = ".tmp") -> Path:
-    """A unique hidden temporary name next to `path`."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{suffix}")
-
-
-def _unlink_quietly(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write `data` to `path` via a temp file in the same folder and `os.replace`; creates the folder.
-
-    On any error (or KeyboardInterrupt) the temp file is removed and an existing `path` is left untouched."""
-    return atomic_write_chunks(path, (data,))
-
-
-def atomic_write_chunks(path: str | os.PathLike[str], chunks: Iterable[bytes]) -> Path:
-    """`atomic_write_bytes` for content produced piece by piece (never held whole in memory)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(path)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-        os.replace(tmp, path)
-    except OSError as exc:
-        _unlink_quietly(tmp)
-        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    return path
-
-
-def atomic_imwrite(path: str | os.PathLike[str], img: np.ndarray, ext: str | None = None) -> Path:
-    """Encode `img` (BGR) as `ext` (default: the suffix of `path`, e.g. ".jpg") and write it atomically."""
-    path = Path(path)
-    ext = ext or path.suffix or ".jpg"
-    ext = ext if ext.startswith(".") else f".{ext}"
-    try:
-        ok, buf = cv2.imencode(ext, img)
-    except cv2.error:
-        ok = False
-    if not ok:
-        raise YoloNasError(f"cannot encode an image as '{ext}' for {path}")
-    return atomic_write_bytes(path, buf.tobytes())
-
-
 class VideoSink:
     """Writes annotated frames to `<run_dir>/<stem>.avi` (MJPG) at `fps / vid_stride`.
 
@@ -126,7 +72,7 @@ class VideoSink:
         self.path = Path(run_dir) / f"{stem}{self.SUFFIX}"
         self.fps = _output_fps(fps, vid_stride)
         self.frames = 0
-        self._tmp = _temp_name(self.path, self.SUFFIX)
+        self._tmp = temp_name(self.path, self.SUFFIX)
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
 
@@ -153,13 +99,13 @@ class VideoSink:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
-        _unlink_quietly(self._tmp)
+        unlink_quietly(self._tmp)
 
     def _open(self, size: tuple[int, int]) -> cv2.VideoWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter.fourcc(*self.FOURCC), self.fps, size)
         if not writer.isOpened():
-            _unlink_quietly(self._tmp)
+            unlink_quietly(self._tmp)
             raise YoloNasError(f"cannot open a {self.FOURCC} video writer for {self.path}")
         self._writer, self._size = writer, size
         return writer
@@ -191,7 +137,7 @@ class JsonSink:
     def __init__(self, run_dir: str | os.PathLike[str], filename: str = "predictions.json"):
         self.path = Path(run_dir) / filename
         self.count = 0
-        self._tmp = _temp_name(self.path)
+        self._tmp = temp_name(self.path)
         self._file: Any = None
 
     def add(self, result: Result) -> None:
@@ -222,7 +168,7 @@ class JsonSink:
         if self._file is not None:
             self._file.close()
             self._file = None
-        _unlink_quietly(self._tmp)
+        unlink_quietly(self._tmp)
 
     def __enter__(self) -> JsonSink:
         return self

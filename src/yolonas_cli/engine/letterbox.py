@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from yolonas_cli.core.errors import UsageError
+from yolonas_cli.core.sizes import imgsz_pair, round_up
 from yolonas_cli.engine.ops import Boxes, clip_boxes
 
 __all__ = ["PAD_VALUE", "Letterbox", "resize_target", "to_bgr_uint8"]
@@ -46,11 +47,11 @@ def resize_target(side: int) -> int:
     return (side * 159 + 80) // 160
 
 
-def _pair(imgsz: Size) -> tuple[int, int]:
-    h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
+def _positive_pair(imgsz: Size) -> tuple[int, int]:
+    h, w = imgsz_pair(imgsz)
     if h <= 0 or w <= 0:
         raise UsageError(f"imgsz must be positive, got {imgsz}")
-    return int(h), int(w)
+    return h, w
 
 
 def to_bgr_uint8(image: np.ndarray) -> np.ndarray:
@@ -76,10 +77,6 @@ def to_bgr_uint8(image: np.ndarray) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] == 3:
         return np.ascontiguousarray(image)
     raise UsageError(f"images must be HxW, HxWx1, HxWx3 or HxWx4 arrays, got shape {image.shape}")
-
-
-def _round_up(x: int, m: int) -> int:
-    return -(-x // m) * m
 
 
 @dataclass(frozen=True)
@@ -112,10 +109,10 @@ class Letterbox:
         H, W = int(orig_hw[0]), int(orig_hw[1])
         if H <= 0 or W <= 0:
             raise UsageError(f"image size must be positive, got {orig_hw}")
-        th, tw = _pair(imgsz)
+        th, tw = _positive_pair(imgsz)
         r = min(resize_target(th) / H, resize_target(tw) / W)
         rh, rw = (H, W) if r == 1 else (max(1, round(H * r)), max(1, round(W * r)))
-        ph, pw = (_round_up(rh, stride), _round_up(rw, stride)) if rect else (th, tw)
+        ph, pw = (round_up(rh, stride), round_up(rw, stride)) if rect else (th, tw)
         return cls((H, W), (rh, rw), (ph, pw), r, (ph - rh) // 2, (pw - rw) // 2)
 
     @property

@@ -108,7 +108,7 @@ def slim(model: Any) -> Any:
 
 def write_metadata(model: Any, meta: ExportMetadata) -> None:
     """Replace the model's metadata_props with `meta`'s pairs, and name the producer."""
-    from yolonas_cli import __version__
+    from yolonas_cli.core.version import __version__
 
     del model.metadata_props[:]
     for key, value in meta.to_pairs().items():

@@ -29,8 +29,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from yolonas_cli.core.files import atomic_imwrite
 from yolonas_cli.data.datasets.dataset import Labels
-from yolonas_cli.data.sinks import atomic_imwrite
 
 # pycocotools' IoU thresholds, built the same way so that comparisons with them agree bit for bit
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)

@@ -24,6 +24,7 @@ from yolonas_cli.cfg import ExportArgs, format_value
 from yolonas_cli.core import console
 from yolonas_cli.core.errors import MissingExtraError, UsageError, YoloNasError
 from yolonas_cli.core.files import size_mb
+from yolonas_cli.core.sizes import imgsz_pair
 from yolonas_cli.formats.metadata import ExportMetadata
 
 if TYPE_CHECKING:
@@ -211,7 +212,7 @@ def export_device(args: ExportArgs, spec: FormatSpec) -> torch.device:
 
 def export_metadata(nas: NAS, args: ExportArgs, imgsz: tuple[int, int]) -> ExportMetadata:
     """The metadata record of this export."""
-    from yolonas_cli import __version__
+    from yolonas_cli.core.version import __version__
     from yolonas_cli.weights.download import sha256_file
 
     precision = "int8" if args.int8 else "fp16" if args.half else "fp32"
@@ -242,7 +243,7 @@ def export_model(nas: NAS, args: ExportArgs) -> Path:
     check_args(args, spec)
     check_installed(spec, args)
     device = export_device(args, spec)
-    imgsz = (args.imgsz, args.imgsz) if isinstance(args.imgsz, int) else (args.imgsz[0], args.imgsz[1])
+    imgsz = imgsz_pair(args.imgsz)
     nas.fuse()
     job = ExportJob(nas, args, spec, export_metadata(nas, args, imgsz), spec.output_for(nas.path), device, imgsz)
     started = time.perf_counter()

@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from yolonas_cli.cfg import PredictArgs
 from yolonas_cli.core import console
+from yolonas_cli.core.files import atomic_imwrite
+from yolonas_cli.core.sizes import imgsz_pair
 from yolonas_cli.data.results import Result
-from yolonas_cli.data.sinks import JsonSink, VideoSink, atomic_imwrite, make_run_dir
+from yolonas_cli.data.sinks import JsonSink, VideoSink, make_run_dir
 from yolonas_cli.data.sources import Frame, Source, default_source, open_source
 from yolonas_cli.engine.engine import Engine, EngineSettings
 
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
 
 def engine_settings(args: PredictArgs) -> EngineSettings:
     """The engine settings a predict run asks for."""
-    size: tuple[int, int] = (args.imgsz, args.imgsz) if isinstance(args.imgsz, int) else args.imgsz
+    size = imgsz_pair(args.imgsz)
     return EngineSettings(
         imgsz=size,
         conf=args.conf,

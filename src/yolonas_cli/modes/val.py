@@ -33,9 +33,11 @@ import numpy as np
 from yolonas_cli.cfg import ValArgs
 from yolonas_cli.core import console
 from yolonas_cli.core.errors import UsageError, YoloNasError
+from yolonas_cli.core.files import atomic_write_bytes, atomic_write_chunks
+from yolonas_cli.core.sizes import imgsz_pair
 from yolonas_cli.data.datasets.dataset import CorruptSample, Dataset, Labels, Sample, load_dataset
 from yolonas_cli.data.results import Boxes, Result
-from yolonas_cli.data.sinks import atomic_write_bytes, atomic_write_chunks, make_run_dir
+from yolonas_cli.data.sinks import make_run_dir
 from yolonas_cli.engine.engine import Engine, EngineSettings
 from yolonas_cli.engine.letterbox import Letterbox, to_bgr_uint8
 from yolonas_cli.engine.ops import clip_boxes
@@ -73,17 +75,13 @@ Loaded = Union[Sample, CorruptSample]
 def validate(nas: NAS, args: ValArgs) -> ValMetrics:
     """Evaluate `nas` on `args.data` (split `args.split`) and return the metrics; prints and saves as `args`
     says (console verbosity follows `args.verbose` for the duration of the call)."""
-    previous = console.is_verbose()
-    console.set_verbose(args.verbose)
-    try:
+    with console.verbosity(args.verbose):
         return Validator(nas, args).run()
-    finally:
-        console.set_verbose(previous)
 
 
 def engine_settings(args: ValArgs) -> EngineSettings:
     """The engine settings of a val run (protocol=sg: the original's published post-processing)."""
-    size: tuple[int, int] = (args.imgsz, args.imgsz) if isinstance(args.imgsz, int) else args.imgsz
+    size = imgsz_pair(args.imgsz)
     classes = tuple(args.classes) if args.classes is not None else None
     if args.protocol == "sg":
         sg = SG_POSTPROCESS

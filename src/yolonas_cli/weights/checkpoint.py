@@ -14,8 +14,6 @@ A `module.` prefix is stripped only when every key has it. Tensors keep their dt
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from typing import Any
 import torch
 
 from yolonas_cli.core.errors import WeightsError
+from yolonas_cli.core.files import atomic_file
 from yolonas_cli.weights.safe_pickle import MODEL_QUALNAMES, Stub, load, stub_state_dict
 
 __all__ = ["FORMAT_TAG", "FORMAT_VERSION", "Checkpoint", "read_checkpoint", "save_checkpoint"]
@@ -382,15 +381,6 @@ def _payload(
     }
 
 
-def _new_file_mode(target: Path) -> int:
-    """Keep an existing file's permissions; otherwise 0o666 minus the process umask."""
-    if target.exists():
-        return target.stat().st_mode & 0o777
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def save_checkpoint(
     path: str | Path,
     state_dict: Mapping[str, torch.Tensor],
@@ -408,21 +398,8 @@ def save_checkpoint(
     target = Path(path)
     payload = _payload(state_dict, class_names, model_name, processing, meta)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        mode = _new_file_mode(target)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        with atomic_file(target, fsync=True, keep_mode=True) as temp, temp.open("wb") as handle:
+            torch.save(payload, handle)
     except OSError as exc:
         raise WeightsError(f"cannot write '{target}': {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise WeightsError(f"cannot write '{target}': {exc.strerror or exc}") from exc
-        raise
     return target

@@ -25,9 +25,9 @@ from typing import IO, Callable
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
-from yolonas_cli import __version__
 from yolonas_cli.core import console
 from yolonas_cli.core.errors import DownloadError
+from yolonas_cli.core.version import __version__
 
 BACKOFF_BASE = 0.5  # seconds; retry k (0-based) waits BACKOFF_BASE * 2**k, capped at BACKOFF_MAX
 BACKOFF_MAX = 8.0

@@ -15,13 +15,13 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from yolonas_cli.core import console
 from yolonas_cli.core.errors import DownloadError, UsageError
+from yolonas_cli.core.files import atomic_write_bytes
 from yolonas_cli.weights.download import fetch_result, sha256_file
 from yolonas_cli.weights.lock import WeightsRecord, find_record, known_names, load_lock
 
@@ -170,19 +170,5 @@ def _read_state(cache: Path) -> dict[str, Any]:
 def _update_entry(cache: Path, name: str, **fields: Any) -> None:
     state = _read_state(cache)
     state["weights"].setdefault(name, {}).update(fields)
-    _write_json_atomic(cache / CACHE_LOCK_NAME, state)
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temp file in the same folder, then os.replace it over `path`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps(state, indent=2, sort_keys=True) + "\n"
+    atomic_write_bytes(cache / CACHE_LOCK_NAME, text.encode("utf-8"), fsync=True)

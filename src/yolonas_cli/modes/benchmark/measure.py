@@ -59,6 +59,7 @@ import torch
 from yolonas_cli.cfg import BenchmarkArgs
 from yolonas_cli.core import console
 from yolonas_cli.core.errors import MissingExtraError, UsageError, YoloNasError
+from yolonas_cli.core.sizes import imgsz_pair
 from yolonas_cli.engine.engine import Engine, EngineSettings, Prepared
 from yolonas_cli.engine.letterbox import PAD_VALUE, Letterbox, to_bgr_uint8
 
@@ -742,8 +743,8 @@ def run_benchmark(args: BenchmarkArgs) -> BenchmarkReport:
         return run_exported_benchmark(args, nas, device)
     unfused = copy.deepcopy(nas.model).eval()
     nas.fuse()
-    imgsz = (args.imgsz, args.imgsz) if isinstance(args.imgsz, int) else tuple(args.imgsz)
-    settings = EngineSettings(imgsz=imgsz, batch=args.batch)  # type: ignore[arg-type]
+    imgsz = imgsz_pair(args.imgsz)
+    settings = EngineSettings(imgsz=imgsz, batch=args.batch)
     ctx = Context(args, nas, unfused, device, settings, _workspace(args))
     formats = args.formats if args.formats is not None else available_formats(device)
     variants = plan_variants(formats, device, args.half, args.int8)
@@ -779,8 +780,8 @@ def run_exported_benchmark(args: BenchmarkArgs, nas: NAS, device: torch.device) 
             f"{TITLES.get(meta.format, meta.format)} model and is timed as it is: drop formats= (or "
             "benchmark the .pt file to compare formats)"
         )
-    requested = (args.imgsz, args.imgsz) if isinstance(args.imgsz, int) else tuple(args.imgsz)
-    settings = EngineSettings(imgsz=requested, batch=args.batch)  # type: ignore[arg-type]
+    requested = imgsz_pair(args.imgsz)
+    settings = EngineSettings(imgsz=requested, batch=args.batch)
     variant = Variant(meta.format, meta.precision)
     runtime = torch.device("cpu") if meta.format == "openvino" else device
     console.info(f"Benchmarking {variant.title} {variant.precision.upper()} ({nas.path.name}) ...")
@@ -1059,7 +1060,7 @@ def summary_lines(report: BenchmarkReport) -> list[str]:
 
 def save_report(report: BenchmarkReport, run_dir: Path) -> list[Path]:
     """benchmark.csv (a line per row), benchmark.json (everything), benchmark.md (the table) in `run_dir`."""
-    from yolonas_cli.data.sinks import atomic_write_bytes
+    from yolonas_cli.core.files import atomic_write_bytes
 
     records = [r.to_dict() for r in report.rows]
     text = io.StringIO()
