@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
+from typing import cast
 
 STRIDE = 32  # the largest stride of the network: input sides are multiples of it
 
@@ -12,7 +13,7 @@ def imgsz_pair(imgsz: int | Sequence[int]) -> tuple[int, int]:
     """`imgsz` as (h, w) of Python ints: an integer N (numpy's too) is (N, N), an (h, w) pair stays itself."""
     if isinstance(imgsz, numbers.Integral):
         return int(imgsz), int(imgsz)
-    height, width = imgsz
+    height, width = cast("Sequence[int]", imgsz)
     return int(height), int(width)
 
 
