@@ -33,9 +33,9 @@ from yolonas_cli.core import console  # noqa: E402
 from yolonas_cli.engine.engine import EngineSettings  # noqa: E402
 from yolonas_cli.engine.letterbox import Letterbox  # noqa: E402
 from yolonas_cli.engine.postprocess import postprocess  # noqa: E402
+from yolonas_cli.formats.exported import open_exported  # noqa: E402
 from yolonas_cli.formats.int8 import detection_agreement  # noqa: E402
 from yolonas_cli.formats.pytorch import TorchBackend  # noqa: E402
-from yolonas_cli.formats.registry import open_exported  # noqa: E402
 from yolonas_cli.modes.export import export_model  # noqa: E402
 
 RESULTS: list[tuple[str, str, str]] = []  # (status, check, details)
@@ -74,11 +74,7 @@ class Setup:
     def detections(self, path: Path | None) -> list[np.ndarray]:
         """Predict-setting detections (conf 0.25) on the photos, from an exported file or the torch model."""
         settings = EngineSettings(imgsz=(self.imgsz, self.imgsz))
-        engine = (
-            open_exported(path, self.device_name).make_engine(settings)
-            if path is not None
-            else NAS(self.weights).make_engine(settings, device=self.device_name)
-        )
+        engine = NAS(path if path is not None else self.weights).make_engine(settings, device=self.device_name)
         return [engine.run_batch([image])[0][0] for image in self.images]
 
 
@@ -119,7 +115,7 @@ def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def compare_decoded(setup: Setup, path: Path, box_tol: float, score_tol: float, sizes: tuple) -> str:
     """Decoded outputs of an exported model vs torch FP32 on CUDA, batch 1 and 3, for each size."""
-    backend = open_exported(path, setup.device_name).backend
+    backend = open_exported(path, setup.device_name)
     worst_box = worst_score = 0.0
     for hw in sizes:
         for count in (1, 3):
@@ -145,7 +141,7 @@ def compare_agreement(setup: Setup, path: Path, min_recall: float, min_iou: floa
 
 
 def latency_ms(path: Path, setup: Setup, runs: int = 50) -> float:
-    backend = open_exported(path, setup.device_name).backend
+    backend = open_exported(path, setup.device_name)
     batch = setup.batch((setup.imgsz, setup.imgsz), 1)
     for _ in range(5):
         backend(batch)
@@ -179,7 +175,7 @@ def trt_int8(setup: Setup) -> str:
 @check("TensorRT dynamic FP32 engine with NMS vs torch pipeline", ("tensorrt", "onnx"))
 def trt_nms(setup: Setup) -> str:
     path = setup.export("trt_nms", format="engine", dynamic=True, nms=True, batch=4)
-    backend = open_exported(path, setup.device_name).backend
+    backend = open_exported(path, setup.device_name)
     counts, worst = 0, 0.0
     half = setup.imgsz // 2 // 32 * 32
     for hw in ((setup.imgsz, setup.imgsz), (half, setup.imgsz)):

@@ -16,11 +16,13 @@ from typer.testing import CliRunner
 
 from yolonas_cli.cfg import make_args
 from yolonas_cli.cli.app import app
+from yolonas_cli.engine.engine import EngineSettings
 from yolonas_cli.engine.letterbox import Letterbox
-from yolonas_cli.modes.benchmark import measure as bm
+from yolonas_cli.modes.benchmark import measure, records, rows
+from yolonas_cli.modes.benchmark import report as tables
 
 runner = CliRunner()
-ASSETS = bm.PHOTO.parent
+ASSETS = records.PHOTO.parent
 
 
 def _onnx_ready() -> bool:
@@ -204,10 +206,10 @@ def test_exports_are_reused_while_they_match(cli_run, tiny_checkpoint: Path) -> 
         "benchmark", model=str(tiny_checkpoint), imgsz=160, device="cpu", verbose=False, project=str(run_dir.parent)
     )
     nas = NAS(tiny_checkpoint).fuse()
-    ctx = bm.Context(
-        args, nas, nas.model, torch.device("cpu"), bm.EngineSettings(imgsz=(160, 160)), run_dir.parent / "exports"
+    ctx = rows.Context(
+        args, nas, nas.model, torch.device("cpu"), EngineSettings(imgsz=(160, 160)), run_dir.parent / "exports"
     )
-    opened = bm.open_export(ctx, bm.Variant("onnx", "fp32"))
+    opened = rows.open_export(ctx, records.Variant("onnx", "fp32"))
     assert opened.path == exported and exported.stat().st_mtime_ns == before
 
 
@@ -219,20 +221,20 @@ def test_map_is_measured_for_every_row_with_a_labelled_dataset(cli_run) -> None:
             assert 0.0 <= row["map50_95"] <= 1.0
             assert row["map50_95_diff"] == pytest.approx(0.0, abs=1e-3)
     assert report["settings"]["data"].endswith("data.yaml")
-    assert "mAP50-95" in bm.agreement_text({"matched": 0, "reference": 0, "map50_95": 0.5})
+    assert "mAP50-95" in tables.agreement_text({"matched": 0, "reference": 0, "map50_95": 0.5})
 
 
 # ---------------------------------------------------------------------------------------------- pieces
 
 
 def test_stats_median_and_p90() -> None:
-    stats = bm.Stats.of([5.0, 1.0, 3.0, 2.0, 4.0])
+    stats = records.Stats.of([5.0, 1.0, 3.0, 2.0, 4.0])
     assert (stats.median, stats.min, stats.count) == (3.0, 1.0, 5)
     assert stats.p90 == pytest.approx(4.6)
 
 
 def test_plan_variants_cpu_and_gpu() -> None:
-    cpu = bm.plan_variants(["pytorch", "onnx", "openvino"], torch.device("cpu"), half=False, int8=True)
+    cpu = rows.plan_variants(["pytorch", "onnx", "openvino"], torch.device("cpu"), half=False, int8=True)
     assert [(v.format, v.precision, v.baseline) for v in cpu] == [
         ("pytorch", "fp32", True),
         ("pytorch", "fp32", False),
@@ -241,7 +243,7 @@ def test_plan_variants_cpu_and_gpu() -> None:
         ("openvino", "fp32", False),
         ("openvino", "int8", False),
     ]
-    gpu = bm.plan_variants(["pytorch", "onnx", "engine"], torch.device("cuda", 0), half=True, int8=True)
+    gpu = rows.plan_variants(["pytorch", "onnx", "engine"], torch.device("cuda", 0), half=True, int8=True)
     assert [(v.format, v.precision) for v in gpu[1:]] == [
         ("pytorch", "fp32"),
         ("pytorch", "fp16"),
@@ -251,7 +253,7 @@ def test_plan_variants_cpu_and_gpu() -> None:
         ("engine", "fp16"),
         ("engine", "int8"),
     ]
-    cpu_half = bm.plan_variants(["pytorch", "onnx"], torch.device("cpu"), half=True, int8=False)
+    cpu_half = rows.plan_variants(["pytorch", "onnx"], torch.device("cpu"), half=True, int8=False)
     assert [(v.format, v.precision) for v in cpu_half[1:]] == [
         ("pytorch", "fp32"),
         ("pytorch", "fp16"),
@@ -260,16 +262,16 @@ def test_plan_variants_cpu_and_gpu() -> None:
 
 
 def test_available_formats_always_has_pytorch_and_no_tensorrt_on_a_cpu() -> None:
-    found = bm.available_formats(torch.device("cpu"))
+    found = rows.available_formats(torch.device("cpu"))
     assert found[:2] == ["pytorch", "torchscript"]
     assert "engine" not in found
 
 
 def test_original_preprocess_gives_the_same_input_as_the_engine() -> None:
-    image = bm.benchmark_images(1)[0]
+    image = measure.benchmark_images(1)[0]
     assert image.shape == (720, 1280, 3)
     lb = Letterbox.for_image(image.shape[:2], 640)
-    original = bm.original_preprocess(lb, image)
+    original = rows.original_preprocess(lb, image)
     assert original.dtype == np.float32 and original.flags.c_contiguous
     np.testing.assert_array_equal(original, lb.apply(image))
 
@@ -279,21 +281,22 @@ def test_agreement_compares_top_anchors_and_matches_detections() -> None:
     boxes = rng.uniform(0, 100, (1, 200, 4)).astype(np.float32)
     scores = rng.uniform(0, 1, (1, 200, 3)).astype(np.float32)
     dets = [np.array([[10, 10, 50, 50, 0.9, 1], [60, 60, 90, 90, 0.8, 2]], np.float32)]
-    top = np.argsort(-scores.max(2), axis=1)[:, : bm.TOP_K]
-    ref = bm.Reference(boxes, scores, top, dets)
+    top = np.argsort(-scores.max(2), axis=1)[:, : measure.TOP_K]
+    ref = measure.Reference(boxes, scores, top, dets)
     moved = boxes.copy()
     moved[0, top[0, 0], 0] += 0.25
-    moved[0, top[0, -1] if bm.TOP_K < 200 else 0, 1] += 0.0
+    outside = np.setdiff1d(np.arange(200), top[0])[0]  # an anchor below the reference's top TOP_K
+    moved[0, outside, 1] += 5.0  # not compared: only the top anchors are
     other = [np.array([[10.5, 10, 50, 50, 0.85, 1], [60, 60, 90, 90, 0.8, 0]], np.float32)]
-    result = bm.agreement(ref, other, (torch.from_numpy(moved), torch.from_numpy(scores)))
+    result = measure.agreement(ref, other, (torch.from_numpy(moved), torch.from_numpy(scores)))
     assert result["box_diff_px"] == pytest.approx(0.25)
     assert result["score_diff"] == 0.0
     assert (result["matched"], result["reference"]) == (1, 2)  # the second detection has another class
-    assert "box_diff_px" not in bm.agreement(ref, dets, [dets[0]])  # end-to-end outputs: detections only
+    assert "box_diff_px" not in measure.agreement(ref, dets, [dets[0]])  # end-to-end outputs: detections only
 
 
 def test_matmul_peak_reports_positive_gflops() -> None:
-    peak = bm.matmul_peak(torch.device("cpu"), size=256, runs=1)
+    peak = measure.matmul_peak(torch.device("cpu"), size=256, runs=1)
     assert set(peak.methods) == {"torch.mm fp32", "oneDNN fp32"}
     assert all(v > 0 for v in peak.methods.values())
     assert peak.best("fp32") == max(peak.methods.values())
@@ -301,8 +304,8 @@ def test_matmul_peak_reports_positive_gflops() -> None:
 
 
 def test_rows_that_were_not_measured_render_their_status() -> None:
-    row = bm.Row(bm.Variant("openvino", "int8"), status="not available: nncf is not installed")
-    cells = bm.table_cells(row)
+    row = records.Row(records.Variant("openvino", "int8"), status="not available: nncf is not installed")
+    cells = tables.table_cells(row)
     assert len(cells) == 10 and cells[0] == "OpenVINO" and cells[1] == "INT8"
     assert "not available" in cells[8]
     assert row.to_dict()["e2e_median_ms"] is None

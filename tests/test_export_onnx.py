@@ -31,11 +31,13 @@ from yolonas_cli.cfg import ExportArgs
 from yolonas_cli.core.errors import MissingExtraError, UsageError, WeightsError
 from yolonas_cli.engine.engine import EngineSettings
 from yolonas_cli.engine.letterbox import Letterbox
-from yolonas_cli.engine.postprocess import postprocess
+from yolonas_cli.engine.postprocess import detections_from_end2end, postprocess
+from yolonas_cli.formats.exported import open_exported
+from yolonas_cli.formats.job import OPTIONAL_ARGS
 from yolonas_cli.formats.metadata import PREPROCESSING, ExportMetadata
-from yolonas_cli.formats.registry import exported_kind, is_exported, open_exported
-from yolonas_cli.formats.wrappers import End2EndHead, detections_from_end2end
-from yolonas_cli.modes.export import FORMATS, OPTIONAL_ARGS, check_args, export_model
+from yolonas_cli.formats.registry import EXPORT_FORMATS, FORMATS, format_of, get, is_exported
+from yolonas_cli.formats.wrappers import End2EndHead
+from yolonas_cli.modes.export import check_args, export_model
 from yolonas_cli.weights.download import sha256_file
 
 onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed (pip install 'yolo-nas[onnx]')")
@@ -113,23 +115,29 @@ def torch_forward(weights: Path, images: np.ndarray, double: bool = False) -> tu
 
 
 def test_format_table_is_consistent() -> None:
-    assert set(FORMATS) == {"onnx", "torchscript", "openvino", "engine"}
-    for spec in FORMATS.values():
-        assert spec.args <= set(OPTIONAL_ARGS), spec.name
-        if "nms" in spec.args:
-            assert {"conf", "iou", "max_det"} <= spec.args
-        if "int8" in spec.args:
-            assert {"data", "fraction"} <= spec.args
+    assert set(EXPORT_FORMATS) == {"onnx", "torchscript", "openvino", "engine"}
+    assert [f.name for f in FORMATS if not f.exportable] == ["pytorch"]
+    for fmt in FORMATS:
+        assert fmt.takes <= set(OPTIONAL_ARGS), fmt.name
+        if "nms" in fmt.takes:
+            assert {"conf", "iou", "max_det"} <= fmt.takes
+        if "int8" in fmt.takes:
+            assert {"data", "fraction"} <= fmt.takes
+            assert fmt.int8_needs, fmt.name  # what int8 needs besides the export is named
+        assert fmt.implementation().__name__ == f"yolonas_cli.formats.{fmt.module}"
+    assert get("trt") is get("tensorrt") is get("engine") and get("pt") is get("pytorch")
 
 
 def test_output_paths_sit_beside_the_weights() -> None:
     weights = Path("/w/yolo_nas_s.pt")
-    assert FORMATS["onnx"].output_for(weights) == Path("/w/yolo_nas_s.onnx")
-    assert FORMATS["torchscript"].output_for(weights) == Path("/w/yolo_nas_s.torchscript")
-    assert FORMATS["openvino"].output_for(weights) == Path("/w/yolo_nas_s_openvino_model")
-    assert FORMATS["engine"].output_for(weights) == Path("/w/yolo_nas_s.engine")
-    for fmt in FORMATS:
-        assert exported_kind(FORMATS[fmt].output_for(weights)) == fmt
+    assert get("onnx").output_for(weights) == Path("/w/yolo_nas_s.onnx")
+    assert get("torchscript").output_for(weights) == Path("/w/yolo_nas_s.torchscript")
+    assert get("openvino").output_for(weights) == Path("/w/yolo_nas_s_openvino_model")
+    assert get("engine").output_for(weights) == Path("/w/yolo_nas_s.engine")
+    for name in EXPORT_FORMATS:
+        found = format_of(get(name).output_for(weights))
+        assert found is not None and found.name == name
+    assert format_of(Path("/w/yolo_nas_s_openvino_model/yolo_nas_s.xml")).name == "openvino"
     assert not is_exported(weights)
 
 
@@ -148,7 +156,7 @@ def test_output_paths_sit_beside_the_weights() -> None:
 def test_unsupported_combinations_are_usage_errors(kwargs: dict, message: str) -> None:
     args = ExportArgs(**kwargs)
     with pytest.raises(UsageError, match=message):
-        check_args(args, FORMATS[args.format])
+        check_args(args, get(args.format))
 
 
 def test_cli_rejects_a_combination_with_exit_2_before_loading(tmp_path: Path) -> None:
@@ -240,7 +248,7 @@ def test_a_failed_export_leaves_no_file(monkeypatch, tiny_weights: Path, tmp_pat
 @pytest.mark.parametrize("variant", ["tiny", "s"])
 def test_dynamic_graph_matches_torch(variant: str, exports: dict, tiny_weights: Path, s_weights: Path) -> None:
     weights = tiny_weights if variant == "tiny" else s_weights
-    backend = open_exported(exports[variant, False], "cpu").backend
+    backend = open_exported(exports[variant, False], "cpu")
     assert backend.fixed_input is None and backend.fixed_batch is None
     for size in SIZES:
         for count in (1, 3):
@@ -259,7 +267,7 @@ def test_onnx_is_as_close_to_float64_as_torch_is(
     """The exact answer (a float64 forward) is the referee: ONNX Runtime's boxes are no further from it than
     torch's own FP32 boxes are (measured ratio 0.6-1.3; bound 2x)."""
     weights = tiny_weights if variant == "tiny" else s_weights
-    backend = open_exported(exports[variant, False], "cpu").backend
+    backend = open_exported(exports[variant, False], "cpu")
     for size in SIZES:
         images = photos_batch(size, 3)
         boxes, _ = backend(images)
@@ -324,12 +332,13 @@ def test_end2end_graph_matches_the_torch_pipeline(
 ) -> None:
     weights = tiny_weights if variant == "tiny" else s_weights
     e2e = open_exported(exports[variant, True], "cpu")
-    decoded = open_exported(exports[variant, False], "cpu").backend
-    assert e2e.end2end and e2e.metadata.conf == 0.25 and e2e.metadata.max_det == 300
+    decoded = open_exported(exports[variant, False], "cpu")
+    assert e2e.graph_nms is not None and decoded.graph_nms is None
+    assert e2e.metadata.conf == 0.25 and e2e.metadata.max_det == 300
     total = 0
     for size in SIZES:
         images = photos_batch(size, 3)
-        got = e2e.backend(images)
+        got = e2e(images)
         same_inputs = postprocess(*decoded(images), conf=0.25, iou=0.7, max_det=300)
         pipeline = postprocess(*torch_forward(weights, images), conf=0.25, iou=0.7, max_det=300)
         for g, s, p in zip(got, same_inputs, pipeline):
@@ -347,7 +356,7 @@ def test_end2end_graph_matches_the_torch_pipeline(
 
 def test_static_export_fixes_size_and_batch(tiny_weights: Path, tmp_path: Path) -> None:
     path = export_to(tiny_weights, tmp_path, imgsz=(256, 192), batch=2)
-    backend = open_exported(path, "cpu").backend
+    backend = open_exported(path, "cpu")
     assert backend.fixed_input == (256, 192) and backend.fixed_batch == 2
     images = photos_batch((256, 192), 3)  # 3 images on a batch-2 graph: split and padded
     boxes, scores = backend(images)
@@ -365,7 +374,7 @@ def test_half_export_is_an_fp16_graph_with_float32_io(tiny_weights: Path, tmp_pa
     assert onnx.TensorProto.FLOAT16 in types  # the body's convolutions
     exported = open_exported(path, "cpu")
     assert exported.metadata.precision == "fp16"
-    boxes, scores = exported.backend(photos_batch((192, 192), 1))
+    boxes, scores = exported(photos_batch((192, 192), 1))
     assert boxes.dtype == torch.float32 and torch.isfinite(boxes).all() and scores.max() <= 1
 
 
@@ -373,8 +382,8 @@ def test_half_export_is_an_fp16_graph_with_float32_io(tiny_weights: Path, tmp_pa
 def test_simplify_keeps_the_outputs(tiny_weights: Path, exports: dict, tmp_path: Path) -> None:
     path = export_to(tiny_weights, tmp_path, imgsz=320, dynamic=True, simplify=True)
     images = photos_batch((256, 192), 2)
-    slim_boxes, slim_scores = open_exported(path, "cpu").backend(images)
-    boxes, scores = open_exported(exports["tiny", False], "cpu").backend(images)
+    slim_boxes, slim_scores = open_exported(path, "cpu")(images)
+    boxes, scores = open_exported(exports["tiny", False], "cpu")(images)
     assert (slim_scores - scores).abs().max() <= 1e-5 and (slim_boxes - boxes).abs().max() <= 1e-3
 
 
@@ -386,7 +395,7 @@ def test_engine_on_onnx_gives_the_results_of_the_pt_file(exports: dict, tiny_wei
     images = [cv2.imread(str(ASSETS / name)) for name in PHOTOS]
     torch_engine = NAS(tiny_weights).make_engine(settings, device="cpu")
     for path in (exports["tiny", False], exports["tiny", True]):
-        engine = open_exported(path, "cpu").make_engine(settings)
+        engine = NAS(path).make_engine(settings, device="cpu")
         for (det, _, _), (ref, _, _) in zip(engine.run_batch(images), torch_engine.run_batch(images)):
             assert det.shape == ref.shape
             assert np.array_equal(det[:, 5], ref[:, 5])
@@ -394,13 +403,13 @@ def test_engine_on_onnx_gives_the_results_of_the_pt_file(exports: dict, tiny_wei
 
 
 def test_predict_and_val_on_onnx_equal_the_pt_file(exports: dict, tiny_weights: Path, tmp_path: Path) -> None:
-    """The predictor and the validator run an ExportedModel where they run a NAS: same results."""
+    """Predict and val run an exported model as they run the weights: same results."""
     from test_int8 import make_dataset
     from yolonas_cli.cfg import PredictArgs, ValArgs
     from yolonas_cli.modes.predict import predict_stream
     from yolonas_cli.modes.val import validate
 
-    exported = open_exported(exports["tiny", False], "cpu")
+    exported = NAS(exports["tiny", False])
     args = PredictArgs(
         model=str(exports["tiny", False]), source=str(ASSETS), imgsz=320, save=False, verbose=False, device="cpu"
     )
@@ -434,10 +443,10 @@ def test_nas_opens_an_onnx_file(exports: dict, s_weights: Path) -> None:
         assert det.shape == ref.shape and maxabs(det[:, :4], ref[:, :4]) <= 2 * BOX_TOL
 
 
-def test_importing_the_exporter_and_registry_loads_no_runtime() -> None:
+def test_importing_the_exporter_and_every_format_module_loads_no_runtime() -> None:
     code = (
-        "import sys, yolonas_cli, yolonas_cli.modes.export, yolonas_cli.formats.registry, "
-        "yolonas_cli.modes.export; "
+        "import sys, yolonas_cli, yolonas_cli.modes.export, yolonas_cli.api; "
+        "from yolonas_cli.formats.registry import FORMATS; [f.implementation() for f in FORMATS]; "
         "print(sorted(m for m in ('onnx', 'onnxruntime', 'openvino', 'tensorrt', 'onnxslim', 'nncf') "
         "if m in sys.modules))"
     )

@@ -26,9 +26,10 @@ from yolonas_cli.core.errors import MissingExtraError, UsageError, WeightsError
 from yolonas_cli.engine.engine import EngineSettings
 from yolonas_cli.engine.letterbox import Letterbox
 from yolonas_cli.engine.postprocess import postprocess
+from yolonas_cli.formats.exported import open_exported
 from yolonas_cli.formats.metadata import ExportMetadata
 from yolonas_cli.formats.pytorch import TorchBackend
-from yolonas_cli.formats.registry import open_exported
+from yolonas_cli.formats.registry import get
 from yolonas_cli.modes.export import export_model
 
 ASSETS = Path(__file__).resolve().parents[1] / "src" / "yolonas_cli" / "assets"
@@ -87,23 +88,23 @@ def test_torchscript_is_exact_on_one_dynamic_file(tiny: Path, tiny_model: torch.
     path = export_copy(tiny, tmp_path, format="torchscript", imgsz=320, dynamic=True)
     assert path.name == "tiny.torchscript"
     exported = open_exported(path, "cpu")
-    assert exported.metadata.format == "torchscript" and exported.names[0] == "person"
-    assert exported.backend.fixed_input is None
+    assert exported.metadata.format == "torchscript" and exported.metadata.names[0] == "person"
+    assert exported.fixed_input is None
     reference = TorchBackend(copy.deepcopy(tiny_model), torch.device("cpu"))  # the torch engine's backend
     for size in SIZES:
         for count in (1, 3):
             images = photos_batch(size, count)
-            (boxes, scores), (ref_boxes, ref_scores) = exported.backend(images), reference(images)
+            (boxes, scores), (ref_boxes, ref_scores) = exported(images), reference(images)
             assert (boxes - ref_boxes).abs().max() <= 1e-5 and (scores - ref_scores).abs().max() <= 1e-5
 
 
 def test_torchscript_static_and_the_engine(tiny: Path, tmp_path: Path) -> None:
     path = export_copy(tiny, tmp_path, format="torchscript", imgsz=(256, 192))
     exported = open_exported(path, "cpu")
-    assert exported.backend.fixed_input == (256, 192) and exported.imgsz == (256, 192)
+    assert exported.fixed_input == (256, 192) and exported.metadata.imgsz == (256, 192)
     settings = EngineSettings(imgsz=(256, 192))
     images = [cv2.imread(str(p)) for p in PHOTOS]
-    got = exported.make_engine(settings).run_batch(images)
+    got = NAS(path).make_engine(settings, device="cpu").run_batch(images)
     want = NAS(tiny).make_engine(settings, device="cpu").run_batch(images)
     for (det, _, _), (ref, _, _) in zip(got, want):
         assert np.array_equal(det, ref)
@@ -127,9 +128,9 @@ def test_openvino_fp32_on_one_dynamic_ir(tiny: Path, tiny_model: torch.nn.Module
     assert path.name == "tiny_openvino_model" and (path / "tiny.xml").is_file() and (path / "tiny.bin").is_file()
     exported = open_exported(path, "cpu")
     assert exported.metadata.format == "openvino" and exported.metadata.precision == "fp32"
-    assert exported.backend.fixed_input is None
-    assert_close_to_torch(exported.backend, tiny_model, 1e-3, 1e-3)
-    assert open_exported(path / "tiny.xml", "cpu").names == exported.names  # the .xml opens too
+    assert exported.fixed_input is None
+    assert_close_to_torch(exported, tiny_model, 1e-3, 1e-3)
+    assert open_exported(path / "tiny.xml", "cpu").metadata.names == exported.metadata.names  # the .xml too
 
 
 @needs_openvino
@@ -140,7 +141,7 @@ def test_openvino_fp32_s(s_checkpoint: Path, tmp_path: Path) -> None:
     weights = Path(shutil.copy(s_checkpoint, tmp_path / "yolo_nas_s.pt"))
     path = export_copy(weights, tmp_path / "out", format="openvino", imgsz=256, dynamic=True)
     model = NAS(weights).fuse().model
-    backend = open_exported(path, "cpu").backend
+    backend = open_exported(path, "cpu")
     assert_close_to_torch(backend, model, 5e-3, 1e-4)
     exact_model = copy.deepcopy(model).double()
     for size in SIZES:  # the float64 forward is the referee: OpenVINO is no further from it than torch FP32
@@ -155,8 +156,8 @@ def test_openvino_fp32_s(s_checkpoint: Path, tmp_path: Path) -> None:
 @needs_openvino
 def test_openvino_with_nms_static_batch(tiny: Path, tiny_model: torch.nn.Module, tmp_path: Path) -> None:
     path = export_copy(tiny, tmp_path, format="openvino", imgsz=(256, 192), batch=2, nms=True)
-    backend = open_exported(path, "cpu").backend
-    assert backend.end2end and backend.fixed_input == (256, 192) and backend.fixed_batch == 2
+    backend = open_exported(path, "cpu")
+    assert backend.graph_nms is not None and backend.fixed_input == (256, 192) and backend.fixed_batch == 2
     images = photos_batch((256, 192), 3)
     got = backend(images)
     want = postprocess(*torch_outputs(tiny_model, images), conf=0.25, iou=0.7, max_det=300)
@@ -173,7 +174,7 @@ def test_openvino_fp16_stores_fp16_weights(tiny: Path, tiny_model: torch.nn.Modu
     assert (path / "tiny.bin").stat().st_size < 0.6 * fp32_bytes
     exported = open_exported(path, "cpu")
     assert exported.metadata.precision == "fp16"
-    boxes, scores = exported.backend(photos_batch((192, 192), 1))
+    boxes, scores = exported(photos_batch((192, 192), 1))
     assert torch.isfinite(boxes).all() and scores.min() >= 0 and scores.max() <= 1
 
 
@@ -193,12 +194,10 @@ def test_openvino_int8_through_nncf(tiny: Path, tmp_path: Path, capsys: pytest.C
 def test_missing_openvino_is_one_line_with_the_hint(monkeypatch, tiny: Path) -> None:
     import importlib.util as iu
 
-    from yolonas_cli.modes.export import FORMATS, check_installed
-
     real = iu.find_spec
     monkeypatch.setattr(iu, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
     with pytest.raises(MissingExtraError, match=r"pip install 'yolo-nas\[openvino\]'"):
-        check_installed(FORMATS["openvino"], ExportArgs(format="openvino"))
+        get("openvino").check_installed()
 
 
 # ---------------------------------------------------------------- TensorRT (CPU-side checks)
@@ -228,7 +227,6 @@ def test_tensorrt_older_than_10_is_refused_with_the_upgrade_hint(monkeypatch, ti
     import types
 
     from yolonas_cli.formats.tensorrt import check_tensorrt_version, load_tensorrt
-    from yolonas_cli.modes.export import FORMATS, check_installed
 
     for version in ("10.0.1", "10.13.3.9", "11.0.0"):
         check_tensorrt_version(version)
@@ -242,11 +240,11 @@ def test_tensorrt_older_than_10_is_refused_with_the_upgrade_hint(monkeypatch, ti
     with pytest.raises(MissingExtraError, match=r"pip install -U 'yolo-nas\[tensorrt\]'"):
         load_tensorrt()
     with pytest.raises(MissingExtraError, match=r"TensorRT 8\.6\.1 is installed"):
-        check_installed(FORMATS["engine"], ExportArgs(model=str(tiny), format="engine"))
+        get("engine").check_installed()
 
 
 def test_engine_file_header_round_trip(tmp_path: Path) -> None:
-    from yolonas_cli.formats.tensorrt_export import read_engine_file, write_engine_file
+    from yolonas_cli.formats.tensorrt import read_engine_file, write_engine_file
 
     meta = ExportMetadata(
         names={0: "a"},
@@ -280,21 +278,12 @@ def test_int8_graph_for_tensorrt_is_symmetric(tiny: Path, tmp_path: Path) -> Non
     from onnx import numpy_helper
 
     from test_int8 import make_dataset
-    from yolonas_cli.formats.tensorrt_export import onnx_for_engine
-    from yolonas_cli.modes.export import FORMATS, ExportJob, export_metadata
+    from yolonas_cli.formats.tensorrt import onnx_for_engine
+    from yolonas_cli.modes.export import export_job
 
     data = make_dataset(tmp_path / "data", tiny, labels=False)
-    nas = NAS(tiny).fuse()
     args = ExportArgs(model=str(tiny), format="engine", imgsz=192, int8=True, data=str(data), fraction=0.25)
-    job = ExportJob(
-        nas,
-        args,
-        FORMATS["engine"],
-        export_metadata(nas, args, (192, 192)),
-        tmp_path / "x.engine",
-        torch.device("cpu"),
-        (192, 192),
-    )
+    job = export_job(NAS(tiny), args, torch.device("cpu"), tmp_path / "x.engine")
     model = onnx.load(str(onnx_for_engine(job, tmp_path)))
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     zero_points = [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
@@ -304,8 +293,8 @@ def test_int8_graph_for_tensorrt_is_symmetric(tiny: Path, tmp_path: Path) -> Non
 
 def test_metadata_is_read_without_a_runtime(tiny: Path, tmp_path: Path) -> None:
     """`read_exported_metadata` (what NAS("x.onnx") needs before a device is chosen) for every format."""
-    from yolonas_cli.formats.registry import read_exported_metadata
-    from yolonas_cli.formats.tensorrt_export import write_engine_file
+    from yolonas_cli.formats.exported import read_exported_metadata
+    from yolonas_cli.formats.tensorrt import write_engine_file
 
     script = export_copy(tiny, tmp_path / "ts", format="torchscript", imgsz=128)
     meta = read_exported_metadata(script)

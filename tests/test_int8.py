@@ -23,7 +23,7 @@ from yolonas_cli.api import NAS
 from yolonas_cli.cfg import ExportArgs
 from yolonas_cli.core import console
 from yolonas_cli.engine.engine import EngineSettings
-from yolonas_cli.formats.registry import open_exported
+from yolonas_cli.formats.exported import open_exported
 from yolonas_cli.modes.export import export_model
 
 onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed (pip install 'yolo-nas[onnx]')")
@@ -89,7 +89,7 @@ def run_int8_export(weights: Path, data: Path, capsys: pytest.CaptureFixture, **
 
 
 def detections(path: Path) -> list[np.ndarray]:
-    engine = open_exported(path, "cpu").make_engine(EngineSettings(imgsz=(IMGSZ, IMGSZ)))
+    engine = NAS(path).make_engine(EngineSettings(imgsz=(IMGSZ, IMGSZ)), device="cpu")
     return [engine.run_batch([cv2.imread(str(p))])[0][0] for p in PHOTOS]
 
 
@@ -157,7 +157,7 @@ def test_int8_without_labels_and_with_nms(
     assert "calibrating on 4 images" in err  # fraction=0.5 of 8
     assert "mAP50-95" not in err
     exported = open_exported(path, "cpu")
-    assert exported.end2end and exported.metadata.precision == "int8"
+    assert exported.graph_nms is not None and exported.metadata.precision == "int8"
     recall, mean_iou, drift = printed_agreement(err)
     assert (recall, mean_iou, drift) == pytest.approx(
         brute_force_agreement(detections(fp32_onnx), detections(path)), abs=6e-4
@@ -181,12 +181,14 @@ def test_cost_report_of_a_model_against_itself_on_a_val_subset(
     weights: Path, fp32_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Identity check of the report (recall 1, IoU 1, no drift, equal mAP) on the first 2 val images (the
-    subset YAML used for large val splits)."""
+    subset used for large val splits)."""
     from yolonas_cli.formats import int8
+    from yolonas_cli.formats.onnx import OnnxRuntimeBackend
 
     monkeypatch.setattr(int8, "COST_IMAGES", 2)
     data = make_dataset(tmp_path / "labelled", weights, labels=True)
-    cost = int8.measure_cost(fp32_onnx, fp32_onnx, str(data), (IMGSZ, IMGSZ))
+    backend = OnnxRuntimeBackend(fp32_onnx)
+    cost = int8.measure_cost(backend, backend, str(data), (IMGSZ, IMGSZ))
     assert cost.images == 2 and cost.agreement.fp32_detections > 0
     assert (cost.agreement.recall, cost.agreement.mean_iou, cost.agreement.score_drift) == (1.0, 1.0, 0.0)
     assert cost.map_fp32 == cost.map_int8 and cost.map_fp32 is not None and cost.map_fp32 > 0.5

@@ -15,20 +15,11 @@ from pycocotools.cocoeval import COCOeval
 
 from yolonas_cli.data.datasets.dataset import Labels
 from yolonas_cli.engine.letterbox import Letterbox
-from yolonas_cli.metrics.coco import (
-    IOU_THRESHOLDS,
-    CocoDetections,
-    CocoGroundTruth,
-    ConfusionMatrix,
-    box_ioa_np,
-    box_iou_np,
-    coco_detections,
-    coco_evaluate,
-    match_image,
-    plot_confusion_matrix,
-    plot_pr_curve,
-    pr_curves,
-)
+from yolonas_cli.metrics.coco import CocoDetections, CocoGroundTruth, coco_detections, coco_evaluate
+from yolonas_cli.metrics.confusion import ConfusionMatrix
+from yolonas_cli.metrics.curves import pr_curves
+from yolonas_cli.metrics.matching import IOU_THRESHOLDS, box_ioa_np, box_iou_np, match_image
+from yolonas_cli.metrics.plots import plot_confusion_matrix, plot_pr_curve
 from yolonas_cli.metrics.sg import SGDetectionMetric, average_precision, sg_letterbox, top_k_per_class
 
 

@@ -1,4 +1,4 @@
-"""The ONNX graphs a TensorRT engine is built from (`tensorrt_export.onnx_for_engine`), checked on the CPU
+"""The ONNX graphs a TensorRT engine is built from (`tensorrt.onnx_for_engine`), checked on the CPU
 against what TensorRT's ONNX parser documents that it takes. No GPU and no TensorRT are needed: this guards
 the graphs between the (rare) runs of scripts/gpu_check.py.
 
@@ -109,26 +109,17 @@ CONSTANT_INPUTS = {
 
 
 def _export_job(weights: Path, **kwargs):
-    from yolonas_cli.modes.export import FORMATS, ExportJob, export_metadata
+    from yolonas_cli.modes.export import export_job
 
-    nas = NAS(weights).fuse()
     args = ExportArgs(model=str(weights), format="engine", imgsz=IMGSZ, **kwargs)
-    return ExportJob(
-        nas,
-        args,
-        FORMATS["engine"],
-        export_metadata(nas, args, (IMGSZ, IMGSZ)),
-        weights.with_suffix(".engine"),
-        torch.device("cpu"),
-        (IMGSZ, IMGSZ),
-    )
+    return export_job(NAS(weights), args, torch.device("cpu"), weights.with_suffix(".engine"))
 
 
 @pytest.fixture(scope="module")
 def graphs(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """name -> onnx.ModelProto of the graph `onnx_for_engine` hands to TensorRT (exported once)."""
     from test_int8 import make_dataset
-    from yolonas_cli.formats.tensorrt_export import onnx_for_engine
+    from yolonas_cli.formats.tensorrt import onnx_for_engine
 
     root = tmp_path_factory.mktemp("trt_graphs")
     weights = Path(shutil.copy(tiny_checkpoint, root / "tiny.pt"))

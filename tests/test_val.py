@@ -25,9 +25,10 @@ from yolonas_cli import NAS
 from yolonas_cli.cfg import make_args
 from yolonas_cli.cli.app import app
 from yolonas_cli.core.coco import COCO80_NAMES, COCO80_TO_COCO91
-from yolonas_cli.data.datasets.dataset import CorruptSample
+from yolonas_cli.engine.batching import shape_batches
 from yolonas_cli.engine.engine import Engine
-from yolonas_cli.modes.val import HEADER, SGEngine, batches, prefetch, validate
+from yolonas_cli.metrics.evaluate import prefetch
+from yolonas_cli.modes.val import HEADER, validate
 
 runner = CliRunner()
 CLASSES = (0, 2, 16, 41)
@@ -189,7 +190,6 @@ def inject(monkeypatch: pytest.MonkeyPatch):
             return [d if wanted is None else d[np.isin(d[:, 5], wanted)] for d in chosen]
 
         monkeypatch.setattr(Engine, "postprocess", fake_postprocess)
-        monkeypatch.setattr(SGEngine, "postprocess", fake_postprocess)
 
     return install
 
@@ -408,17 +408,12 @@ def test_class_count_mismatch_is_a_usage_error(tmp_path, tiny_checkpoint):
     assert result.exit_code == 2 and "2 classes but the model has 80" in result.stderr
 
 
-def test_prefetch_keeps_order_and_batches_split_on_shape_and_skip_corrupt():
+def test_prefetch_keeps_order_and_batches_split_on_shape():
     loaded = list(prefetch(lambda i: i * i, 20, workers=3, depth=4))
     assert loaded == [i * i for i in range(20)]
-
-    class S:
-        def __init__(self, shape):
-            self.image = np.zeros(shape)
-
-    items = [S((2, 2)), S((2, 2)), CorruptSample("bad"), S((2, 2)), S((4, 2)), S((4, 2))]
-    groups = list(batches(items, 2, lambda img: img.shape))  # type: ignore[arg-type]
-    assert [(len(g), len(s)) for g, s in groups] == [(2, 1), (1, 0), (2, 0)]
+    shapes = [(2, 2), (2, 2), (2, 2), (4, 2), (4, 2), (4, 2), (2, 2)]
+    groups = list(shape_batches(iter(shapes), 2, lambda shape: shape))
+    assert groups == [[(2, 2), (2, 2)], [(2, 2)], [(4, 2), (4, 2)], [(4, 2)], [(2, 2)]]
 
 
 def test_sg_protocol_equals_pycocotools_on_injected_detections(dataset, tiny_checkpoint, tmp_path, inject):

@@ -27,13 +27,14 @@ from typing import Any, Callable, ClassVar
 from yolonas_cli.core import console
 from yolonas_cli.core.errors import UsageError
 from yolonas_cli.core.sizes import STRIDE, imgsz_pair, round_up
+from yolonas_cli.formats import registry
 
 Check = Callable[[str, Any], Any]
 
 MODES = ("predict", "val", "export", "info", "benchmark")
-EXPORT_FORMATS = ("onnx", "torchscript", "openvino", "engine")
-BENCHMARK_FORMATS = ("pytorch", *EXPORT_FORMATS)
-FORMAT_ALIASES = {"trt": "engine", "tensorrt": "engine", "pt": "pytorch", "torch": "pytorch"}
+EXPORT_FORMATS = registry.EXPORT_FORMATS
+BENCHMARK_FORMATS = tuple(f.name for f in registry.FORMATS)  # the PyTorch weights and every export
+FORMAT_ALIASES = registry.ALIASES
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda|cuda:\d+)$")
 
 

@@ -2,53 +2,34 @@
 
 Preprocessing and postprocessing reproduce the original YOLO-NAS predict pipeline (facts doc, section 6):
 longest side to imgsz*636/640 (OpenCV linear), centre padding with 114, RGB /255; multi-label
-class-aware NMS after a strict confidence filter and a pre-NMS top-k of 1024; boxes mapped back by the
-same `Letterbox` that made the input. Saving and drawing are not done here (see `predictor`).
+class-aware NMS after a strict confidence filter and a pre-NMS top-k of `PRE_NMS_TOP_K`; boxes mapped back
+by the same `Letterbox` that made the input. Saving and drawing are not done here (see `modes.predict`).
+
+Variants are data, not subclasses: a `Pipeline` says how an image is planned into the input and turned into
+it and whether boxes are clipped (`PREDICT`; `ORIGINAL_VAL`, the original's val protocol; the benchmark's
+baseline), and the backend says whether its graph already ends with NMS (`Backend.graph_nms`), in which case
+postprocessing only filters and maps back. The stages stay the same.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
-import torch
 
+from yolonas_cli.core import console
 from yolonas_cli.data.results import Boxes, Result
 from yolonas_cli.data.sources import Frame
-from yolonas_cli.engine.backend import Backend
+from yolonas_cli.engine.backend import Backend, GraphNMS
+from yolonas_cli.engine.batching import shape_batches
 from yolonas_cli.engine.letterbox import Letterbox
-from yolonas_cli.engine.postprocess import postprocess
+from yolonas_cli.engine.postprocess import PRE_NMS_TOP_K, filter_detections, postprocess
+from yolonas_cli.engine.threads import single_opencv_thread, single_torch_thread
 
 STAGES = ("preprocess", "inference", "postprocess")
-
-
-@contextmanager
-def _one_thread(get_count: Callable[[], int], set_count: Callable[[int], None]) -> Iterator[None]:
-    """Set a library's thread count to 1 for the enclosed calls, then restore it."""
-    previous = get_count()
-    set_count(1)
-    try:
-        yield
-    finally:
-        set_count(previous)
-
-
-def single_opencv_thread() -> AbstractContextManager[None]:
-    """Run the enclosed OpenCV calls on the calling thread.
-
-    Letterboxing one photo takes well under a millisecond either way, but OpenCV's worker threads keep
-    spinning after a parallel resize and take CPU time from the inference that follows (measured on 2 cores:
-    S at 640 end to end 99-107 ms with OpenCV threads, 87 ms without; the model alone 85 ms)."""
-    return _one_thread(cv2.getNumThreads, cv2.setNumThreads)
-
-
-def single_torch_thread() -> AbstractContextManager[None]:
-    """Run the enclosed torch ops on one intra-op thread."""
-    return _one_thread(torch.get_num_threads, torch.set_num_threads)
 
 
 @dataclass(frozen=True)
@@ -62,9 +43,30 @@ class EngineSettings:
     classes: tuple[int, ...] | None = None
     agnostic_nms: bool = False
     multi_label: bool = True
-    pre_nms_top_k: int = 1024
+    pre_nms_top_k: int = PRE_NMS_TOP_K
     rect: bool = False
     batch: int = 1
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The hooks that make a variant of the pipeline.
+
+    truncate_resize: the letterbox truncates the resized size (the original's val protocol) instead of
+        rounding it (its predict);
+    clip_boxes: detections mapped back to the image are clipped to it (the original does not clip);
+    to_input: (letterbox, BGR image) -> network input float32 [3, H, W] (default: `Letterbox.apply`);
+    one_opencv_thread: preprocess on the calling thread (see `threads.single_opencv_thread`).
+    """
+
+    truncate_resize: bool = False
+    clip_boxes: bool = True
+    to_input: Callable[[Letterbox, np.ndarray], np.ndarray] = Letterbox.apply
+    one_opencv_thread: bool = True
+
+
+PREDICT = Pipeline()
+ORIGINAL_VAL = Pipeline(truncate_resize=True, clip_boxes=False)
 
 
 @dataclass
@@ -89,54 +91,68 @@ class Prepared:
 
 
 class Engine:
-    """Runs a backend over images and returns one `Result` per image, in input order.
+    """Runs a backend over images and returns one `Result` per image, in input order."""
 
-    Variants of the pipeline change the two hooks, not the stages: `letterbox()` (how an image is planned
-    into the input) and `clip_boxes` (whether mapped-back boxes are clipped to the image)."""
-
-    clip_boxes = True
-
-    def __init__(self, backend: Backend, names: dict[int, str], settings: EngineSettings):
+    def __init__(self, backend: Backend, names: dict[int, str], settings: EngineSettings, pipeline: Pipeline = PREDICT):
         self.backend = backend
         self.names = names
         self.settings = settings
+        self.pipeline = pipeline
         self.timer = StageTimer()
+        if backend.graph_nms is not None:
+            _warn_unhonoured(settings, backend.graph_nms)
+
+    def with_settings(self, settings: EngineSettings) -> Engine:
+        """A new engine on the same backend and pipeline with other settings (and its own timer)."""
+        return Engine(self.backend, self.names, settings, self.pipeline)
 
     def letterbox(self, orig_hw: tuple[int, int]) -> Letterbox:
-        """The letterbox of an image of size (H, W): the original predict preprocessing at imgsz (or rect)."""
-        imgsz = self.backend.fixed_input or self.settings.imgsz
-        rect = self.settings.rect and self.backend.fixed_input is None
-        return Letterbox.for_image(orig_hw, imgsz, rect=rect)
+        """The letterbox of an image of size (H, W): at the static input of an exported model, else at imgsz
+        (padded to a stride multiple only with rect)."""
+        fixed = self.backend.fixed_input
+        return Letterbox.for_image(
+            orig_hw,
+            fixed or self.settings.imgsz,
+            rect=self.settings.rect and fixed is None,
+            truncate=self.pipeline.truncate_resize,
+        )
+
+    def input_shape(self, image: np.ndarray) -> tuple[int, int]:
+        """(H, W) of the network input an image becomes (images batch together when these agree)."""
+        return self.letterbox(image.shape[:2]).padded_hw
 
     # --- stages -------------------------------------------------------------------------------------
     def preprocess(self, images: Sequence[np.ndarray]) -> Prepared:
         """BGR (or grey/BGRA/16-bit) images of one padded shape -> network input. See `Letterbox`."""
         boxes = tuple(self.letterbox(img.shape[:2]) for img in images)
-        with single_opencv_thread():
-            inputs = np.stack([lb.apply(img) for lb, img in zip(boxes, images)])
+        with single_opencv_thread() if self.pipeline.one_opencv_thread else nullcontext():
+            inputs = np.stack([self.pipeline.to_input(lb, img) for lb, img in zip(boxes, images)])
         return Prepared(inputs, boxes)
 
     def infer(self, prepared: Prepared):
-        """-> (boxes [B,N,4] xyxy input pixels, scores [B,N,C]) as tensors on the backend's device."""
+        """-> the backend's raw outputs (see `engine.backend`), on the backend's device."""
         return self.backend(prepared.inputs)
 
     def postprocess(self, raw, letterboxes: Sequence[Letterbox]) -> list[np.ndarray]:
-        """Raw outputs -> per image float32 [K,6] (x1, y1, x2, y2, conf, class) in original pixels, clipped."""
+        """Raw outputs -> per image float32 [K,6] (x1, y1, x2, y2, conf, class) in original pixels."""
         s = self.settings
         with single_torch_thread():  # a few small ops: thread hand-offs would cost more than they save
-            detections = postprocess(
-                raw[0],
-                raw[1],
-                conf=s.conf,
-                iou=s.iou,
-                max_det=s.max_det,
-                pre_nms_top_k=s.pre_nms_top_k,
-                multi_label=s.multi_label,
-                agnostic=s.agnostic_nms,
-                classes=s.classes,
-            )
+            if self.backend.graph_nms is None:
+                detections = postprocess(
+                    raw[0],
+                    raw[1],
+                    conf=s.conf,
+                    iou=s.iou,
+                    max_det=s.max_det,
+                    pre_nms_top_k=s.pre_nms_top_k,
+                    multi_label=s.multi_label,
+                    agnostic=s.agnostic_nms,
+                    classes=s.classes,
+                )
+            else:  # the graph ran NMS: only the stricter conf, classes and max_det are left to apply
+                detections = filter_detections(raw, conf=s.conf, max_det=s.max_det, classes=s.classes)
         return [
-            np.asarray(lb.to_original(det.cpu().numpy(), clip=self.clip_boxes), dtype=np.float32)
+            np.asarray(lb.to_original(det.cpu().numpy(), clip=self.pipeline.clip_boxes), dtype=np.float32)
             for lb, det in zip(letterboxes, detections)
         ]
 
@@ -164,33 +180,12 @@ class Engine:
         return [(det, lb, speed) for det, lb in zip(detections, prepared.letterboxes)]
 
     def stream(self, frames: Iterable[Frame], keep_images: bool = True) -> Iterator[tuple[Frame, Result]]:
-        """Batch `frames` (settings.batch at a time), yield (frame, result) in order. Streams: bounded memory."""
-        pending: list[Frame] = []
-        for frame in frames:
-            pending.append(frame)
-            if len(pending) >= self.settings.batch:
-                yield from self._flush(pending, keep_images)
-                pending = []
-        if pending:
-            yield from self._flush(pending, keep_images)
-
-    def _flush(self, frames: list[Frame], keep_images: bool) -> Iterator[tuple[Frame, Result]]:
-        for group in self._same_shape_groups(frames):
+        """Yield (frame, result) in order, running batches of up to settings.batch frames of one input shape
+        (`batching.shape_batches`); streams stay streams: at most one batch of frames is held."""
+        for group in shape_batches(frames, self.settings.batch, lambda f: self.input_shape(f.image_bgr)):
             outputs = self.run_batch([f.image_bgr for f in group])
             for frame, (det, lb, speed) in zip(group, outputs):
                 yield frame, self._result(frame, det, lb, speed, keep_images)
-
-    def _same_shape_groups(self, frames: list[Frame]) -> list[list[Frame]]:
-        """Consecutive runs of frames whose padded inputs have the same shape (always one group unless rect)."""
-        groups: list[list[Frame]] = []
-        last_shape = None
-        for frame in frames:
-            shape = self.letterbox(frame.image_bgr.shape[:2]).padded_hw
-            if not groups or shape != last_shape:
-                groups.append([])
-            groups[-1].append(frame)
-            last_shape = shape
-        return groups
 
     def _result(
         self, frame: Frame, det: np.ndarray, lb: Letterbox, speed: dict[str, float], keep_image: bool
@@ -205,3 +200,18 @@ class Engine:
             speed=dict(speed),
             input_shape=lb.padded_hw,
         )
+
+
+def _warn_unhonoured(settings: EngineSettings, graph: GraphNMS) -> None:
+    """A graph with NMS inside was exported with fixed conf, iou and max_det: a higher conf, a lower max_det
+    and classes are applied after it; settings it cannot honour (lower conf, another iou, agnostic NMS) are
+    warned about once and the graph's values are used."""
+    problems = []
+    if graph.conf is not None and settings.conf < graph.conf:
+        problems.append(f"conf={settings.conf:g} (the model keeps score > {graph.conf:g})")
+    if graph.iou is not None and abs(settings.iou - graph.iou) > 1e-9:
+        problems.append(f"iou={settings.iou:g} (the model uses {graph.iou:g})")
+    if settings.agnostic_nms:
+        problems.append("agnostic_nms=True (the model's NMS is class-aware)")
+    if problems:
+        console.warn(f"this model has NMS inside, exported with fixed settings: ignoring {', '.join(problems)}")

@@ -8,6 +8,9 @@ SuperGradients' COCO ``predict`` preprocessing for a 640x640 input (facts §6.1)
 2. Centre-pad with the constant 114 to the input size: ``top = (Hp - H') // 2``, ``left = (Wp - W') // 2``.
 3. RGB, ``float64(x) / 255`` cast to float32, CHW.
 
+The original's *val* protocol (``protocol=sg``) truncates the resized size instead of rounding it
+(``int(H * r)``): ``Letterbox.for_image(..., truncate=True)``, the same plan otherwise.
+
 ``rect=True`` keeps step 1 but pads only up to the next multiple of the stride (32) of each resized side,
 still centred: a 640x427 photo becomes 640x448 instead of 640x640 (fewer pixels, same content).
 
@@ -28,7 +31,7 @@ import torch
 from torch import Tensor
 
 from yolonas_cli.core.errors import UsageError
-from yolonas_cli.core.sizes import imgsz_pair, round_up
+from yolonas_cli.core.sizes import STRIDE, imgsz_pair, round_up
 from yolonas_cli.engine.ops import Boxes, clip_boxes
 
 __all__ = ["PAD_VALUE", "Letterbox", "resize_target", "to_bgr_uint8"]
@@ -100,18 +103,28 @@ class Letterbox:
     pad_left: int
 
     @classmethod
-    def for_image(cls, orig_hw: tuple[int, int], imgsz: Size = 640, rect: bool = False, stride: int = 32) -> Letterbox:
+    def for_image(
+        cls,
+        orig_hw: tuple[int, int],
+        imgsz: Size = 640,
+        rect: bool = False,
+        stride: int = STRIDE,
+        truncate: bool = False,
+    ) -> Letterbox:
         """Plan the letterbox of an ``orig_hw = (H, W)`` image for input size ``imgsz = (h, w)`` (or an int).
 
         ``rect=False`` pads to exactly ``imgsz``; ``rect=True`` pads each resized side to the next multiple
-        of ``stride``. A side that would round to 0 pixels is kept at 1 (the original fails there).
+        of ``stride``. ``truncate=True`` truncates the resized sides (``int(H * r)``, the original's val
+        protocol) where predict rounds them (``round(H * r)``). A side that would become 0 pixels is kept at 1
+        (the original fails there).
         """
         H, W = int(orig_hw[0]), int(orig_hw[1])
         if H <= 0 or W <= 0:
             raise UsageError(f"image size must be positive, got {orig_hw}")
         th, tw = _positive_pair(imgsz)
         r = min(resize_target(th) / H, resize_target(tw) / W)
-        rh, rw = (H, W) if r == 1 else (max(1, round(H * r)), max(1, round(W * r)))
+        resize = int if truncate else round
+        rh, rw = (H, W) if r == 1 else (max(1, resize(H * r)), max(1, resize(W * r)))
         ph, pw = (round_up(rh, stride), round_up(rw, stride)) if rect else (th, tw)
         return cls((H, W), (rh, rw), (ph, pw), r, (ph - rh) // 2, (pw - rw) // 2)
 

@@ -20,7 +20,9 @@ from torch import Tensor
 
 from yolonas_cli.engine.ops import batched_nms, nms
 
-__all__ = ["postprocess"]
+__all__ = ["PRE_NMS_TOP_K", "detections_from_end2end", "filter_detections", "postprocess"]
+
+PRE_NMS_TOP_K = 1024  # the original's predict value: candidates entering NMS (also inside exported NMS graphs)
 
 
 def _check_inputs(boxes: Tensor, scores: Tensor) -> None:
@@ -85,7 +87,7 @@ def postprocess(
     conf: float,
     iou: float,
     max_det: int = 300,
-    pre_nms_top_k: int = 1024,
+    pre_nms_top_k: int = PRE_NMS_TOP_K,
     multi_label: bool = True,
     agnostic: bool = False,
     classes: Sequence[int] | None = None,
@@ -114,3 +116,26 @@ def postprocess(
     return [
         _one_image(b, s, conf, iou, max_det, pre_nms_top_k, multi_label, agnostic, mask) for b, s in zip(boxes, scores)
     ]
+
+
+def detections_from_end2end(num_dets: Tensor, boxes: Tensor, scores: Tensor, classes: Tensor) -> list[Tensor]:
+    """The outputs of a graph with NMS inside (num_dets [B,1], det_boxes [B,M,4], det_scores [B,M],
+    det_classes [B,M]) -> per image float32 ``Tensor[K, 6]`` (x1, y1, x2, y2, conf, class), like `postprocess`."""
+    out = []
+    for n, b, s, c in zip(num_dets.reshape(-1).tolist(), boxes, scores, classes):
+        out.append(torch.cat([b[:n].float(), s[:n, None].float(), c[:n, None].float()], 1))
+    return out
+
+
+def filter_detections(
+    detections: Sequence[Tensor], *, conf: float, max_det: int, classes: Sequence[int] | None = None
+) -> list[Tensor]:
+    """Final detections ``Tensor[K, 6]`` per image (decreasing confidence) kept when ``conf > conf`` and of
+    one of ``classes`` (None: all), at most ``max_det``: what a graph with NMS inside leaves to do."""
+    out = []
+    for det in detections:
+        keep = det[:, 4] > conf
+        if classes is not None:
+            keep &= torch.isin(det[:, 5], torch.tensor(classes, dtype=det.dtype, device=det.device))
+        out.append(det[keep][:max_det])
+    return out

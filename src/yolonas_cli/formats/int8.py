@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import tempfile
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -38,13 +37,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from yolonas_cli.core import console
-from yolonas_cli.core.files import atomic_file
-from yolonas_cli.engine.engine import EngineSettings
-from yolonas_cli.formats.calibration import CalibrationSet, calibration_for
+from yolonas_cli.engine.backend import Backend
+from yolonas_cli.engine.engine import Engine, EngineSettings
+from yolonas_cli.engine.letterbox import to_bgr_uint8
+from yolonas_cli.formats.calibration import CalibrationSet, load_split
+from yolonas_cli.metrics.evaluate import evaluate
+from yolonas_cli.metrics.matching import match_pairs
 
 if TYPE_CHECKING:
-    from yolonas_cli.data.datasets.dataset import Dataset
-    from yolonas_cli.modes.export import ExportJob
+    from yolonas_cli.formats.job import ExportJob
 
 HEAD_OUTPUT_CONVS = ("cls_pred", "reg_pred")  # the last quantized layers; everything after them stays float
 MATCH_IOU = 0.5
@@ -184,30 +185,15 @@ class Int8Cost:
         return out
 
 
-def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    from yolonas_cli.metrics.coco import box_iou_np
-
-    return box_iou_np(a, b)
-
-
 def detection_agreement(reference: Sequence[np.ndarray], other: Sequence[np.ndarray]) -> Agreement:
-    """Greedy one-to-one matching per image: each reference detection (in decreasing score) takes the
-    unmatched `other` detection of the same class with the highest IoU, if that IoU >= MATCH_IOU.
-    Rows: (x1, y1, x2, y2, conf, class)."""
+    """`metrics.matching.match_pairs` per image at IoU >= MATCH_IOU: how many reference detections are
+    reproduced, their mean IoU and mean score change. Rows: (x1, y1, x2, y2, conf, class)."""
     total, ious, drifts = 0, [], []
     for ref, det in zip(reference, other):
         total += len(ref)
-        if not len(ref) or not len(det):
-            continue
-        iou = _iou_matrix(ref[:, :4], det[:, :4]) * (ref[:, None, 5] == det[None, :, 5])
-        free = np.ones(len(det), bool)
-        for r in np.argsort(-ref[:, 4], kind="stable"):
-            candidates = np.where(free, iou[r], -1.0)
-            best = int(candidates.argmax())
-            if candidates[best] >= MATCH_IOU:
-                free[best] = False
-                ious.append(candidates[best])
-                drifts.append(abs(float(det[best, 4]) - float(ref[r, 4])))
+        for r, d, iou in match_pairs(ref, det, MATCH_IOU):
+            ious.append(iou)
+            drifts.append(abs(float(det[d, 4]) - float(ref[r, 4])))
     return Agreement(total, len(ious), _mean(ious), _mean(drifts))
 
 
@@ -215,58 +201,16 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else 0.0
 
 
-def _predict_engine(path: Path, imgsz: tuple[int, int]) -> Any:
-    """An engine at predict settings (conf 0.25, iou 0.7) for an exported model on the CPU."""
-    from yolonas_cli.formats.registry import open_exported
-
-    return open_exported(path, "cpu").make_engine(EngineSettings(imgsz=imgsz, batch=1))
-
-
-def val_map(path: Path, data: str, imgsz: tuple[int, int], scratch: Path) -> float:
-    """mAP50-95 of an exported model on the val split of `data`, with the `yolo-nas val` pipeline."""
-    from yolonas_cli.cfg import ValArgs
-    from yolonas_cli.formats.registry import open_exported
-    from yolonas_cli.modes.val import validate
-
-    args = ValArgs(
-        model=str(path),
-        data=data,
-        imgsz=imgsz,
-        batch=4,
-        plots=False,
-        verbose=False,
-        project=str(scratch),
-        name=path.stem,
-        exist_ok=True,
-        workers=0,
-    )
-    return float(validate(open_exported(path, "cpu"), args).box.map)  # type: ignore[arg-type]
-
-
-def subset_yaml(dataset: Dataset, count: int, scratch: Path) -> str:
-    """A dataset YAML whose val split is the first `count` images of `dataset` (same labels, same names)."""
-    import yaml
-
-    listing = scratch / "val_subset.txt"
-    listing.write_text("".join(f"{p.resolve()}\n" for p in dataset.files[:count]))
-    spec: dict[str, Any] = {"path": str(dataset.root), "val": str(listing), "names": dict(dataset.names)}
-    if dataset.coco is not None:
-        spec["annotations"] = {"val": str(dataset.coco.path)}
-    path = scratch / "val_subset.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return str(path)
-
-
-def measure_cost(fp32: Path, int8: Path, data: str, imgsz: tuple[int, int]) -> Int8Cost:
-    """The cost report on the first COST_IMAGES images of the val split: agreement, and mAP with labels."""
-    from yolonas_cli.engine.letterbox import to_bgr_uint8
-    from yolonas_cli.formats.calibration import load_split
-
+def measure_cost(fp32: Backend, int8: Backend, data: str, imgsz: tuple[int, int]) -> Int8Cost:
+    """The cost report on the first COST_IMAGES images of the val split of `data`, each exported model opened
+    on the CPU: the agreement at predict settings (conf 0.25, iou 0.7), and with labels the mAP50-95 of both
+    through the val loop (conf 0.001, batch 4)."""
     dataset = load_split(data, "val")
     if dataset is None:
         raise RuntimeError(f"data={data} has no val split for the INT8 cost report")
     count = min(len(dataset), COST_IMAGES)
-    engines = (_predict_engine(fp32, imgsz), _predict_engine(int8, imgsz))
+    names = dict(dataset.names)
+    engines = [Engine(backend, names, EngineSettings(imgsz=imgsz, batch=1)) for backend in (fp32, int8)]
     ref, got, labelled = [], [], False
     for index in range(count):
         sample = dataset.load(index)
@@ -277,26 +221,8 @@ def measure_cost(fp32: Path, int8: Path, data: str, imgsz: tuple[int, int]) -> I
     agreement = detection_agreement(ref, got)
     if not labelled:
         return Int8Cost(count, agreement)
-    with tempfile.TemporaryDirectory() as scratch:
-        subset = data if count == len(dataset) else subset_yaml(dataset, count, Path(scratch))
-        maps = [val_map(p, subset, imgsz, Path(scratch)) for p in (fp32, int8)]
+    subset = dataset.head(count)
+    val_settings = EngineSettings(imgsz=imgsz, conf=0.001, batch=4)
+    with console.verbosity(False):
+        maps = [evaluate(Engine(b, names, val_settings), subset).metrics.box.map for b in (fp32, int8)]
     return Int8Cost(count, agreement, maps[0], maps[1])
-
-
-# ---------------------------------------------------------------- format=onnx int8=True
-
-
-def export_int8_onnx(job: ExportJob) -> Path:
-    """FP32 graph -> calibrate on `data` -> QDQ INT8 graph at job.output; prints the cost report."""
-    from yolonas_cli.formats.onnx_graph import build_onnx
-
-    data, calib = calibration_for(job.args.data, job.args.fraction, job.imgsz, "ONNX Runtime")
-    with tempfile.TemporaryDirectory() as scratch:
-        fp32 = build_onnx(job, Path(scratch) / "fp32.onnx", half=False, simplify=False, precision="fp32")
-        with atomic_file(job.output) as temp:
-            quantize_onnx(fp32, temp, calib, job.args.batch, symmetric=False)
-            finish_int8(temp, job)
-            cost = measure_cost(fp32, temp, data, job.imgsz)
-    for line in cost.lines(f"{data} (val)"):
-        console.info(line)
-    return job.output

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from yolonas_cli.core.errors import WeightsError
+from yolonas_cli.engine.backend import GraphNMS
 
 SCHEMA_VERSION = 1
 PRODUCER = "yolo-nas"
@@ -36,7 +37,7 @@ INPUT_NAME = "images"
 
 @dataclass(frozen=True)
 class ExportMetadata:
-    """What an exported file says about itself (read back by `backends.registry.open_exported`)."""
+    """What an exported file says about itself (read back by each format's `read_metadata`)."""
 
     names: dict[int, str]  # class id -> name
     imgsz: tuple[int, int]  # (h, w) the model was exported at (its only size unless dynamic)
@@ -57,6 +58,11 @@ class ExportMetadata:
     producer: str = PRODUCER
     version: str = ""  # yolo-nas version that wrote the file
     schema: int = SCHEMA_VERSION
+
+    @property
+    def graph_nms(self) -> GraphNMS | None:
+        """The NMS settings of a graph that ends with NMS, else None (what `Backend.graph_nms` reports)."""
+        return GraphNMS(self.conf, self.iou, self.max_det) if self.nms else None
 
     @property
     def output_names(self) -> tuple[str, ...]:

@@ -1,21 +1,29 @@
-"""The ONNX Runtime backend: runs `*.onnx` files written by `yolo-nas export` on the CPU or a CUDA GPU.
+"""format=onnx: the export (`export`: FP32, FP16, or INT8 QDQ with its cost report) and the ONNX Runtime
+backend that runs `*.onnx` files written by `yolo-nas export` on the CPU or a CUDA GPU.
 
-The metadata comes from the session (`custom_metadata_map`), so the `onnx` package is not needed here.
-Static exports get a fixed input size (and batch: other batch sizes are split and padded); dynamic ones
-take any size that is a multiple of 32.
+The backend reads the metadata from the session (`custom_metadata_map`), so the `onnx` package is not needed
+to run a file. Static exports get a fixed input size (and batch: other batch sizes are split and padded);
+dynamic ones take any size that is a multiple of 32.
 """
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from yolonas_cli.core import console
 from yolonas_cli.core.errors import MissingExtraError
+from yolonas_cli.core.files import atomic_file
+from yolonas_cli.engine.backend import check_input, outputs_to_raw, run_in_batches
+from yolonas_cli.formats.calibration import calibration_for
+from yolonas_cli.formats.int8 import finish_int8, measure_cost, quantize_onnx
+from yolonas_cli.formats.job import ExportJob
 from yolonas_cli.formats.metadata import ExportMetadata
-from yolonas_cli.formats.registry import check_input, outputs_to_raw, run_in_batches
+from yolonas_cli.formats.onnx_graph import build_onnx
 
 
 def load_onnxruntime() -> Any:
@@ -62,7 +70,7 @@ def fixed_dims(shape: list[Any]) -> tuple[int | None, tuple[int, int] | None]:
 
 
 class OnnxRuntimeBackend:
-    """An exported ONNX model in an ONNX Runtime session (see `backends.base.Backend`)."""
+    """An exported ONNX model in an ONNX Runtime session (see `engine.backend.Backend`)."""
 
     name = "onnxruntime"
 
@@ -77,7 +85,7 @@ class OnnxRuntimeBackend:
         self.session = ort.InferenceSession(str(self.path), options, providers=providers_for(ort, device))
         meta_map = dict(self.session.get_modelmeta().custom_metadata_map)
         self.metadata = ExportMetadata.from_pairs(meta_map, str(self.path))
-        self.end2end = self.metadata.nms
+        self.graph_nms = self.metadata.graph_nms
         self.device = torch.device("cpu")  # outputs come back as host arrays
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
@@ -88,10 +96,54 @@ class OnnxRuntimeBackend:
         return self.session.run(self.output_names, {self.input_name: images})
 
     def __call__(self, images: np.ndarray) -> Any:
-        """float32 [B,3,H,W] RGB 0-1 -> (boxes, scores) tensors, or per-image detections when end2end."""
+        """float32 [B,3,H,W] RGB 0-1 -> (boxes, scores) tensors, or per-image detections (graph NMS)."""
         check_input(images, self.fixed_input, self.path.name)
         images = np.ascontiguousarray(images, dtype=np.float32)
-        return outputs_to_raw(run_in_batches(self.run, images, self.fixed_batch), self.end2end)
+        return outputs_to_raw(run_in_batches(self.run, images, self.fixed_batch), self.graph_nms is not None)
 
     def synchronize(self) -> None:
         """Session runs are synchronous."""
+
+
+def open_backend(path: Path, device: torch.device) -> OnnxRuntimeBackend:
+    """The ONNX Runtime session of an exported file on `device`."""
+    return OnnxRuntimeBackend(path, device)
+
+
+def read_metadata(path: Path) -> ExportMetadata:
+    """ONNX metadata_props through `onnx` when installed (the header only), else through a CPU session."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnx") is not None:
+        from yolonas_cli.formats.onnx_graph import read_metadata as read_onnx_metadata
+
+        return read_onnx_metadata(path)
+    return OnnxRuntimeBackend(path, torch.device("cpu")).metadata
+
+
+# ---------------------------------------------------------------- export
+
+
+def export(job: ExportJob) -> Path:
+    """format=onnx: FP32 or FP16 graph; int8=True quantizes it (see `export_int8`)."""
+    if job.options.int8:
+        return export_int8(job)
+    with atomic_file(job.output) as temp:
+        build_onnx(job, temp)
+    return job.output
+
+
+def export_int8(job: ExportJob) -> Path:
+    """FP32 graph -> calibrate on `data` -> QDQ INT8 graph at job.output; prints the cost report (see
+    `formats.int8`)."""
+    o = job.options
+    data, calib = calibration_for(o.data, o.fraction, job.imgsz, "ONNX Runtime")
+    with tempfile.TemporaryDirectory() as scratch:
+        fp32 = build_onnx(job, Path(scratch) / "fp32.onnx", half=False, simplify=False, precision="fp32")
+        with atomic_file(job.output) as temp:
+            quantize_onnx(fp32, temp, calib, o.batch, symmetric=False)
+            finish_int8(temp, job)
+            cost = measure_cost(OnnxRuntimeBackend(fp32), OnnxRuntimeBackend(temp), data, job.imgsz)
+    for line in cost.lines(f"{data} (val)"):
+        console.info(line)
+    return job.output

@@ -1,4 +1,5 @@
-"""Torch -> ONNX: trace the export module, attach the metadata, optionally slim, check, write atomically.
+"""Torch -> ONNX graph, the first step of the ONNX, OpenVINO and TensorRT exports: trace the export module,
+attach the metadata, optionally slim, check.
 
 The TorchScript-based `torch.onnx.export(dynamo=False)` is used: it needs no extra package (onnxscript) and
 handles the custom `NonMaxSuppression` symbolic of `wrappers._NonMaxSuppression`. `dynamic=True` marks the
@@ -19,7 +20,7 @@ from yolonas_cli.core.errors import MissingExtraError, UsageError
 from yolonas_cli.formats.metadata import INPUT_NAME, ExportMetadata
 
 if TYPE_CHECKING:
-    from yolonas_cli.modes.export import ExportJob
+    from yolonas_cli.formats.job import ExportJob
 
 DEFAULT_OPSET = 17  # ONNX Runtime >= 1.13, OpenVINO 2023+, TensorRT 10 all read it
 MIN_OPSET = 11  # TopK with a k input, ScatterND, NonMaxSuppression
@@ -137,22 +138,9 @@ def build_onnx(
     """Write the checked ONNX graph of `job` (optionally overriding half/nms/simplify) to `path`."""
     from dataclasses import replace
 
-    half = job.args.half if half is None else half
-    nms = job.args.nms if nms is None else nms
+    half = job.options.half if half is None else half
+    nms = job.options.nms if nms is None else nms
     meta = replace(job.meta, nms=nms, precision=precision or ("fp16" if half else "fp32"), format="onnx")
-    trace_to_onnx(job.module(half=half, nms=nms), job.sample(), path, meta, resolve_opset(job.args.opset))
-    finish_onnx(path, meta, job.args.simplify if simplify is None else simplify)
+    trace_to_onnx(job.module(half=half, nms=nms), job.sample(), path, meta, resolve_opset(job.options.opset))
+    finish_onnx(path, meta, job.options.simplify if simplify is None else simplify)
     return path
-
-
-def export(job: ExportJob) -> Path:
-    """format=onnx: FP32 or FP16 graph; int8=True quantizes it (see `export.int8`)."""
-    from yolonas_cli.core.files import atomic_file
-
-    if job.args.int8:
-        from yolonas_cli.formats.int8 import export_int8_onnx
-
-        return export_int8_onnx(job)
-    with atomic_file(job.output) as temp:
-        build_onnx(job, temp)
-    return job.output

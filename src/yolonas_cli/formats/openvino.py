@@ -1,4 +1,10 @@
-"""The OpenVINO backend: an IR folder (or its .xml) from `yolo-nas export format=openvino`, on the CPU.
+"""format=openvino: the export (ONNX -> OpenVINO IR `<stem>_openvino_model/<stem>.xml` + `.bin`: FP32, FP16
+weights, or INT8 through NNCF) and the backend that runs an IR folder (or its .xml) on the CPU.
+
+The ONNX graph (with its NMS when `nms=True`) is converted by `openvino.convert_model`; the metadata pairs
+go into the model's `rt_info` under `yolo_nas`. FP16 stores FP16 weights (`compress_to_fp16`); INT8 runs
+NNCF post-training quantization on the calibration images with the decoding and NMS kept in float (the
+same rule as the ONNX INT8 export, see `formats.int8.float_tail`).
 
 Models are compiled with the f32 inference precision hint: OpenVINO's CPU plugin otherwise runs the float
 layers in bfloat16 on CPUs that have it, which moves boxes by whole pixels (FP16 exports keep FP16-rounded
@@ -7,6 +13,10 @@ weights; INT8 ones run their quantized layers in INT8 either way).
 
 from __future__ import annotations
 
+import contextlib
+import io
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +25,108 @@ import torch
 
 from yolonas_cli.core import console
 from yolonas_cli.core.errors import MissingExtraError, WeightsError
-from yolonas_cli.formats.openvino_export import read_rt_info
-from yolonas_cli.formats.registry import check_input, outputs_to_raw, run_in_batches
+from yolonas_cli.core.files import atomic_dir
+from yolonas_cli.engine.backend import check_input, outputs_to_raw, run_in_batches
+from yolonas_cli.formats.calibration import DEFAULT_DATA, calibration_for
+from yolonas_cli.formats.int8 import float_tail, measure_cost
+from yolonas_cli.formats.job import ExportJob
+from yolonas_cli.formats.metadata import ExportMetadata
+from yolonas_cli.formats.onnx import OnnxRuntimeBackend
+from yolonas_cli.formats.onnx_graph import build_onnx
+
+
+def export(job: ExportJob) -> Path:
+    """format=openvino: the folder with `<stem>.xml`, `<stem>.bin`; INT8 also prints its cost report."""
+    import openvino as ov
+
+    o = job.options
+    with tempfile.TemporaryDirectory() as scratch:
+        onnx_path = build_onnx(job, Path(scratch) / "model.onnx", half=False, simplify=False, precision="fp32")
+        model = ov.convert_model(str(onnx_path))
+        if o.int8:
+            model = quantize_nncf(model, onnx_path, job)
+        write_rt_info(model, job.meta)
+        with atomic_dir(job.output) as folder:
+            ov.save_model(model, str(folder / f"{job.weights.stem}.xml"), compress_to_fp16=o.half)
+            if o.int8:
+                report_cost(onnx_path, folder, job)
+    return job.output
+
+
+def report_cost(fp32_onnx: Path, folder: Path, job: ExportJob) -> None:
+    """Print the INT8 cost report (see `formats.int8`) of the IR in `folder` against the FP32 graph."""
+    data = job.options.data or DEFAULT_DATA
+    cost = measure_cost(OnnxRuntimeBackend(fp32_onnx), OpenVinoBackend(folder), data, job.imgsz)
+    for line in cost.lines(f"{data} (val)"):
+        console.info(line)
+
+
+def read_metadata(path: Path) -> ExportMetadata:
+    """The metadata in the IR's rt_info (the model is read, not compiled)."""
+    return read_rt_info(load_openvino().Core().read_model(str(find_xml(path))), str(path))
+
+
+def open_backend(path: Path, device: torch.device) -> OpenVinoBackend:
+    """The compiled IR of an exported folder (or .xml), on the CPU."""
+    return OpenVinoBackend(path, device)
+
+
+RT_INFO_KEY = "yolo_nas"
+
+
+def write_rt_info(model: Any, meta: ExportMetadata) -> None:
+    """The metadata pairs as rt_info entries `yolo_nas/<key>`."""
+    for key, value in meta.to_pairs().items():
+        model.set_rt_info(value, [RT_INFO_KEY, key])
+
+
+def read_rt_info(model: Any, where: str) -> ExportMetadata:
+    """Inverse of `write_rt_info`."""
+    from dataclasses import fields
+
+    pairs = {
+        f.name: str(model.get_rt_info([RT_INFO_KEY, f.name]).astype(str))
+        for f in fields(ExportMetadata)
+        if model.has_rt_info([RT_INFO_KEY, f.name])
+    }
+    return ExportMetadata.from_pairs(pairs, where)
+
+
+def quantize_nncf(model: Any, onnx_path: Path, job: ExportJob) -> Any:
+    """NNCF post-training INT8 quantization, decoding and NMS ignored (kept in float)."""
+    import nncf
+    import onnx
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    _, calib = calibration_for(job.options.data, job.options.fraction, job.imgsz, "NNCF")
+    dataset = nncf.Dataset(list(calib.batches(job.options.batch)))
+    ignored = nncf.IgnoredScope(names=float_tail(onnx.load(str(onnx_path))), validate=False)
+    advanced = AdvancedQuantizationParameters(activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX)
+    with _quiet_nncf():
+        return nncf.quantize(
+            model,
+            dataset,
+            preset=nncf.QuantizationPreset.MIXED,
+            ignored_scope=ignored,
+            subset_size=len(calib.inputs),
+            advanced_parameters=advanced,
+        )
+
+
+@contextlib.contextmanager
+def _quiet_nncf() -> Iterator[None]:
+    """NNCF logs every skipped node at INFO and draws progress bars."""
+    import logging
+
+    logger = logging.getLogger("nncf")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def load_openvino() -> Any:
@@ -45,7 +155,7 @@ def _dims(partial_shape: Any) -> list[int | None]:
 
 
 class OpenVinoBackend:
-    """A compiled OpenVINO model (see `backends.base.Backend`)."""
+    """A compiled OpenVINO model (see `engine.backend.Backend`)."""
 
     name = "openvino"
 
@@ -57,7 +167,7 @@ class OpenVinoBackend:
         core = ov.Core()
         model = core.read_model(str(find_xml(self.path)))
         self.metadata = read_rt_info(model, str(self.path))
-        self.end2end = self.metadata.nms
+        self.graph_nms = self.metadata.graph_nms
         self.device = torch.device("cpu")
         self.compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         dims = _dims(model.inputs[0].partial_shape)
@@ -77,10 +187,10 @@ class OpenVinoBackend:
         return [results[port] for port in self.outputs]
 
     def __call__(self, images: np.ndarray) -> Any:
-        """float32 [B,3,H,W] RGB 0-1 -> (boxes, scores) tensors, or per-image detections when end2end."""
+        """float32 [B,3,H,W] RGB 0-1 -> (boxes, scores) tensors, or per-image detections (graph NMS)."""
         check_input(images, self.fixed_input, self.path.name)
         images = np.ascontiguousarray(images, dtype=np.float32)
-        return outputs_to_raw(run_in_batches(self.run, images, self.fixed_batch), self.end2end)
+        return outputs_to_raw(run_in_batches(self.run, images, self.fixed_batch), self.graph_nms is not None)
 
     def synchronize(self) -> None:
         """Inference calls are synchronous."""

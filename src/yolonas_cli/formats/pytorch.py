@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from yolonas_cli.engine.backend import GraphNMS
+
 
 def no_tf32() -> Any:
     """Context: cuDNN convolutions in true FP32 (no TF32) for the calls inside it."""
@@ -22,6 +24,7 @@ class TorchBackend:
 
     name = "torch"
     fixed_input: tuple[int, int] | None = None
+    graph_nms: GraphNMS | None = None  # decoded outputs: NMS runs in the engine
 
     def __init__(self, model: nn.Module, device: torch.device, half: bool = False):
         self.device = device

@@ -1,24 +1,63 @@
-"""The TorchScript backend: a traced model from `yolo-nas export format=torchscript`, on any torch device."""
+"""format=torchscript: the export (a traced `DecodedModel`, the metadata as the extra file `metadata.json`) and
+the backend that runs it on any torch device.
+
+The trace records shapes symbolically (sizes are read from the tensors), so one file runs at any batch
+and any multiple-of-32 size; `dynamic=False` only makes the loader enforce the export size. NMS is not
+offered in TorchScript (data-dependent loops do not trace); the backend's outputs go through the engine's
+NMS, as the PyTorch model's do.
+"""
 
 from __future__ import annotations
 
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from yolonas_cli.formats.metadata import metadata_from_json
+from yolonas_cli.core.errors import WeightsError
+from yolonas_cli.core.files import atomic_file
+from yolonas_cli.engine.backend import GraphNMS, check_input
+from yolonas_cli.formats.job import ExportJob
+from yolonas_cli.formats.metadata import ExportMetadata, metadata_from_json, metadata_json
 from yolonas_cli.formats.pytorch import no_tf32
-from yolonas_cli.formats.registry import check_input
-from yolonas_cli.formats.torchscript_export import METADATA_FILE
+
+METADATA_FILE = "metadata.json"
+
+
+def export(job: ExportJob) -> Path:
+    """format=torchscript: trace, embed the metadata, save atomically."""
+    module = job.module(nms=False)
+    with warnings.catch_warnings(), torch.no_grad(), atomic_file(job.output) as temp:
+        warnings.simplefilter("ignore")  # torch.jit deprecation and tracer warnings
+        traced = torch.jit.trace(module, job.sample(), check_trace=False)
+        torch.jit.save(traced, str(temp), _extra_files={METADATA_FILE: metadata_json(job.meta)})
+    return job.output
+
+
+def read_metadata(path: Path) -> ExportMetadata:
+    """The `extra/metadata.json` entry of the TorchScript zip archive (the model is not loaded)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next((n for n in archive.namelist() if n.endswith(f"/extra/{METADATA_FILE}")), None)
+            if name is None:
+                raise WeightsError(f"'{path}' was not exported by yolo-nas (no {METADATA_FILE} in it)")
+            return metadata_from_json(archive.read(name), str(path))
+    except zipfile.BadZipFile:
+        raise WeightsError(f"'{path}' is not a TorchScript file") from None
+
+
+def open_backend(path: Path, device: torch.device) -> TorchScriptBackend:
+    """The traced module of an exported file on `device`."""
+    return TorchScriptBackend(path, device)
 
 
 class TorchScriptBackend:
-    """A `torch.jit` module with its metadata (see `backends.base.Backend`)."""
+    """A `torch.jit` module with its metadata (see `engine.backend.Backend`)."""
 
     name = "torchscript"
-    end2end = False
+    graph_nms: GraphNMS | None = None  # TorchScript exports never hold NMS
 
     def __init__(self, path: str | Path, device: torch.device = torch.device("cpu")):
         self.path = Path(path)

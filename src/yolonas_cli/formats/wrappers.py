@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from yolonas_cli.engine.ops import nms
+from yolonas_cli.engine.postprocess import PRE_NMS_TOP_K
 from yolonas_cli.model.yolo_nas import YoloNAS
 
 Detections = tuple[Tensor, Tensor, Tensor, Tensor]  # num_dets, det_boxes, det_scores, det_classes
@@ -84,7 +85,7 @@ class End2EndHead(nn.Module):
     """(boxes [B,N,4], scores [B,N,C]) -> (num_dets int32 [B,1], det_boxes [B,M,4], det_scores [B,M],
     det_classes int32 [B,M]) with M = max_det; rows at and after num_dets are zeros."""
 
-    def __init__(self, conf: float, iou: float, max_det: int, pre_nms_top_k: int = 1024):
+    def __init__(self, conf: float, iou: float, max_det: int, pre_nms_top_k: int = PRE_NMS_TOP_K):
         super().__init__()
         self.conf, self.iou, self.max_det, self.top_k = float(conf), float(iou), int(max_det), int(pre_nms_top_k)
 
@@ -141,11 +142,3 @@ class End2EndModel(nn.Module):
 
     def forward(self, images: Tensor) -> Detections:
         return self.head(*self.decoded(images))
-
-
-def detections_from_end2end(num_dets: Tensor, boxes: Tensor, scores: Tensor, classes: Tensor) -> list[Tensor]:
-    """End-to-end outputs -> per image float32 [K,6] (x1, y1, x2, y2, conf, class), like `postprocess`."""
-    out = []
-    for n, b, s, c in zip(num_dets.reshape(-1).tolist(), boxes, scores, classes):
-        out.append(torch.cat([b[:n].float(), s[:n, None].float(), c[:n, None].float()], 1))
-    return out

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from yolonas_cli.data.datasets.dataset import Labels
-from yolonas_cli.engine.letterbox import Letterbox, resize_target
-from yolonas_cli.metrics.coco import IOU_THRESHOLDS, match_image
+from yolonas_cli.engine.letterbox import Letterbox
+from yolonas_cli.metrics.matching import IOU_THRESHOLDS, match_image
 
 __all__ = ["SG_POSTPROCESS", "SGDetectionMetric", "SGPostprocess", "SGResult", "sg_letterbox"]
 
@@ -57,13 +57,9 @@ def sg_letterbox(orig_hw: tuple[int, int], imgsz: int | tuple[int, int] = 640) -
 
     For a 640x640 input: ``r = min(636 / H, 636 / W)``, resized ``(int(H * r), int(W * r))`` (at least 1),
     centre padding ``top = (640 - H') // 2``, ``left = (640 - W') // 2``. Other input sizes keep the 636/640
-    ratio per side, as the engine's letterbox does.
+    ratio per side, as the engine's letterbox does (the one planner, `Letterbox.for_image`, with truncation).
     """
-    th, tw = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
-    h, w = int(orig_hw[0]), int(orig_hw[1])
-    r = min(resize_target(th) / h, resize_target(tw) / w)
-    rh, rw = (h, w) if r == 1 else (max(1, int(h * r)), max(1, int(w * r)))
-    return Letterbox((h, w), (rh, rw), (th, tw), r, (th - rh) // 2, (tw - rw) // 2)
+    return Letterbox.for_image(orig_hw, imgsz, truncate=True)
 
 
 def top_k_per_class(conf: np.ndarray, cls: np.ndarray, k: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""What `yolo-nas info` reports about a model: one dictionary, printed as a table by the CLI and
+"""`yolo-nas info`: what it reports about a model is one dictionary, printed as aligned lines by the CLI and
 returned by `NAS.info()`."""
 
 from __future__ import annotations
@@ -7,6 +7,9 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from yolonas_cli.core import console
+from yolonas_cli.core.sizes import imgsz_pair
+from yolonas_cli.detector import Detector
 from yolonas_cli.model.blocks import reparameterize_model
 from yolonas_cli.model.profile import count_flops, count_layers, count_parameters
 from yolonas_cli.weights.loader import LoadedWeights
@@ -92,7 +95,17 @@ def info_text(info: dict[str, Any]) -> str:
 
 def run(args: Any) -> int:
     """`yolo-nas info`: print the model facts for `args.model` at `args.imgsz`."""
-    from yolonas_cli.api import NAS
-
-    NAS(args.model, weights_dir=args.weights_dir).info(imgsz=args.imgsz, verbose=True)
+    info(Detector(args.model, weights_dir=args.weights_dir), args.imgsz, verbose=True)
     return 0
+
+
+def info(model: Detector, imgsz: int | tuple[int, int] = 640, verbose: bool = True) -> dict[str, Any]:
+    """The facts of `model` at `imgsz` (see `model_info` and `exported_info`), printed when `verbose`."""
+    meta = model.exported_metadata
+    if meta is not None:
+        facts = exported_info(model.path, meta)
+    else:
+        facts = model_info(model.loaded, imgsz_pair(imgsz), fused=model.fused)
+    if verbose:
+        console.text(info_text(facts))
+    return facts

@@ -1,24 +1,22 @@
-"""Predict: the engine's results streamed through the output sinks (annotated images and videos, labels,
-crops, predictions.json) and the console lines. Used by `yolo-nas predict` and `NAS.predict`."""
+"""`yolo-nas predict`: the engine's results streamed through the output sinks (annotated images and videos,
+labels, crops, predictions.json) and the console lines. `NAS.predict` runs the same `predict_stream`."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 
-from yolonas_cli.cfg import PredictArgs
+from yolonas_cli.cfg import PredictArgs, make_args
 from yolonas_cli.core import console
 from yolonas_cli.core.files import atomic_imwrite
 from yolonas_cli.core.sizes import imgsz_pair
 from yolonas_cli.data.results import Result
 from yolonas_cli.data.sinks import JsonSink, VideoSink, make_run_dir
 from yolonas_cli.data.sources import Frame, Source, default_source, open_source
+from yolonas_cli.detector import Detector
 from yolonas_cli.engine.engine import Engine, EngineSettings
-
-if TYPE_CHECKING:
-    from yolonas_cli.api import NAS
 
 
 def engine_settings(args: PredictArgs) -> EngineSettings:
@@ -36,10 +34,10 @@ def engine_settings(args: PredictArgs) -> EngineSettings:
     )
 
 
-def predict_stream(nas: NAS, args: PredictArgs) -> Iterator[Result]:
+def predict_stream(model: Detector, args: PredictArgs) -> Iterator[Result]:
     """Run predict over `args.source`, saving and printing as `args` says; yields one Result per image/frame."""
     source = _open(args)
-    engine = nas.make_engine(engine_settings(args), args.device, args.half)
+    engine = model.make_engine(engine_settings(args), args.device, args.half)
     run = PredictOutputs(args)
     seen = 0
     started = time.perf_counter()
@@ -158,16 +156,12 @@ def _print_summary(engine: Engine, run: PredictOutputs, seen: int, seconds: floa
 
 def predict_args(model: Any, source: Any, overrides: dict[str, Any], *, cli_defaults: bool) -> PredictArgs:
     """Typed, validated predict arguments for the Python API (save defaults to False there)."""
-    from yolonas_cli.cfg import make_args
-
     values = {"save": cli_defaults, **overrides, "model": str(model), "source": source}
-    return make_args("predict", **values)  # type: ignore[return-value]
+    return cast(PredictArgs, make_args("predict", **values))
 
 
 def run(args: PredictArgs) -> int:
     """`yolo-nas predict`: run predict over the whole source; outputs are written as the results stream by."""
-    from yolonas_cli.api import NAS
-
-    for _ in predict_stream(NAS(args.model, weights_dir=args.weights_dir), args):
+    for _ in predict_stream(Detector(args.model, weights_dir=args.weights_dir), args):
         pass
     return 0

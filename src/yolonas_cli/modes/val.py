@@ -1,14 +1,14 @@
-"""The val loop: dataset images streamed through the shared engine, scored with pycocotools (and, with
-`protocol=sg`, with the original's own metric), printed as an Ultralytics-style table and saved.
+"""`yolo-nas val`: a model validated on a dataset YAML by the one validation loop (`metrics.evaluate`), printed
+as an Ultralytics-style table and saved.
 
     from yolonas_cli.modes.val import validate
-    metrics = validate(nas, make_args("val", data="coco8.yaml", batch=8))
+    metrics = validate(model, make_args("val", data="coco8.yaml", batch=8))
     metrics.box.map, metrics.box.map50, metrics.box.maps, metrics.speed, metrics.results_dict
 
-Images are decoded by `workers` threads at most `2 * batch` ahead of the model (bounded memory), in dataset
-order; a corrupt image is reported and skipped. Batches hold consecutive images of one padded input shape
-(all of them unless `rect=True`). Validation NMS is multi-label with `conf` 0.001, `iou` 0.7, `max_det` 300
-and a pre-NMS top-k of 1024 (the original's predict value) by default.
+Validation NMS is multi-label with `conf` 0.001, `iou` 0.7, `max_det` 300 and a pre-NMS top-k of
+`PRE_NMS_TOP_K` (the original's predict value) by default. `protocol=sg` also runs the original's published
+evaluation: its val letterbox (`engine.ORIGINAL_VAL`), its post-processing (`metrics.sg.SG_POSTPROCESS`) and its
+metric, printed next to pycocotools' numbers on the same detections.
 
 `classes=` keeps only those classes on both sides: detections (in NMS) and ground truth; pycocotools is
 restricted to their category ids.
@@ -21,62 +21,71 @@ labels/<stem>.txt (`save_txt`: `class xc yc w h conf`, normalised).
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections import deque
-from collections.abc import Generator, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Callable, Union
+from pathlib import Path
 
 import numpy as np
 
 from yolonas_cli.cfg import ValArgs
 from yolonas_cli.core import console
-from yolonas_cli.core.errors import UsageError, YoloNasError
+from yolonas_cli.core.errors import UsageError
 from yolonas_cli.core.files import atomic_write_bytes, atomic_write_chunks
 from yolonas_cli.core.sizes import imgsz_pair
-from yolonas_cli.data.datasets.dataset import CorruptSample, Dataset, Labels, Sample, load_dataset
+from yolonas_cli.data.datasets.dataset import Dataset, Sample, load_dataset
 from yolonas_cli.data.results import Boxes, Result
 from yolonas_cli.data.sinks import make_run_dir
-from yolonas_cli.engine.engine import Engine, EngineSettings
-from yolonas_cli.engine.letterbox import Letterbox, to_bgr_uint8
-from yolonas_cli.engine.ops import clip_boxes
-from yolonas_cli.metrics.coco import (
-    COCO_STAT_NAMES,
-    BoxMetrics,
-    CocoDetections,
-    CocoGroundTruth,
-    CocoScores,
-    ConfusionMatrix,
-    PRCurves,
-    ValMetrics,
-    coco_evaluate,
-    match_image,
-    plot_confusion_matrix,
-    plot_pr_curve,
-    pr_curves,
-)
-from yolonas_cli.metrics.sg import SG_POSTPROCESS, SGDetectionMetric, sg_letterbox
+from yolonas_cli.detector import Detector
+from yolonas_cli.engine.engine import ORIGINAL_VAL, PREDICT, EngineSettings
+from yolonas_cli.engine.postprocess import PRE_NMS_TOP_K
+from yolonas_cli.metrics.evaluate import Evaluation, clipped, evaluate
+from yolonas_cli.metrics.plots import plot_confusion_matrix, plot_pr_curve
+from yolonas_cli.metrics.sg import SG_POSTPROCESS
+from yolonas_cli.metrics.val_metrics import ValMetrics
 
-if TYPE_CHECKING:
-    from yolonas_cli.api import NAS
+__all__ = ["HEADER", "engine_settings", "run", "validate"]
 
-__all__ = ["HEADER", "VAL_PRE_NMS_TOP_K", "validate"]
-
-VAL_PRE_NMS_TOP_K = 1024
 HEADER = ("%22s" + "%11s" * 6) % ("Class", "Images", "Instances", "Box(P", "R", "mAP50", "mAP50-95)")
 ROW = "%22s" + "%11i" * 2 + "%11.3g" * 4
-Loaded = Union[Sample, CorruptSample]
 
 
-# ---------------------------------------------------------------------------------------- public entry
+def run(args: ValArgs) -> int:
+    """`yolo-nas val`: load `args.model`, validate it on `args.data`, print the table; exit code 0."""
+    validate(Detector(args.model, weights_dir=args.weights_dir), args)
+    return 0
 
 
-def validate(nas: NAS, args: ValArgs) -> ValMetrics:
-    """Evaluate `nas` on `args.data` (split `args.split`) and return the metrics; prints and saves as `args`
+def validate(model: Detector, args: ValArgs) -> ValMetrics:
+    """Evaluate `model` on `args.data` (split `args.split`) and return the metrics; prints and saves as `args`
     says (console verbosity follows `args.verbose` for the duration of the call)."""
     with console.verbosity(args.verbose):
-        return Validator(nas, args).run()
+        dataset = load_dataset(args.data, args.split)
+        if len(model.names) != dataset.nc:
+            raise UsageError(
+                f"data={args.data} has {dataset.nc} classes but the model has "
+                f"{len(model.names)}: use a dataset labelled with the model's classes"
+            )
+        original = args.protocol == "sg"
+        if original:
+            _announce_original_protocol(args)
+        pipeline = ORIGINAL_VAL if original else PREDICT
+        engine = model.make_engine(engine_settings(args), args.device, args.half, pipeline=pipeline)
+        if original and engine.backend.graph_nms is not None:
+            raise UsageError(
+                "protocol=sg runs the original's own NMS, but this exported model has NMS in its "
+                "graph: export it without nms=True, or use protocol=coco"
+            )
+        run_dir = make_run_dir(args.project, args.name, args.exist_ok, "val", create=True)
+        labels = LabelWriter(run_dir, dataset) if args.save_txt else None
+        evaluation = evaluate(
+            engine,
+            dataset,
+            classes=args.classes,
+            original_metric=original,
+            workers=args.workers,
+            on_image=labels.write if labels else None,
+            title=HEADER,
+        )
+        return _report(evaluation, args, run_dir)
 
 
 def engine_settings(args: ValArgs) -> EngineSettings:
@@ -103,306 +112,55 @@ def engine_settings(args: ValArgs) -> EngineSettings:
         max_det=args.max_det,
         classes=classes,
         multi_label=True,
-        pre_nms_top_k=VAL_PRE_NMS_TOP_K,
+        pre_nms_top_k=PRE_NMS_TOP_K,
         rect=args.rect,
         batch=args.batch,
     )
 
 
-class SGEngine(Engine):
-    """The engine with the original's val preprocessing (`sg_letterbox`: truncated resize) and unclipped
-    boxes (the original does not clip; clip with `ops.clip_boxes` where needed)."""
-
-    clip_boxes = False
-
-    def letterbox(self, orig_hw: tuple[int, int]) -> Letterbox:
-        return sg_letterbox(orig_hw, self.settings.imgsz)
-
-
-# ---------------------------------------------------------------------------------------- data feeding
+def _announce_original_protocol(args: ValArgs) -> None:
+    console.info(
+        "protocol=sg: the original's evaluation (longest side 636 truncated, centre pad 640, "
+        "conf 0.03, NMS IoU 0.65, top-k 1000, max 300, multi-label); conf, iou, max_det and "
+        "rect are not used"
+    )
+    if args.imgsz not in (640, (640, 640)):
+        console.warn(f"protocol=sg was published at imgsz=640; running it at imgsz={args.imgsz}")
 
 
-def _load_safely(dataset: Dataset, index: int) -> Loaded:
-    """Sample `index` with a BGR uint8 image, or the CorruptSample that says why it cannot be used."""
-    try:
-        sample = dataset.load(index)
-        image = to_bgr_uint8(sample.image)
-    except CorruptSample as exc:
-        return exc
-    except YoloNasError as exc:
-        return CorruptSample(f"{dataset.files[index]}: {exc}")
-    return Sample(sample.index, sample.path, sample.image_id, image, sample.labels)
+class LabelWriter:
+    """`save_txt`: each image's detections as labels/<stem>.txt (`class xc yc w h conf`, boxes clipped)."""
 
-
-def prefetch(load: Callable[[int], Loaded], count: int, workers: int, depth: int) -> Generator[Loaded, None, None]:
-    """`load(0) ... load(count - 1)` in order, computed by `workers` threads at most `depth` ahead
-    (workers=0: in the calling thread)."""
-    if workers <= 0:
-        yield from (load(i) for i in range(count))
-        return
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="val-load")
-    try:
-        pending: deque = deque(pool.submit(load, i) for i in range(min(depth, count)))
-        upcoming = iter(range(len(pending), count))
-        while pending:
-            future = pending.popleft()
-            nxt = next(upcoming, None)
-            if nxt is not None:
-                pending.append(pool.submit(load, nxt))
-            yield future.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def batches(
-    items: Iterable[Loaded], size: int, shape_of: Callable[[np.ndarray], tuple[int, int]]
-) -> Iterator[tuple[list[Sample], list[CorruptSample]]]:
-    """Groups of at most `size` consecutive samples of one padded shape, each with the corrupt samples met
-    since the previous group (the last group may be empty when only corrupt ones remain)."""
-    group: list[Sample] = []
-    skipped: list[CorruptSample] = []
-    shape = None
-    for item in items:
-        if isinstance(item, CorruptSample):
-            skipped.append(item)
-            continue
-        item_shape = shape_of(item.image)
-        if group and (len(group) >= size or item_shape != shape):
-            yield group, skipped
-            group, skipped = [], []
-        group.append(item)
-        shape = item_shape
-    if group or skipped:
-        yield group, skipped
-
-
-# ---------------------------------------------------------------------------------------- the loop
-
-
-class Validator:
-    """One val run: build everything from `args`, `run()` the loop, return `ValMetrics`."""
-
-    def __init__(self, nas: NAS, args: ValArgs):
-        self.args = args
-        self.dataset = load_dataset(args.data, args.split)
-        self.names = self.dataset.names
-        if len(nas.names) != self.dataset.nc:
-            raise UsageError(
-                f"data={args.data} has {self.dataset.nc} classes but the model has "
-                f"{len(nas.names)}: use a dataset labelled with the model's classes"
-            )
-        self.sg = args.protocol == "sg"
-        self._announce_protocol()
-        settings = engine_settings(args)
-        engine = nas.make_engine(settings, args.device, args.half)
-        if self.sg and getattr(engine.backend, "end2end", False):
-            raise UsageError(
-                "protocol=sg runs the original's own NMS, but this exported model has NMS in its "
-                "graph: export it without nms=True, or use protocol=coco"
-            )
-        self.engine = SGEngine(engine.backend, engine.names, settings) if self.sg else engine
-        self.run_dir = make_run_dir(args.project, args.name, args.exist_ok, "val", create=True)
-        self.state = RunState(self.dataset, args.classes, self.sg)
-
-    def _announce_protocol(self) -> None:
-        a = self.args
-        if not self.sg:
-            return
-        console.info(
-            "protocol=sg: the original's evaluation (longest side 636 truncated, centre pad 640, "
-            "conf 0.03, NMS IoU 0.65, top-k 1000, max 300, multi-label); conf, iou, max_det and "
-            "rect are not used"
-        )
-        if a.imgsz not in (640, (640, 640)):
-            console.warn(f"protocol=sg was published at imgsz=640; running it at imgsz={a.imgsz}")
-
-    def _shape_of(self, image: np.ndarray) -> tuple[int, int]:
-        backend, s = self.engine.backend, self.engine.settings
-        if self.sg:
-            return s.imgsz
-        imgsz = backend.fixed_input or s.imgsz
-        rect = s.rect and backend.fixed_input is None
-        return Letterbox.for_image(image.shape[:2], imgsz, rect=rect).padded_hw
-
-    def run(self) -> ValMetrics:
-        """Stream the dataset through the engine, then score, print and save."""
-        a = self.args
-        loaded = prefetch(lambda i: _load_safely(self.dataset, i), len(self.dataset), a.workers, max(2 * a.batch, 4))
-        with contextlib.closing(loaded), console.count_progress(HEADER, len(self.dataset)) as advance:
-            for group, skipped in batches(loaded, a.batch, self._shape_of):
-                for bad in skipped:
-                    console.warn(f"skipping a corrupt image: {bad}")
-                if group:
-                    outputs = self.engine.run_batch([s.image for s in group])
-                    for sample, (det, lb, _) in zip(group, outputs):
-                        self.state.add(sample, det, lb)
-                        self._save_txt(sample, det)
-                self.state.skipped += len(skipped)
-                advance(len(group) + len(skipped))
-        if not self.state.seen:
-            raise YoloNasError(
-                f"none of the {len(self.dataset)} images of split '{a.split}' of "
-                f"{self.dataset.yaml_path.name} could be read"
-            )
-        return self._finish()
-
-    def _save_txt(self, sample: Sample, det: np.ndarray) -> None:
-        if not self.args.save_txt:
-            return
-        det = self.state.clipped(det, sample.hw)
-        result = Result(Boxes(det, sample.hw), self.names, None, sample.hw, str(sample.path))
-        result.save_txt(self.run_dir / "labels" / f"{self.state.stem(sample)}.txt", save_conf=True)
-
-    def _finish(self) -> ValMetrics:
-        a, st = self.args, self.state
-        if a.save_json:
-            atomic_write_chunks(self.run_dir / "predictions.json", st.detections.json_chunks())
-        scores = st.evaluate()
-        curves = st.curves()
-        metrics = ValMetrics(
-            box=box_metrics(st, scores, curves),
-            speed=self._speed(),
-            names=self.names,
-            seen=st.seen,
-            skipped=st.skipped,
-            protocol=a.protocol,
-            save_dir=self.run_dir,
-            coco={k: float(v) for k, v in zip(COCO_STAT_NAMES, scores.stats)},
-        )
-        if st.sg_metric is not None:
-            metrics.sg = st.sg_metric.compute().as_dict()
-        print_metrics(metrics, verbose=a.verbose and len(self.names) > 1)
-        if a.save_json and scores.summary:
-            console.info(scores.summary.rstrip())
-        self._save(metrics, curves)
-        console.info(f"Results saved to {self.run_dir}")
-        return metrics
-
-    def _speed(self) -> dict[str, float]:
-        per = self.engine.timer.per_image()
-        return {
-            "preprocess": per["preprocess"],
-            "inference": per["inference"],
-            "loss": 0.0,
-            "postprocess": per["postprocess"],
-        }
-
-    def _save(self, metrics: ValMetrics, curves: PRCurves) -> None:
-        if self.args.plots:
-            box = metrics.box
-            plot_pr_curve(self.run_dir / "BoxPR_curve.png", curves, self.names, box.ap50, box.map50)
-            plot_confusion_matrix(self.run_dir / "confusion_matrix.png", self.state.confusion.matrix, self.names)
-        atomic_write_bytes(self.run_dir / "metrics.json", json.dumps(metrics.to_dict(), indent=2).encode())
-
-
-class RunState:
-    """Everything accumulated over the images of one run (see `add`)."""
-
-    def __init__(self, dataset: Dataset, classes: list[int] | None, sg: bool):
-        self.dataset, self.classes = dataset, classes
-        self.nc = dataset.nc
-        self.seen = self.skipped = 0
-        self.img_ids: list[Any] = []
-        self.detections = CocoDetections(dataset.category_ids)
-        self.gt = CocoGroundTruth(dataset.names, dataset.category_ids)
-        self.instances = np.zeros(self.nc, np.int64)
-        self.images = np.zeros(self.nc, np.int64)
-        self.tp: list[np.ndarray] = []
-        self.ignored: list[np.ndarray] = []
-        self.conf: list[np.ndarray] = []
-        self.cls: list[np.ndarray] = []
-        self.confusion = ConfusionMatrix(self.nc)
-        self.sg_metric = SGDetectionMetric(self.nc) if sg else None
-        self._unique_stems = len({p.stem for p in dataset.files}) == len(dataset.files)
+    def __init__(self, run_dir: Path, dataset: Dataset):
+        self.folder = run_dir / "labels"
+        self.names = dataset.names
+        self.unique_stems = len({p.stem for p in dataset.files}) == len(dataset.files)
 
     def stem(self, sample: Sample) -> str:
         """A file stem unique in the run (the image's stem, or its id when stems repeat)."""
-        return sample.path.stem if self._unique_stems else str(sample.image_id).replace("/", "__")
+        return sample.path.stem if self.unique_stems else str(sample.image_id).replace("/", "__")
 
-    @staticmethod
-    def clipped(det: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-        """Detections [K, 6] with boxes clipped to the image (a copy)."""
-        out = np.array(det, dtype=np.float32).reshape(-1, 6)
-        out[:, :4] = clip_boxes(out[:, :4], hw)
-        return out
-
-    def add(self, sample: Sample, det: np.ndarray, lb: Letterbox) -> None:
-        """Score one image: det [K, 6] in original pixels from the engine (unclipped with protocol=sg)."""
-        labels = sample.labels.only_classes(self.classes)
-        boxes = self.clipped(det, sample.hw)
-        self.seen += 1
-        self.img_ids.append(sample.image_id)
-        self.detections.add(sample.image_id, boxes)
-        if self.dataset.coco is None:
-            self.gt.add(sample.image_id, sample.path.name, sample.hw, labels)
-        tp, ignored = match_image(boxes, labels)
-        self.tp.append(tp[:, 0])
-        self.ignored.append(ignored[:, 0])
-        self.conf.append(boxes[:, 4].astype(np.float64))
-        self.cls.append(boxes[:, 5].astype(np.int64))
-        counts = np.bincount(labels.cls[~labels.crowd], minlength=self.nc)[: self.nc]
-        self.instances += counts
-        self.images += counts > 0
-        self.confusion.update(boxes, labels)
-        if self.sg_metric is not None:
-            inputs = Labels(labels.cls, np.asarray(lb.to_input(labels.boxes)), labels.crowd, labels.area)
-            self.sg_metric.update(np.asarray(lb.to_input(np.asarray(det, np.float64))), inputs)
-
-    def _cat_ids(self) -> list[int] | None:
-        if self.classes is None:
-            return None
-        return [self.dataset.category_ids[c] for c in self.classes if 0 <= c < self.nc]
-
-    def evaluate(self) -> CocoScores:
-        """pycocotools on the predictions (zeros, with a warning, when there are no labels)."""
-        if not self.instances.sum():
-            console.warn(f"no labels found in the {self.dataset.split} set, cannot compute metrics without labels")
-            return CocoScores(np.zeros(len(COCO_STAT_NAMES)), {}, {})
-        gt = self.dataset.coco.data if self.dataset.coco is not None else self.gt.to_dict()
-        return coco_evaluate(gt, self.detections, self.img_ids, self._cat_ids())
-
-    def curves(self) -> PRCurves:
-        """P, R and PR curves at IoU 0.5 over every image so far."""
-        return pr_curves(
-            _cat(self.tp, bool),
-            _cat(self.conf, np.float64),
-            _cat(self.cls, np.int64),
-            _cat(self.ignored, bool),
-            self.instances,
-        )
+    def write(self, sample: Sample, det: np.ndarray) -> None:
+        result = Result(Boxes(clipped(det, sample.hw), sample.hw), self.names, None, sample.hw, str(sample.path))
+        result.save_txt(self.folder / f"{self.stem(sample)}.txt", save_conf=True)
 
 
-def _cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
-    return np.concatenate(parts) if parts else np.zeros(0, dtype)
-
-
-def box_metrics(state: RunState, scores: CocoScores, curves: PRCurves) -> BoxMetrics:
-    """The `BoxMetrics` of a run: COCOeval stats (negative = undefined -> 0) and per-class AP, P and R."""
-    stat = {name: max(float(v), 0.0) for name, v in zip(COCO_STAT_NAMES, scores.stats)}
-    ids = state.dataset.category_ids
-    classes = curves.classes
-    ap = np.array([max(scores.ap.get(ids[c], 0.0), 0.0) for c in classes])
-    ap50 = np.array([max(scores.ap50.get(ids[c], 0.0), 0.0) for c in classes])
-    p, r = curves.precision, curves.recall
-    return BoxMetrics(
-        nc=state.nc,
-        map=stat["mAP50-95"],
-        map50=stat["mAP50"],
-        map75=stat["mAP75"],
-        map_small=stat["mAP_small"],
-        map_medium=stat["mAP_medium"],
-        map_large=stat["mAP_large"],
-        mp=float(p.mean()) if len(p) else 0.0,
-        mr=float(r.mean()) if len(r) else 0.0,
-        ap_class_index=classes,
-        p=p,
-        r=r,
-        ap50=ap50,
-        ap=ap,
-        images=state.images,
-        instances=state.instances,
-        best_conf=curves.best_conf,
-    )
+def _report(evaluation: Evaluation, args: ValArgs, run_dir: Path) -> ValMetrics:
+    """Print the metrics and write the run folder's files."""
+    metrics = evaluation.metrics
+    metrics.save_dir = run_dir
+    if args.save_json:
+        atomic_write_chunks(run_dir / "predictions.json", evaluation.detections.json_chunks())
+    print_metrics(metrics, verbose=args.verbose and len(metrics.names) > 1)
+    if args.save_json and evaluation.scores.summary:
+        console.info(evaluation.scores.summary.rstrip())
+    if args.plots:
+        box = metrics.box
+        plot_pr_curve(run_dir / "BoxPR_curve.png", evaluation.curves, metrics.names, box.ap50, box.map50)
+        plot_confusion_matrix(run_dir / "confusion_matrix.png", evaluation.confusion.matrix, metrics.names)
+    atomic_write_bytes(run_dir / "metrics.json", json.dumps(metrics.to_dict(), indent=2).encode())
+    console.info(f"Results saved to {run_dir}")
+    return metrics
 
 
 # ---------------------------------------------------------------------------------------- printing
@@ -440,11 +198,3 @@ def print_metrics(metrics: ValMetrics, verbose: bool) -> None:
         f"Speed: {s['preprocess']:.1f}ms preprocess, {s['inference']:.1f}ms inference, "
         f"{s['loss']:.1f}ms loss, {s['postprocess']:.1f}ms postprocess per image"
     )
-
-
-def run(args: ValArgs) -> int:
-    """`yolo-nas val`: load `args.model`, validate it on `args.data`, print the table; exit code 0."""
-    from yolonas_cli.api import NAS
-
-    validate(NAS(args.model, weights_dir=args.weights_dir), args)
-    return 0

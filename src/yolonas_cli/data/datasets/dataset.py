@@ -38,7 +38,7 @@ import shutil
 import tarfile
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Union
 
@@ -328,6 +328,10 @@ class Dataset:
     @property
     def is_coco_names(self) -> bool:
         return tuple(self.names[i] for i in range(self.nc)) == COCO80_NAMES
+
+    def head(self, count: int) -> Dataset:
+        """The same split restricted to its first `count` images."""
+        return replace(self, files=self.files[:count])
 
     def load(self, index: int) -> Sample:
         """Decode image `index` and read its labels. Raises CorruptSample."""

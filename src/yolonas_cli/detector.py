@@ -1,0 +1,117 @@
+"""A YOLO-NAS detector opened from weights (run by PyTorch) or from an exported file (run by its format's
+runtime), behind one `Backend`: what every mode runs.
+
+    model = Detector("yolo_nas_s.pt")                 # or "yolo_nas_s.onnx", "yolo_nas_s_openvino_model/", ...
+    engine = model.make_engine(EngineSettings(imgsz=(640, 640)), device="cpu")
+
+The public facade `yolonas_cli.NAS` (api.py) is a Detector with the modes (predict, val, export, info) as
+methods; the modes themselves take a Detector.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from yolonas_cli.core.devices import resolve_half, select_device
+from yolonas_cli.core.errors import UsageError
+from yolonas_cli.engine.backend import Backend
+from yolonas_cli.engine.engine import PREDICT, Engine, EngineSettings, Pipeline
+from yolonas_cli.formats.exported import open_exported, read_exported_metadata
+from yolonas_cli.formats.metadata import ExportMetadata
+from yolonas_cli.formats.registry import is_exported
+from yolonas_cli.model.blocks import reparameterize_model
+from yolonas_cli.weights.loader import LoadedWeights, load_weights
+
+
+class Detector:
+    """A YOLO-NAS detector loaded from a weights file or name, or opened from an exported file.
+
+    Attributes: `model` (the torch.nn.Module, eval mode; weights only), `names` ({class id: name}), `variant`
+    ('yolo_nas_s', ... or None for a custom architecture), `path` (the weights or exported file).
+    """
+
+    def __init__(self, model: str | Path = "yolo_nas_s.pt", *, weights_dir: str | Path | None = None):
+        self.fused = False
+        self._backends: dict[tuple[str, bool], Backend] = {}  # exported: one opened runtime per device
+        self._exported: ExportMetadata | None = None
+        self._exported_path: Path | None = None
+        self._loaded: LoadedWeights | None = None
+        if is_exported(model) and Path(model).exists():
+            self._exported_path, self._exported = Path(model), read_exported_metadata(model)
+        else:
+            self._loaded = load_weights(model, weights_dir)
+
+    @property
+    def is_exported(self) -> bool:
+        """True for an exported model (ONNX, TorchScript, OpenVINO, TensorRT): no torch module behind it."""
+        return self._exported is not None
+
+    @property
+    def exported_metadata(self) -> ExportMetadata | None:
+        """The metadata an exported model carries (format, precision, imgsz, ...); None for weights."""
+        return self._exported
+
+    @property
+    def model(self) -> nn.Module:
+        """The torch.nn.Module (eval mode). Not available for an exported model."""
+        return self.loaded.model
+
+    @property
+    def names(self) -> dict[int, str]:
+        return dict(self._exported.names) if self._exported is not None else self.loaded.names
+
+    @property
+    def variant(self) -> str | None:
+        return self._exported.model if self._exported is not None else self.loaded.variant
+
+    @property
+    def path(self) -> Path:
+        return self._exported_path if self._exported_path is not None else self.loaded.path
+
+    @property
+    def loaded(self) -> LoadedWeights:
+        """The model with its metadata (file format, processing settings, checkpoint facts)."""
+        if self._loaded is None:
+            raise UsageError(f"'{self.path}' is an exported model: load the weights file (.pt/.pth) for this")
+        return self._loaded
+
+    def fuse(self) -> Detector:
+        """Fuse every re-parameterisable block in place (QARepVGG branches, Conv-BN pairs). Returns self.
+
+        An exported model is already fused: nothing to do."""
+        if self._loaded is not None:
+            reparameterize_model(self._loaded.model.eval())
+        self.fused = True
+        return self
+
+    def backend(self, device: str | int | torch.device | None = "auto", half: bool = False) -> Backend:
+        """The runtime on `device`: the fused model in PyTorch (fusing it first, as every mode does), or the
+        exported file in its format's runtime (opened once per device)."""
+        from yolonas_cli.formats.pytorch import TorchBackend
+
+        target = device if isinstance(device, torch.device) else select_device(device)
+        if self._exported_path is not None:
+            key = (str(target), half)
+            if key not in self._backends:
+                self._backends[key] = open_exported(self._exported_path, target, half)
+            return self._backends[key]
+        if not self.fused:
+            self.fuse()
+        return TorchBackend(self.model, target, resolve_half(half, target))
+
+    def make_engine(
+        self,
+        settings: EngineSettings,
+        device: str | int | torch.device | None = "auto",
+        half: bool = False,
+        pipeline: Pipeline = PREDICT,
+    ) -> Engine:
+        """The shared inference engine on `device` (see `backend`)."""
+        return Engine(self.backend(device, half), self.names, settings, pipeline)
+
+    def __repr__(self) -> str:
+        kind = "exported" if self.is_exported else f"fused={self.fused}"
+        return f"{type(self).__name__}({str(self.path)!r}, variant={self.variant!r}, classes={len(self.names)}, {kind})"

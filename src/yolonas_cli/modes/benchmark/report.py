@@ -1,0 +1,191 @@
+"""The report of a run: headline numbers, the Rich and Markdown tables, and the saved files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from yolonas_cli.core.files import atomic_write_bytes
+from yolonas_cli.modes.benchmark.measure import TOP_K
+from yolonas_cli.modes.benchmark.records import BenchmarkReport, Row, rounded
+
+
+def summarize(report: BenchmarkReport) -> dict[str, Any]:
+    """The headline numbers: baseline, fastest FP32 row, fastest row, best FP32 model GFLOP/s vs the peak."""
+    ok = [r for r in report.rows if r.ok and r.e2e and not r.variant.baseline]
+    base = next((r for r in report.rows if r.variant.baseline and r.ok), None)
+    fp32 = [r for r in ok if r.variant.precision == "fp32"]
+    summary: dict[str, Any] = {"baseline_e2e_ms": rounded(base.e2e.median) if base and base.e2e else None}
+    for key, pool in (("fastest_fp32", fp32), ("fastest", ok)):
+        best = min(pool, key=lambda r: r.e2e.median) if pool else None  # type: ignore[union-attr]
+        summary[key] = _headline(best)
+    best_model = max(fp32, key=lambda r: r.gflops or 0.0) if fp32 else None
+    summary["best_fp32_model"] = _headline(best_model)
+    summary["peak_gflops"] = rounded(report.peak.best("fp32"), 1)
+    return summary
+
+
+def _headline(row: Row | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    d = row.to_dict()
+    keys = (
+        "title",
+        "precision",
+        "e2e_median_ms",
+        "model_median_ms",
+        "speedup",
+        "gflops",
+        "peak_pct",
+        "preprocess_ms",
+        "postprocess_ms",
+        "box_diff_px",
+        "map50_95",
+    )
+    return {k: d[k] for k in keys}
+
+
+COLUMNS = (
+    "Format",
+    "Precision",
+    "Size MB",
+    "Model ms",
+    "E2E ms",
+    "Pre / post ms",
+    "img/s",
+    "GFLOP/s",
+    "Agreement",
+    "Speed-up",
+)
+CAPTION = (
+    "Model ms and E2E (end-to-end) ms: median / p90 per batch. Pre / post: median preprocess and "
+    "postprocess ms. GFLOP/s: fused-model FLOPs / model time (% of the same precision's matmul peak). "
+    f"Agreement with PyTorch FP32: largest box (px) and score difference over its top {TOP_K} "
+    "anchors, reference detections reproduced. Speed-up: end-to-end, over the baseline."
+)
+_TEXT_COLUMNS = ("Format", "Precision", "Agreement")
+_MIN_WIDTHS = {"Format": 9, "Agreement": 14}
+
+
+def render_table(report: BenchmarkReport) -> Any:
+    """The Rich table of a report (print it with `console.out`). Cells fold rather than being cut short
+    when the terminal is narrow."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(
+        title=report_title(report),
+        title_justify="left",
+        caption=CAPTION,
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        collapse_padding=True,
+        pad_edge=False,
+    )
+    for name in COLUMNS:
+        table.add_column(
+            name, justify="left" if name in _TEXT_COLUMNS else "right", overflow="fold", min_width=_MIN_WIDTHS.get(name)
+        )
+    for row in report.rows:
+        table.add_row(*table_cells(row))
+    return table
+
+
+def report_title(report: BenchmarkReport) -> str:
+    s = report.settings
+    return (
+        f"{Path(str(s['model'])).name} at {'x'.join(map(str, s['imgsz']))}, batch {s['batch']}, "
+        f"{s['device']}, {s['runs']} runs"
+    )
+
+
+def markdown_table(report: BenchmarkReport) -> str:
+    """The same table in Markdown (saved as benchmark.md, for READMEs and reports)."""
+    lines = [
+        f"**{report_title(report)}**",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "|".join("---" if c in _TEXT_COLUMNS else "---:" for c in COLUMNS) + "|",
+    ]
+    for row in report.rows:
+        lines.append("| " + " | ".join(cell.replace("|", "/") for cell in table_cells(row)) + " |")
+    return "\n".join([*lines, "", CAPTION, "", *summary_lines(report), ""])
+
+
+def table_cells(row: Row) -> list[str]:
+    """The ten printed cells of a row (a row that was not measured shows its status instead)."""
+    v = row.variant
+    head = [v.title, v.precision.upper(), _fmt(row.size_mb, 1)]
+    if not row.ok or row.model is None or row.e2e is None:
+        return [*head, "-", "-", "-", "-", "-", row.status, "-"]
+    pct = f" ({row.peak_pct:.0f}%)" if row.peak_pct is not None else ""
+    pre_post = f"{row.stages['preprocess']:.1f} / {row.stages['postprocess']:.1f}"
+    return [
+        *head,
+        f"{row.model.median:.1f} / {row.model.p90:.1f}",
+        f"{row.e2e.median:.1f} / {row.e2e.p90:.1f}",
+        pre_post,
+        _fmt(row.images_per_s, 1),
+        f"{_fmt(row.gflops, 0)}{pct}",
+        agreement_text(row.agreement),
+        f"{row.speedup:.2f}x" if row.speedup else "-",
+    ]
+
+
+def agreement_text(a: dict[str, Any]) -> str:
+    """e.g. 'box 0.0004 px, score 1e-06, dets 3/3' (and 'mAP50-95 0.512 (-0.003)' with data=)."""
+    parts = []
+    if "box_diff_px" in a:
+        parts.append(f"box {a['box_diff_px']:.2g} px, score {a['score_diff']:.1g}")
+    if "matched" in a:
+        parts.append(f"dets {a['matched']}/{a['reference']}")
+    if "map50_95" in a:
+        diff = a.get("map50_95_diff")
+        parts.append(f"mAP50-95 {a['map50_95']:.3f}" + (f" ({diff:+.3f})" if diff is not None else ""))
+    return ", ".join(parts) or "-"
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def summary_lines(report: BenchmarkReport) -> list[str]:
+    """Plain-text headline lines printed under the table."""
+    s, env = report.summary, report.environment
+    lines = [s["note"]] if s.get("note") else []
+    if s.get("baseline_e2e_ms") is not None:
+        lines.append(
+            f"Baseline (unfused eager PyTorch, original-style pipeline): {s['baseline_e2e_ms']:.1f} ms end-to-end"
+        )
+    for key, label in (("fastest_fp32", "Fastest FP32"), ("fastest", "Fastest overall")):
+        h = s.get(key)
+        if h:
+            speed = f", {h['speedup']:.2f}x the baseline" if h["speedup"] else ""
+            lines.append(
+                f"{label}: {h['title']} {h['precision'].upper()} {h['e2e_median_ms']:.1f} ms end-to-end{speed}"
+            )
+    peak_methods = ", ".join(f"{k} {v:.0f}" for k, v in report.peak.methods.items())
+    model = f"{report.flops / 1e9:.3g} GFLOP/image" if report.flops else "FLOPs unknown (not an S, M or L model)"
+    lines.append(f"Matrix-multiply peak: {peak_methods} GFLOP/s; model: {model}")
+    cpu = f"{env['cpu']}, {env['torch_threads']} threads" + (f", GPU {env['gpu']}" if "gpu" in env else "")
+    lines.append(f"Machine: {cpu}; load average {env['load_before']} before, {env['load_after']} after")
+    return lines
+
+
+def save_report(report: BenchmarkReport, run_dir: Path) -> list[Path]:
+    """benchmark.csv (a line per row), benchmark.json (everything), benchmark.md (the table) in `run_dir`."""
+    records = [r.to_dict() for r in report.rows]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(records[0]) if records else ["format"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    payload = json.dumps(report.to_dict(), indent=2).encode("utf-8")
+    return [
+        atomic_write_bytes(run_dir / "benchmark.csv", text.getvalue().encode("utf-8")),
+        atomic_write_bytes(run_dir / "benchmark.json", payload),
+        atomic_write_bytes(run_dir / "benchmark.md", markdown_table(report).encode("utf-8")),
+    ]
