@@ -139,9 +139,7 @@ class Source:
 
 def default_source() -> Path:
     """The bundled sample photos folder (astronaut.png, chelsea.png, coffee.png, rocket.jpg)."""
-    import yolonas_cli
-
-    return Path(yolonas_cli.__file__).parent / "assets"
+    return Path(__file__).parents[1] / "assets"
 
 
 def open_source(

@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from yolonas_cli.engine.postprocess import PRE_NMS_TOP_K
-from yolonas_cli.formats.base import Format
 from yolonas_cli.formats.metadata import ExportMetadata
 from yolonas_cli.model.yolo_nas import YoloNAS
 
@@ -44,7 +43,6 @@ class ExportJob:
     model: YoloNAS  # the fused model (copied, never changed, by `module`)
     weights: Path  # the weights file it was loaded from
     options: ExportOptions
-    format: Format
     meta: ExportMetadata  # written into the exported file
     output: Path  # where the export goes
     device: torch.device  # where the model is traced

@@ -51,7 +51,7 @@ def export_model(model: Detector, args: ExportArgs) -> Path:
     fmt.check_installed(args.int8)
     job = export_job(model, args, export_device(args, fmt))
     started = time.perf_counter()
-    _print_start(job)
+    _print_start(job, fmt)
     try:
         path = fmt.export(job)
     except YoloNasError:
@@ -73,7 +73,7 @@ def export_job(model: Detector, args: ExportArgs, device: torch.device, output: 
     options = ExportOptions(**{name: getattr(args, name) for name in OPTIONAL_ARGS})
     meta = export_metadata(model, args, imgsz)
     output = output or fmt.output_for(model.path)
-    return ExportJob(model.loaded.model, model.path, options, fmt, meta, output, device, imgsz)
+    return ExportJob(model.loaded.model, model.path, options, meta, output, device, imgsz)
 
 
 # ---------------------------------------------------------------- validation
@@ -148,12 +148,12 @@ def export_metadata(model: Detector, args: ExportArgs, imgsz: tuple[int, int]) -
     )
 
 
-def _print_start(job: ExportJob) -> None:
+def _print_start(job: ExportJob, fmt: Format) -> None:
     o = job.options
     shape = (o.batch, 3, *job.imgsz)
     kind = "detections (num_dets, det_boxes, det_scores, det_classes)" if o.nms else "boxes and scores"
     console.info(
-        f"Exporting '{job.weights}' ({size_mb(job.weights):.1f} MB) to {job.format.title}: input "
+        f"Exporting '{job.weights}' ({size_mb(job.weights):.1f} MB) to {fmt.title}: input "
         f"{shape} BCHW{' (dynamic)' if o.dynamic else ''}, {job.meta.precision}, outputs {kind}"
     )
 

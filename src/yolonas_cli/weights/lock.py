@@ -52,9 +52,7 @@ def default_lock_path() -> Path:
     override = os.environ.get(LOCK_ENV)
     if override:
         return Path(override).expanduser()
-    import yolonas_cli
-
-    return Path(yolonas_cli.__file__).parent / "bundled" / "weights.lock"
+    return Path(__file__).parents[1] / "bundled" / "weights.lock"
 
 
 def load_lock(path: str | Path | None = None) -> dict[str, WeightsRecord]:
