@@ -17,10 +17,11 @@ import yaml
 from typer.testing import CliRunner
 
 from yolonas_cli import __version__
-from yolonas_cli.cfg import MODES, PredictArgs, defaults, describe, format_value
+from yolonas_cli.cfg import MODES, PredictArgs, defaults, describe
 from yolonas_cli.cli import app as app_module
 from yolonas_cli.cli.app import app
 from yolonas_cli.core import console
+from yolonas_cli.core.checks import format_value
 from yolonas_cli.core.errors import MissingExtraError, UsageError, YoloNasError
 
 SCRIPT = Path(sys.executable).parent / "yolo-nas"

@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from formula import FIXTURES
-from yolonas_cli.cfg import PredictArgs, format_value
+from yolonas_cli.cfg import PredictArgs
 from yolonas_cli.cli.parse import parse_args
+from yolonas_cli.core.checks import format_value
 from yolonas_cli.core.errors import UsageError, WeightsError
 from yolonas_cli.engine.letterbox import Letterbox
 from yolonas_cli.weights.checkpoint import read_checkpoint

@@ -6,7 +6,7 @@ on `CommonArgs`. Every field carries its help line and its check in `dataclasses
 construction or from `dataclasses.replace`) always holds valid, normalised values, or construction raises
 `UsageError` with one line naming the argument, the bad value and what is allowed.
 
-Types are checked strictly:
+Types are checked strictly (see `core.checks`):
 - a bool field takes only True or False (`save=1` is an error; the CLI parser turns true/false into bools);
 - an int field takes only integers (`batch=2.5` and `batch=2.0` are errors);
 - a float field takes integers or floats (`conf=1` is 1.0); `conf=abc` is an error;
@@ -17,210 +17,39 @@ warning; `classes=N` → [N]; `format=trt|tensorrt` → "engine"; choices are lo
 
 from __future__ import annotations
 
-import difflib
-import numbers
-import os
-import re
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from yolonas_cli.core import console
+from yolonas_cli.core.checks import (
+    Check,
+    bad_value,
+    boolean,
+    choice,
+    classes,
+    device,
+    did_you_mean,
+    format_value,
+    imgsz,
+    integer,
+    number,
+    source,
+    text,
+)
 from yolonas_cli.core.errors import UsageError
-from yolonas_cli.core.sizes import STRIDE, imgsz_pair, round_up
+from yolonas_cli.core.sizes import STRIDE, imgsz_pair
 from yolonas_cli.formats import registry
-
-Check = Callable[[str, Any], Any]
 
 MODES = ("predict", "val", "export", "info", "benchmark")
 EXPORT_FORMATS = registry.EXPORT_FORMATS
 BENCHMARK_FORMATS = tuple(f.name for f in registry.FORMATS)  # the PyTorch weights and every export
 FORMAT_ALIASES = registry.ALIASES
-_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda|cuda:\d+)$")
-
-
-# ---------------------------------------------------------------- messages
-
-
-def format_value(value: Any) -> str:
-    """A value written the way it is typed on the command line: None, True, 640, 640,480, [0,2], text."""
-    if isinstance(value, tuple):
-        return ",".join(format_value(v) for v in value)
-    if isinstance(value, list):
-        return "[" + ",".join(format_value(v) for v in value) + "]"
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return str(value)
-
-
-def _show(value: Any) -> str:
-    """A bad value for an error message: text as typed, other objects by repr (shortened)."""
-    if isinstance(value, str):
-        return value if value else "''"
-    text = format_value(value) if isinstance(value, (tuple, list, os.PathLike)) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _bad(name: str, value: Any, problem: str, allowed: str) -> UsageError:
-    return UsageError(f"{name}={_show(value)} {problem}: {allowed}")
-
-
-def did_you_mean(word: str, options: list[str] | tuple[str, ...]) -> str:
-    """' Did you mean 'x'?' (up to 3 close matches by difflib), or '' when nothing is close."""
-    matches = [f"'{m}'" for m in difflib.get_close_matches(word, list(options), n=3, cutoff=0.6)]
-    if not matches:
-        return ""
-    listed = matches[0] if len(matches) == 1 else ", ".join(matches[:-1]) + " or " + matches[-1]
-    return f" Did you mean {listed}?"
 
 
 def unknown_key_message(mode: str, key: str, where: str = "") -> str:
     """The one-line error for a key that `mode` does not take (`where` names a cfg file, if any)."""
     hint = did_you_mean(key, field_names(mode)) or f" Run 'yolo-nas {mode} --help' to list the arguments."
     return f"'{key}'{where} is not a valid argument for {mode}.{hint}"
-
-
-# ---------------------------------------------------------------- checks
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def boolean(name: str, value: Any) -> bool:
-    """True or False only."""
-    if isinstance(value, bool):
-        return value
-    raise _bad(name, value, "is not a boolean", f"use {name}=True or {name}=False")
-
-
-def integer(minimum: int, optional: bool = False) -> Check:
-    """A check for a whole number >= minimum (or None when optional)."""
-    allowed = f"use a whole number >= {minimum}" + (" or None" if optional else "")
-
-    def check(name: str, value: Any) -> int | None:
-        if value is None and optional:
-            return None
-        if not _is_int(value):
-            raise _bad(name, value, "is not a whole number", allowed)
-        if value < minimum:
-            raise _bad(name, value, "is out of range", allowed)
-        return int(value)
-
-    return check
-
-
-def number(low: float, high: float, low_open: bool = False) -> Check:
-    """A check for a float in [low, high] (or (low, high] when low_open); ints are accepted."""
-    allowed = f"use a number > {low:g} and <= {high:g}" if low_open else f"use a number between {low:g} and {high:g}"
-
-    def check(name: str, value: Any) -> float:
-        if not _is_real(value):
-            raise _bad(name, value, "is not a number", allowed)
-        inside = (low < value <= high) if low_open else (low <= value <= high)
-        if not inside:  # also catches NaN
-            raise _bad(name, value, "is out of range", allowed)
-        return float(value)
-
-    return check
-
-
-def text(optional: bool = False) -> Check:
-    """A check for a non-empty str (a path-like object becomes str); None too when optional."""
-    allowed = "use a non-empty path or name" + (" (or None)" if optional else "")
-
-    def check(name: str, value: Any) -> str | None:
-        if value is None and optional:
-            return None
-        if isinstance(value, os.PathLike):
-            value = os.fspath(value)
-        if not isinstance(value, str) or not value:
-            raise _bad(name, value, "is not valid", allowed)
-        return value
-
-    return check
-
-
-def choice(options: tuple[str, ...], aliases: dict[str, str] | None = None) -> Check:
-    """A check for one of `options` (case-insensitive; `aliases` map other spellings onto options)."""
-    aliases = aliases or {}
-
-    def check(name: str, value: Any) -> str:
-        key = value.lower() if isinstance(value, str) else value
-        key = aliases.get(key, key) if isinstance(key, str) else key
-        if key in options:
-            return key
-        allowed = f"use one of {', '.join(options)}"
-        hint = did_you_mean(key, options) if isinstance(key, str) else ""
-        raise _bad(name, value, "is not valid", f"{allowed}.{hint}" if hint else allowed)
-
-    return check
-
-
-def imgsz(name: str, value: Any) -> int | tuple[int, int]:
-    """An int or an (h, w) pair of positive ints, each rounded up to a multiple of 32."""
-    allowed = "use a positive whole number or (h, w), e.g. imgsz=640 or imgsz=640,480"
-    if _is_int(value):
-        sizes = [value]
-    elif isinstance(value, (list, tuple)) and len(value) == 2 and all(map(_is_int, value)):
-        sizes = list(value)
-    else:
-        raise _bad(name, value, "is not valid", allowed)
-    if min(sizes) < 1:
-        raise _bad(name, value, "is out of range", allowed)
-    rounded = [round_up(int(s)) for s in sizes]
-    return rounded[0] if len(rounded) == 1 else (rounded[0], rounded[1])
-
-
-def device(name: str, value: Any) -> str:
-    """auto, cpu, cuda, cuda:N or mps; an int N (or the text "N") means cuda:N."""
-    allowed = "use auto, cpu, cuda, cuda:N (or just N) or mps"
-    if _is_int(value):
-        if value < 0:
-            raise _bad(name, value, "is not valid", allowed)
-        return f"cuda:{int(value)}"
-    if not isinstance(value, str):
-        raise _bad(name, value, "is not valid", allowed)
-    spelled = value.strip().lower()
-    if spelled.isdigit():
-        return f"cuda:{int(spelled)}"
-    if not _DEVICE_RE.match(spelled):
-        raise _bad(name, value, "is not valid", allowed)
-    return spelled
-
-
-def source(name: str, value: Any) -> Any:
-    """A path, URL, glob or stream (str), a webcam index (int >= 0), or None (the bundled sample photos).
-
-    Other objects (numpy arrays, PIL images, lists of them) are passed through for the Python API.
-    """
-    allowed = "use a path, URL, glob or stream, or a webcam index >= 0"
-    if value is None:
-        return None
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    fractional = _is_real(value) and not _is_int(value)
-    if isinstance(value, bool) or fractional or (isinstance(value, str) and not value):
-        raise _bad(name, value, "is not valid", allowed)
-    if _is_int(value):
-        if value < 0:
-            raise _bad(name, value, "is not valid", allowed)
-        return int(value)
-    return value
-
-
-def classes(name: str, value: Any) -> list[int] | None:
-    """None (every class), a class id, or a list/tuple of class ids >= 0; returned as a list."""
-    allowed = "use class ids >= 0, e.g. classes=0 or classes=[0,2]"
-    if value is None:
-        return None
-    ids = list(value) if isinstance(value, (list, tuple)) else [value]
-    if not ids or not all(_is_int(i) and i >= 0 for i in ids):
-        raise _bad(name, value, "is not valid", allowed)
-    return [int(i) for i in ids]
 
 
 def formats(name: str, value: Any) -> list[str] | None:
@@ -230,7 +59,7 @@ def formats(name: str, value: Any) -> list[str] | None:
     if isinstance(value, str):
         value = [part.strip(" '\"") for part in value.strip("[]()").split(",")]
     if not isinstance(value, (list, tuple)) or not value:
-        raise _bad(name, value, "is not valid", f"use names among {', '.join(BENCHMARK_FORMATS)}")
+        raise bad_value(name, value, "is not valid", f"use names among {', '.join(BENCHMARK_FORMATS)}")
     check = choice(BENCHMARK_FORMATS, FORMAT_ALIASES)
     picked = [check(name, item) for item in value]
     return list(dict.fromkeys(picked))

@@ -22,9 +22,10 @@ from typing import Any, Callable
 
 import typer
 
-from yolonas_cli.cfg import MODES, args_class, describe, did_you_mean, format_value
+from yolonas_cli.cfg import MODES, args_class, describe
 from yolonas_cli.cli.parse import parse_args
 from yolonas_cli.core import console
+from yolonas_cli.core.checks import did_you_mean, format_value
 from yolonas_cli.core.errors import UsageError, YoloNasError
 from yolonas_cli.core.version import __version__
 

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import torch
 
-from yolonas_cli.cfg import ExportArgs, format_value
+from yolonas_cli.cfg import ExportArgs
 from yolonas_cli.core import console
+from yolonas_cli.core.checks import format_value
 from yolonas_cli.core.devices import select_device
 from yolonas_cli.core.errors import MissingExtraError, UsageError, YoloNasError
 from yolonas_cli.core.files import size_mb

@@ -1,0 +1,201 @@
+"""Checks of argument values: each takes (name, value) and returns the value normalised, or raises
+`UsageError` with one line naming the argument, the bad value and what is allowed. And the messages they share:
+a value written as typed on the command line, and "Did you mean ...?".
+
+Types are checked strictly: a bool is only True or False; an int only an integer (`2.0` is refused); a float
+an int or a float; text a non-empty str or a path-like object (turned into str).
+"""
+
+from __future__ import annotations
+
+import difflib
+import numbers
+import os
+import re
+from typing import Any, Callable
+
+from yolonas_cli.core.errors import UsageError
+from yolonas_cli.core.sizes import round_up
+
+Check = Callable[[str, Any], Any]
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda|cuda:\d+)$")
+
+
+# ---------------------------------------------------------------- messages
+
+
+def format_value(value: Any) -> str:
+    """A value written the way it is typed on the command line: None, True, 640, 640,480, [0,2], text."""
+    if isinstance(value, tuple):
+        return ",".join(format_value(v) for v in value)
+    if isinstance(value, list):
+        return "[" + ",".join(format_value(v) for v in value) + "]"
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return str(value)
+
+
+def _show(value: Any) -> str:
+    """A bad value for an error message: text as typed, other objects by repr (shortened)."""
+    if isinstance(value, str):
+        return value if value else "''"
+    text = format_value(value) if isinstance(value, (tuple, list, os.PathLike)) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def bad_value(name: str, value: Any, problem: str, allowed: str) -> UsageError:
+    return UsageError(f"{name}={_show(value)} {problem}: {allowed}")
+
+
+def did_you_mean(word: str, options: list[str] | tuple[str, ...]) -> str:
+    """' Did you mean 'x'?' (up to 3 close matches by difflib), or '' when nothing is close."""
+    matches = [f"'{m}'" for m in difflib.get_close_matches(word, list(options), n=3, cutoff=0.6)]
+    if not matches:
+        return ""
+    listed = matches[0] if len(matches) == 1 else ", ".join(matches[:-1]) + " or " + matches[-1]
+    return f" Did you mean {listed}?"
+
+
+# ---------------------------------------------------------------- checks
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def boolean(name: str, value: Any) -> bool:
+    """True or False only."""
+    if isinstance(value, bool):
+        return value
+    raise bad_value(name, value, "is not a boolean", f"use {name}=True or {name}=False")
+
+
+def integer(minimum: int, optional: bool = False) -> Check:
+    """A check for a whole number >= minimum (or None when optional)."""
+    allowed = f"use a whole number >= {minimum}" + (" or None" if optional else "")
+
+    def check(name: str, value: Any) -> int | None:
+        if value is None and optional:
+            return None
+        if not _is_int(value):
+            raise bad_value(name, value, "is not a whole number", allowed)
+        if value < minimum:
+            raise bad_value(name, value, "is out of range", allowed)
+        return int(value)
+
+    return check
+
+
+def number(low: float, high: float, low_open: bool = False) -> Check:
+    """A check for a float in [low, high] (or (low, high] when low_open); ints are accepted."""
+    allowed = f"use a number > {low:g} and <= {high:g}" if low_open else f"use a number between {low:g} and {high:g}"
+
+    def check(name: str, value: Any) -> float:
+        if not _is_real(value):
+            raise bad_value(name, value, "is not a number", allowed)
+        inside = (low < value <= high) if low_open else (low <= value <= high)
+        if not inside:  # also catches NaN
+            raise bad_value(name, value, "is out of range", allowed)
+        return float(value)
+
+    return check
+
+
+def text(optional: bool = False) -> Check:
+    """A check for a non-empty str (a path-like object becomes str); None too when optional."""
+    allowed = "use a non-empty path or name" + (" (or None)" if optional else "")
+
+    def check(name: str, value: Any) -> str | None:
+        if value is None and optional:
+            return None
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if not isinstance(value, str) or not value:
+            raise bad_value(name, value, "is not valid", allowed)
+        return value
+
+    return check
+
+
+def choice(options: tuple[str, ...], aliases: dict[str, str] | None = None) -> Check:
+    """A check for one of `options` (case-insensitive; `aliases` map other spellings onto options)."""
+    aliases = aliases or {}
+
+    def check(name: str, value: Any) -> str:
+        key = value.lower() if isinstance(value, str) else value
+        key = aliases.get(key, key) if isinstance(key, str) else key
+        if key in options:
+            return key
+        allowed = f"use one of {', '.join(options)}"
+        hint = did_you_mean(key, options) if isinstance(key, str) else ""
+        raise bad_value(name, value, "is not valid", f"{allowed}.{hint}" if hint else allowed)
+
+    return check
+
+
+def imgsz(name: str, value: Any) -> int | tuple[int, int]:
+    """An int or an (h, w) pair of positive ints, each rounded up to a multiple of 32."""
+    allowed = "use a positive whole number or (h, w), e.g. imgsz=640 or imgsz=640,480"
+    if _is_int(value):
+        sizes = [value]
+    elif isinstance(value, (list, tuple)) and len(value) == 2 and all(map(_is_int, value)):
+        sizes = list(value)
+    else:
+        raise bad_value(name, value, "is not valid", allowed)
+    if min(sizes) < 1:
+        raise bad_value(name, value, "is out of range", allowed)
+    rounded = [round_up(int(s)) for s in sizes]
+    return rounded[0] if len(rounded) == 1 else (rounded[0], rounded[1])
+
+
+def device(name: str, value: Any) -> str:
+    """auto, cpu, cuda, cuda:N or mps; an int N (or the text "N") means cuda:N."""
+    allowed = "use auto, cpu, cuda, cuda:N (or just N) or mps"
+    if _is_int(value):
+        if value < 0:
+            raise bad_value(name, value, "is not valid", allowed)
+        return f"cuda:{int(value)}"
+    if not isinstance(value, str):
+        raise bad_value(name, value, "is not valid", allowed)
+    spelled = value.strip().lower()
+    if spelled.isdigit():
+        return f"cuda:{int(spelled)}"
+    if not _DEVICE_RE.match(spelled):
+        raise bad_value(name, value, "is not valid", allowed)
+    return spelled
+
+
+def source(name: str, value: Any) -> Any:
+    """A path, URL, glob or stream (str), a webcam index (int >= 0), or None (the bundled sample photos).
+
+    Other objects (numpy arrays, PIL images, lists of them) are passed through for the Python API.
+    """
+    allowed = "use a path, URL, glob or stream, or a webcam index >= 0"
+    if value is None:
+        return None
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    fractional = _is_real(value) and not _is_int(value)
+    if isinstance(value, bool) or fractional or (isinstance(value, str) and not value):
+        raise bad_value(name, value, "is not valid", allowed)
+    if _is_int(value):
+        if value < 0:
+            raise bad_value(name, value, "is not valid", allowed)
+        return int(value)
+    return value
+
+
+def classes(name: str, value: Any) -> list[int] | None:
+    """None (every class), a class id, or a list/tuple of class ids >= 0; returned as a list."""
+    allowed = "use class ids >= 0, e.g. classes=0 or classes=[0,2]"
+    if value is None:
+        return None
+    ids = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not ids or not all(_is_int(i) and i >= 0 for i in ids):
+        raise bad_value(name, value, "is not valid", allowed)
+    return [int(i) for i in ids]
