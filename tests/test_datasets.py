@@ -16,16 +16,13 @@ import yaml
 from httpserver import serve
 from yolonas_cli.core.coco import COCO80_NAMES, COCO80_TO_COCO91
 from yolonas_cli.core.errors import UsageError, YoloNasError
-from yolonas_cli.data.datasets.dataset import (
+from yolonas_cli.data.datasets.dataset import image_ids_for, load_dataset
+from yolonas_cli.data.datasets.labels import CorruptSample, label_path, read_txt_labels
+from yolonas_cli.data.datasets.yaml_spec import (
     DATASETS_DIR_ENV,
-    CorruptSample,
     bundled_datasets,
     datasets_dir,
     find_yaml,
-    image_ids_for,
-    label_path,
-    load_dataset,
-    read_txt_labels,
     set_datasets_dir,
 )
 from yolonas_cli.weights import download
@@ -283,7 +280,8 @@ def test_archive_put_by_hand_is_used_without_network(tmp_path):
 
 
 def test_coco_yaml_fetches_only_what_the_split_needs():
-    from yolonas_cli.data.datasets.dataset import download_entries, read_yaml
+    from yolonas_cli.data.datasets.download import download_entries
+    from yolonas_cli.data.datasets.yaml_spec import read_yaml
 
     path = find_yaml("coco")
     entries = download_entries(read_yaml(path), path)

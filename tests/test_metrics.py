@@ -13,7 +13,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from yolonas_cli.data.datasets.dataset import Labels
+from yolonas_cli.data.datasets.labels import Labels
 from yolonas_cli.engine.letterbox import Letterbox
 from yolonas_cli.metrics.coco import CocoDetections, CocoGroundTruth, coco_detections, coco_evaluate
 from yolonas_cli.metrics.confusion import ConfusionMatrix

@@ -45,7 +45,8 @@ class CalibrationSet:
 
 def load_split(data: str, split: str) -> Dataset | None:
     """The `Dataset` of `split`, or None when the YAML has no such split."""
-    from yolonas_cli.data.datasets.dataset import find_yaml, load_dataset, read_yaml
+    from yolonas_cli.data.datasets.dataset import load_dataset
+    from yolonas_cli.data.datasets.yaml_spec import find_yaml, read_yaml
 
     spec = read_yaml(find_yaml(data))
     if not spec.get(split):

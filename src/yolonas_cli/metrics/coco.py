@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from yolonas_cli.data.datasets.dataset import Labels
+from yolonas_cli.data.datasets.labels import Labels
 
 COCO_STAT_NAMES = (
     "mAP50-95",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from yolonas_cli.data.datasets.dataset import Labels
+from yolonas_cli.data.datasets.labels import Labels
 from yolonas_cli.metrics.matching import box_iou_np
 
 

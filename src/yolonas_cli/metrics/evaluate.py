@@ -28,7 +28,8 @@ import numpy as np
 
 from yolonas_cli.core import console
 from yolonas_cli.core.errors import YoloNasError
-from yolonas_cli.data.datasets.dataset import CorruptSample, Dataset, Labels, Sample
+from yolonas_cli.data.datasets.dataset import Dataset, Sample
+from yolonas_cli.data.datasets.labels import CorruptSample, Labels
 from yolonas_cli.engine.batching import shape_batches
 from yolonas_cli.engine.engine import Engine, StageTimer
 from yolonas_cli.engine.letterbox import Letterbox, to_bgr_uint8

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from yolonas_cli.data.datasets.dataset import Labels
+from yolonas_cli.data.datasets.labels import Labels
 
 # pycocotools' IoU thresholds, built the same way so that comparisons with them agree bit for bit
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)

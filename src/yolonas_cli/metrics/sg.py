@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from yolonas_cli.data.datasets.dataset import Labels
+from yolonas_cli.data.datasets.labels import Labels
 from yolonas_cli.engine.letterbox import Letterbox
 from yolonas_cli.metrics.matching import IOU_THRESHOLDS, match_image
 
