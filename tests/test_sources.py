@@ -14,7 +14,8 @@ import pytest
 
 from yolonas_cli.core import console
 from yolonas_cli.core.errors import UsageError, YoloNasError
-from yolonas_cli.data.sources import Frame, Source, SourceItem, default_source, open_source
+from yolonas_cli.data.frames import Frame, SourceItem
+from yolonas_cli.data.sources import Source, default_source, open_source
 
 
 def write_image(path: Path, value: int = 100, shape: tuple[int, ...] = (24, 32, 3)) -> Path:
@@ -229,7 +230,7 @@ def test_default_source_holds_the_sample_photos() -> None:
 
 def test_light_modules_do_not_import_torch() -> None:
     code = (
-        "import sys, yolonas_cli.data.sources, yolonas_cli.data.results, yolonas_cli.data.sinks, "
-        "yolonas_cli.data.plotting; sys.exit('torch' in sys.modules)"
+        "import sys, yolonas_cli.data.sources, yolonas_cli.data.frames, yolonas_cli.data.results, "
+        "yolonas_cli.data.sinks, yolonas_cli.data.plotting; sys.exit('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

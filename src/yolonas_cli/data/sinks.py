@@ -18,12 +18,12 @@ import numpy as np
 
 from yolonas_cli.core.errors import YoloNasError
 from yolonas_cli.core.files import atomic_write_bytes, temp_name, unlink_quietly
+from yolonas_cli.data.frames import DEFAULT_STREAM_FPS
 from yolonas_cli.data.plotting import as_bgr_uint8
 
 if TYPE_CHECKING:
     from yolonas_cli.data.results import Result
 
-DEFAULT_STREAM_FPS = 30.0
 _MAX_INCREMENT = 9999
 
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from yolonas_cli.core import console
+from yolonas_cli.data.frames import Frame
 from yolonas_cli.data.results import Boxes, Result
-from yolonas_cli.data.sources import Frame
 from yolonas_cli.engine.backend import Backend, GraphNMS
 from yolonas_cli.engine.batching import shape_batches
 from yolonas_cli.engine.letterbox import Letterbox

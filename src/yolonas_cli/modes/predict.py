@@ -12,9 +12,10 @@ from yolonas_cli.cfg import PredictArgs, make_args
 from yolonas_cli.core import console
 from yolonas_cli.core.files import atomic_imwrite
 from yolonas_cli.core.sizes import imgsz_pair
+from yolonas_cli.data.frames import Frame
 from yolonas_cli.data.results import Result
 from yolonas_cli.data.sinks import JsonSink, VideoSink, make_run_dir
-from yolonas_cli.data.sources import Frame, Source, default_source, open_source
+from yolonas_cli.data.sources import Source, default_source, open_source
 from yolonas_cli.detector import Detector
 from yolonas_cli.engine.engine import Engine, EngineSettings
 

@@ -30,7 +30,7 @@ from yolonas_cli.data.datasets.yaml_spec import (
     split_paths,
     split_ready,
 )
-from yolonas_cli.data.sources import read_image
+from yolonas_cli.data.frames import read_image
 
 ImageId = Union[int, str]
 
