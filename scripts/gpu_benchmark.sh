@@ -18,7 +18,7 @@ PY="${PYTHON:-python3}"
 OUT_DIR="${OUT:-$ROOT/runs/benchmark_gpu}"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-export PYTHONPATH="$ROOT/src:$ROOT/tests${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 VARIANT="${VARIANT:-s}"
 
@@ -37,8 +37,11 @@ EOF
 WEIGHTS="$WORK/yolo_nas_${VARIANT}_formula.pth"
 "$PY" - <<EOF
 import torch
-from formula import formula_torch_state_dict
-torch.save({"net": formula_torch_state_dict("$VARIANT")}, "$WEIGHTS")
+from yolonas_cli.weights.synthetic import synthetic_torch_state_dict_from_files
+fixtures = "$ROOT/tests/fixtures"  # data files: the key list and BatchNorm statistics of the formula weights
+net = synthetic_torch_state_dict_from_files(f"{fixtures}/keys/yolo_nas_$VARIANT.keys",
+                                            f"{fixtures}/yolo_nas_${VARIANT}_bnstats.npz")
+torch.save({"net": net}, "$WEIGHTS")
 EOF
 
 mkdir -p "$OUT_DIR"

@@ -1,7 +1,7 @@
 """GPU check for export: TensorRT FP32/FP16/INT8 engines (and the in-graph NMS on a dynamic engine), ONNX
 Runtime on CUDA where installed, and TorchScript on CUDA, each compared with the torch model on the GPU.
 
-Self-contained: makes YOLO-NAS S weights from the fixture formula (tests/formula.py) and a calibration set
+Self-contained: makes YOLO-NAS S weights from the fixture formula (`weights.synthetic`) and a calibration set
 from the bundled photos (and their mirror images) in a temporary folder. Run: bash scripts/gpu_check.sh
 (or python scripts/gpu_check.py [--imgsz 640]). Prints one line per check and exits 1 when a check fails;
 a check whose package is missing is reported as SKIP with the missing piece.
@@ -23,21 +23,20 @@ import cv2
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from formula import formula_torch_state_dict  # noqa: E402
-from photo_dataset import PHOTOS, write_photo_dataset  # noqa: E402
-from yolonas_cli import NAS  # noqa: E402
-from yolonas_cli.cfg import ExportArgs  # noqa: E402
-from yolonas_cli.core import console  # noqa: E402
-from yolonas_cli.engine.engine import EngineSettings  # noqa: E402
-from yolonas_cli.engine.letterbox import Letterbox  # noqa: E402
-from yolonas_cli.engine.postprocess import postprocess  # noqa: E402
-from yolonas_cli.formats.exported import open_exported  # noqa: E402
-from yolonas_cli.formats.int8 import detection_agreement  # noqa: E402
-from yolonas_cli.formats.pytorch import TorchBackend  # noqa: E402
-from yolonas_cli.modes.export import export_model  # noqa: E402
+from yolonas_cli import NAS
+from yolonas_cli.cfg import ExportArgs
+from yolonas_cli.core import console
+from yolonas_cli.data.datasets.photos import PHOTOS, write_photo_dataset
+from yolonas_cli.engine.engine import EngineSettings
+from yolonas_cli.engine.letterbox import Letterbox
+from yolonas_cli.engine.postprocess import postprocess
+from yolonas_cli.formats.exported import open_exported
+from yolonas_cli.formats.int8 import detection_agreement
+from yolonas_cli.formats.pytorch import TorchBackend
+from yolonas_cli.modes.export import export_model
+from yolonas_cli.weights.synthetic import synthetic_torch_state_dict_from_files
 
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"  # data files (key list, BatchNorm stats)
 RESULTS: list[tuple[str, str, str]] = []  # (status, check, details)
 
 
@@ -51,7 +50,14 @@ class Setup:
     def __init__(self, folder: Path, imgsz: int, device: str):
         self.folder, self.imgsz, self.device_name = folder, imgsz, device
         self.weights = folder / "yolo_nas_s.pt"
-        torch.save({"net": formula_torch_state_dict("s")}, self.weights)
+        torch.save(
+            {
+                "net": synthetic_torch_state_dict_from_files(
+                    FIXTURES / "keys/yolo_nas_s.keys", FIXTURES / "yolo_nas_s_bnstats.npz"
+                )
+            },
+            self.weights,
+        )
         self.data = write_photo_dataset(folder / "calib")
         self.images = [cv2.imread(str(p)) for p in PHOTOS]
         self.device = torch.device(device)

@@ -179,3 +179,22 @@ def test_the_layer_check_finds_an_upward_import() -> None:
     assert upward_imports(graph) == ["yolonas_cli.engine.engine (engine) imports yolonas_cli.api (api)"]
     assert layer_of("yolonas_cli") == layer_of("yolonas_cli.__main__") == len(LAYERS) - 1
     assert layer_of("yolonas_cli.unknown") is None
+
+
+def test_scripts_do_not_import_from_tests() -> None:
+    """scripts/ use the package (and read fixture data files), never the test helpers."""
+    root = SOURCE.parents[1]
+    helpers = {path.stem for path in (root / "tests").glob("*.py")}
+    for script in sorted((root / "scripts").glob("*.py")):
+        tree = ast.parse(script.read_text(encoding="utf-8"))
+        imported = {
+            alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+        }
+        imported |= {
+            node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+        }
+        assert not imported & helpers, f"{script.name} imports {sorted(imported & helpers)} from tests/"
+        assert "sys.path" not in script.read_text(encoding="utf-8"), f"{script.name} changes sys.path"
+    for shell in sorted((root / "scripts").glob("*.sh")):
+        text = shell.read_text(encoding="utf-8")
+        assert "/tests:" not in text and '/tests"' not in text and "from formula" not in text, shell.name

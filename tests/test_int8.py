@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 import pytest
 
-from photo_dataset import PHOTOS, write_photo_dataset
 from yolonas_cli.api import NAS
 from yolonas_cli.cfg import ExportArgs
 from yolonas_cli.core import console
+from yolonas_cli.data.datasets.photos import PHOTOS, write_photo_dataset
 from yolonas_cli.engine.engine import EngineSettings
 from yolonas_cli.formats.exported import open_exported
 from yolonas_cli.modes.export import export_model

@@ -1,5 +1,6 @@
-"""A small dataset made from the bundled photos, for calibration and INT8 tests and for scripts/gpu_check.py
-(no pytest needed): train holds the photos and their mirror images, val the photos; labels are the caller's."""
+"""A small dataset made from the bundled sample photos, for INT8 calibration checks without a real dataset
+(the tests and `scripts/gpu_check.py`): train holds the photos and their mirror images, val the photos;
+80 classes and no labels (labels are the caller's to add)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from pathlib import Path
 import cv2
 import yaml
 
-ASSETS = Path(__file__).resolve().parents[1] / "src" / "yolonas_cli" / "assets"
-PHOTOS = sorted(p for p in ASSETS.iterdir() if p.suffix in (".png", ".jpg"))
+from yolonas_cli.core.errors import YoloNasError
+from yolonas_cli.data.sources import default_source
+
+PHOTOS: tuple[Path, ...] = tuple(sorted(p for p in default_source().iterdir() if p.suffix in (".png", ".jpg")))
 
 
 def write_photo_dataset(root: Path) -> Path:
@@ -20,6 +23,8 @@ def write_photo_dataset(root: Path) -> Path:
         (root / "images" / split).mkdir(parents=True)
     for photo in PHOTOS:
         image = cv2.imread(str(photo))
+        if image is None:
+            raise YoloNasError(f"cannot read the bundled photo {photo}")
         cv2.imwrite(str(root / "images" / "train" / f"{photo.stem}.png"), image)
         cv2.imwrite(str(root / "images" / "train" / f"{photo.stem}_flip.png"), image[:, ::-1])
         shutil.copy(photo, root / "images" / "val" / photo.name)
