@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import json
+import math
 import os
 from pathlib import Path
 
@@ -13,13 +14,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from formula import FIXTURES, formula_torch_state_dict
+from formula import FIXTURES, formula_torch_state_dict, read_keys
 from httpserver import serve
 from yolonas_cli import NAS
 from yolonas_cli.cli.app import app
 from yolonas_cli.core.devices import resolve_half, select_device
 from yolonas_cli.core.errors import UsageError, WeightsError
-from yolonas_cli.model.blocks import QARepVGGBlock
+from yolonas_cli.model.blocks import QARepVGGBlock, reparameterize_model
+from yolonas_cli.model.yolo_nas import arch_from_state_dict, build_model
 from yolonas_cli.weights.checkpoint import save_checkpoint
 
 runner = CliRunner()
@@ -54,13 +56,49 @@ def test_fuse_is_in_place_returns_self_and_keeps_outputs():
     assert np.abs(scores.numpy() - ref["scores"]).max() <= 1e-4
 
 
+def parameters_from_keys(keys: list[tuple[str, tuple[int, ...]]]) -> tuple[int, int]:
+    """(unfused, fused) parameter counts read off the original's key file alone: unfused, every tensor but
+    the BatchNorm buffers; fused, a QARepVGG block (one holding `rbr_reparam`) keeps only `rbr_reparam`, and
+    every other BatchNorm becomes the bias of its convolution (its channel count)."""
+    buffers = ("running_mean", "running_var", "num_batches_tracked")
+    unfused = sum(math.prod(shape) for key, shape in keys if not key.endswith(buffers))
+    blocks = {key[: -len(".rbr_reparam.weight")] for key, _ in keys if key.endswith(".rbr_reparam.weight")}
+    fused = 0
+    for key, shape in keys:
+        block = next((b for b in blocks if key.startswith(b + ".")), None)
+        leaf = key.rsplit(".", 2)
+        if block is not None:
+            fused += math.prod(shape) if ".rbr_reparam." in key else 0
+        elif len(leaf) == 3 and leaf[1] == "bn":
+            fused += math.prod(shape) if leaf[2] == "weight" else 0  # the folded bias
+        elif not key.endswith(buffers):
+            fused += math.prod(shape)
+    return unfused, fused
+
+
+def torch_counted_gflops(model: torch.nn.Module, size: int) -> float:
+    """GFLOPs of one [1,3,size,size] forward as torch's own FlopCounterMode counts them (2 x MACs of every
+    aten.convolution, the convention `info` states), independent of our counting hooks."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, 3, size, size))
+    return counter.get_total_flops() / 1e9
+
+
 def test_info_reports_counts_flops_and_file_facts(tmp_path):
+    """Parameters counted from the key file, GFLOPs by torch's counter on the architecture it describes
+    (S: 19,053,888 / 12,167,600 parameters, 33.88 / 31.80 GFLOPs at 640)."""
     path = tmp_path / "s.pth"
     torch.save({"net": formula_torch_state_dict("s")}, path)
     facts = NAS(path).info(imgsz=640, verbose=False)
     assert facts["model"] == "yolo_nas_s" and facts["classes"] == 80
-    assert facts["parameters"] == 19_053_888 and facts["parameters_fused"] == 12_167_600
-    assert facts["gflops"] == pytest.approx(33.88, abs=0.01) and facts["gflops_fused"] == pytest.approx(31.80, abs=0.01)
+    keys = read_keys("s")
+    assert (facts["parameters"], facts["parameters_fused"]) == parameters_from_keys(keys)
+    model = build_model(arch_from_state_dict(dict(keys))).eval()
+    assert facts["gflops"] == pytest.approx(torch_counted_gflops(model, 640), abs=0.005)  # info rounds to 0.01
+    reparameterize_model(model)
+    assert facts["gflops_fused"] == pytest.approx(torch_counted_gflops(model, 640), abs=0.005)
     assert facts["input_size"] == [640, 640] and facts["format"] == "sg-checkpoint"
     import hashlib
 
@@ -83,7 +121,8 @@ def test_info_cli_prints_every_field(tiny_checkpoint):
         "licence",
     ):
         assert any(line.startswith(field) for line in result.stdout.splitlines()), field
-    assert "320x320" in result.stdout and "313,018 (fused 202,048)" in result.stdout
+    unfused, fused = parameters_from_keys(read_keys("tiny"))
+    assert "320x320" in result.stdout and f"{unfused:,} (fused {fused:,})" in result.stdout
 
 
 def test_custom_class_count_and_names_from_our_own_format(tmp_path):

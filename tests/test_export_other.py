@@ -36,9 +36,14 @@ ASSETS = Path(__file__).resolve().parents[1] / "src" / "yolonas_cli" / "assets"
 PHOTOS = sorted(p for p in ASSETS.iterdir() if p.suffix in (".png", ".jpg"))
 SIZES = ((256, 256), (192, 256))
 HAS_OPENVINO = importlib.util.find_spec("openvino") is not None and importlib.util.find_spec("onnx") is not None
-needs_openvino = pytest.mark.skipif(
+_skip_without_openvino = pytest.mark.skipif(
     not HAS_OPENVINO, reason="the openvino extra is not installed (pip install 'yolo-nas[openvino]')"
 )
+
+
+def needs_openvino(test):
+    """Marks an OpenVINO test (`-m openvino`, `-m "not openvino"`) and skips it without the openvino extra."""
+    return pytest.mark.openvino(_skip_without_openvino(test))
 
 
 pytestmark = pytest.mark.usefixtures("quiet_console")
@@ -164,7 +169,7 @@ def test_openvino_with_nms_static_batch(tiny: Path, tiny_model: torch.nn.Module,
     assert sum(len(w) for w in want) > 10
     for g, w in zip(got, want):
         assert g.shape == w.shape and torch.equal(g[:, 5], w[:, 5])
-        assert (g[:, :4] - w[:, :4]).abs().max() <= 1e-3 if len(g) else True
+        assert torch.allclose(g[:, :4], w[:, :4], atol=1e-3, rtol=0)  # shapes are equal: empty == empty
 
 
 @needs_openvino
@@ -174,21 +179,36 @@ def test_openvino_fp16_stores_fp16_weights(tiny: Path, tiny_model: torch.nn.Modu
     assert (path / "tiny.bin").stat().st_size < 0.6 * fp32_bytes
     exported = open_exported(path, "cpu")
     assert exported.metadata.precision == "fp16"
-    boxes, scores = exported(photos_batch((192, 192), 1))
-    assert torch.isfinite(boxes).all() and scores.min() >= 0 and scores.max() <= 1
+    from test_export_onnx import assert_fp16_close_to_fp32
+
+    assert_fp16_close_to_fp32(exported, tiny_model, (192, 192))
 
 
 @needs_openvino
 @pytest.mark.skipif(importlib.util.find_spec("nncf") is None, reason="nncf is not installed (pip install nncf)")
 def test_openvino_int8_through_nncf(tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from test_int8 import make_dataset
+    """An INT8 IR (NNCF, 2 calibration images at 160) holds quantized layers, keeps most FP32 detections, and
+    prints the agreement it really has. Measured: 135 FakeQuantize layers; recall 0.921 of 101 FP32
+    detections, mean IoU 0.969, mean score change 0.073 (the drift bound is 0.1 here, not the 0.08 of the
+    8-image ONNX test at 320)."""
+    from test_int8 import MIN_IOU, MIN_RECALL, brute_force_agreement, make_dataset, printed_agreement
 
     data = make_dataset(tmp_path / "data", tiny, labels=False)
     console.set_verbose(True)
     path = export_copy(tiny, tmp_path / "w", format="openvino", imgsz=160, int8=True, data=str(data), fraction=0.25)
     err = capsys.readouterr().err
-    assert "with NNCF" in err and "INT8 agreement with FP32" in err
+    assert "calibrating on 2 images" in err and "with NNCF" in err
     assert open_exported(path, "cpu").metadata.precision == "int8"
+    assert (path / "tiny.xml").read_text().count('type="FakeQuantize"') > 50
+    settings = EngineSettings(imgsz=(160, 160))
+    reference, quantized = (NAS(p).make_engine(settings, device="cpu") for p in (tiny, path))
+    images = [cv2.imread(str(p)) for p in PHOTOS]
+    agreement = brute_force_agreement(
+        [reference.run_batch([i])[0][0] for i in images], [quantized.run_batch([i])[0][0] for i in images]
+    )
+    recall, mean_iou, drift = agreement
+    assert recall >= MIN_RECALL and mean_iou >= MIN_IOU and drift <= 0.1, agreement
+    assert printed_agreement(err) == pytest.approx(agreement, abs=6e-4)  # the report's numbers are these
 
 
 def test_missing_openvino_is_one_line_with_the_hint(monkeypatch, tiny: Path) -> None:
@@ -218,7 +238,9 @@ def test_engine_needs_tensorrt_and_cuda(tiny: Path) -> None:
         else pytest.raises(MissingExtraError)
     ):
         export_model(NAS(tiny), ExportArgs(model=str(tiny), format="engine", device="cpu"))
-    assert run_cli(["export", f"model={tiny}", "format=engine", "opset=5", "simplify"]) in (1, 2)
+    # Without TensorRT or CUDA the missing piece is found first (exit 1); with both, opset=5 is a usage error.
+    ready = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
+    assert run_cli(["export", f"model={tiny}", "format=engine", "opset=5", "simplify"]) == (2 if ready else 1)
 
 
 def test_tensorrt_older_than_10_is_refused_with_the_upgrade_hint(monkeypatch, tiny: Path) -> None:

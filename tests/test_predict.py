@@ -253,16 +253,20 @@ def test_classes_and_max_det_filter_detections(tiny_checkpoint):
     assert all(len(r.boxes) <= 2 for r in capped)
 
 
-def test_batch_and_rect_give_the_same_detections_as_batch_one(tiny_checkpoint, tmp_path):
+def test_batches_give_the_same_detections_as_batch_one_square_and_rect(tiny_checkpoint, tmp_path):
+    """batch=3 (a full and a partial batch) gives what batch=1 gives, on square inputs and on rect ones (which
+    are another input, 96x160 instead of 160x160: other detections, compared with rect batch=1)."""
     write_images(tmp_path / "imgs", 5, size=(96, 160))
     model = NAS(tiny_checkpoint)
-    single = model(tmp_path / "imgs", imgsz=160, conf=0.01, verbose=False)
-    batched = model(tmp_path / "imgs", imgsz=160, conf=0.01, batch=3, verbose=False)
-    assert [len(r.boxes) for r in single] == [len(r.boxes) for r in batched]
-    for a, b in zip(single, batched):
-        assert np.allclose(a.boxes.xyxy, b.boxes.xyxy, atol=1e-3)
-    rect = model(tmp_path / "imgs", imgsz=160, conf=0.01, rect=True, verbose=False)
-    assert rect[0].input_shape == (96, 160)
+    for rect, shape in ((False, (160, 160)), (True, (96, 160))):
+        single = model(tmp_path / "imgs", imgsz=160, conf=0.01, rect=rect, verbose=False)
+        batched = model(tmp_path / "imgs", imgsz=160, conf=0.01, rect=rect, batch=3, verbose=False)
+        assert all(r.input_shape == shape for r in single + batched)
+        assert [len(r.boxes) for r in single] == [len(r.boxes) for r in batched] and len(single[0].boxes) > 0
+        for a, b in zip(single, batched):
+            assert np.array_equal(a.boxes.cls, b.boxes.cls)
+            assert np.allclose(a.boxes.xyxy, b.boxes.xyxy, atol=1e-3)
+            assert np.allclose(a.boxes.conf, b.boxes.conf, atol=1e-5)
 
 
 def test_subprocess_of_the_installed_script(tiny_checkpoint, tmp_path):
