@@ -289,6 +289,20 @@ def test_script_version_cfg_checks() -> None:
     done = cli("checks")
     assert done.returncode == 0, done.stderr
     assert "torch" in done.stdout and "onnxruntime" in done.stdout and "Python" in done.stdout
+    for module in ("onnx", "onnxruntime", "openvino", "tensorrt"):  # every runtime a format needs, once
+        assert sum(line.split()[0] == module for line in done.stdout.splitlines() if line.strip()) == 1, module
+
+
+def test_python_dash_m_runs_the_same_cli() -> None:
+    """`python -m yolonas_cli` is the `yolo-nas` command: same output, same usage-error exit code."""
+    run = [sys.executable, "-m", "yolonas_cli"]
+    version = subprocess.run([*run, "version"], capture_output=True, text=True, timeout=120)
+    assert (version.returncode, version.stdout.strip()) == (0, __version__)
+    wrong = subprocess.run([*run, "predcit"], capture_output=True, text=True, timeout=120)
+    assert (
+        wrong.returncode == 2
+        and wrong.stderr.strip() == "Error: 'predcit' is not a valid mode. Did you mean 'predict'?"
+    )
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ from yolonas_cli.core import console
 from yolonas_cli.core.checks import did_you_mean, format_value
 from yolonas_cli.core.errors import UsageError, YoloNasError
 from yolonas_cli.core.version import __version__
+from yolonas_cli.formats import registry
 
 MODE_RUNNERS: dict[str, str] = {mode: f"yolonas_cli.modes.{mode}:run" for mode in MODES}
 MODE_SUMMARIES = {
@@ -45,11 +46,10 @@ COMMANDS = {
 }
 _ALIASES = {"h": "help", "check": "checks", "v": "version"}
 _TASK = "detect"  # Ultralytics' optional TASK word (`yolo detect predict ...`); YOLO-NAS only detects
-_BACKENDS = {  # module to look for → (distributions that may provide it, the extra that installs it)
-    "onnx": (("onnx",), "onnx"),
-    "onnxruntime": (("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml"), "onnx"),
-    "openvino": (("openvino",), "openvino"),
-    "tensorrt": (("tensorrt", "tensorrt-cu12", "tensorrt-cu11", "tensorrt-cu13"), "tensorrt"),
+# Distributions other than the module's namesake that provide a runtime module (for its version in `checks`).
+_OTHER_DISTRIBUTIONS = {
+    "onnxruntime": ("onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml"),
+    "tensorrt": ("tensorrt-cu12", "tensorrt-cu11", "tensorrt-cu13"),
 }
 _OPENCV = ("opencv-python", "opencv-python-headless", "opencv-contrib-python", "opencv-contrib-python-headless")
 
@@ -155,9 +155,19 @@ def _dist_version(names: Sequence[str]) -> str | None:
     return None
 
 
-def _backend_status(module: str) -> str:
+def optional_modules() -> dict[str, str]:
+    """The optional modules the formats export and run with (registry order) → the extra that installs them."""
+    found: dict[str, str] = {}
+    for fmt in registry.FORMATS:
+        for module in [m for m, _ in fmt.export_needs] + list(fmt.runtime_needs):
+            if fmt.extra is not None:
+                found.setdefault(module, fmt.extra)
+    return found
+
+
+def _backend_status(module: str, extra: str) -> str:
     """Whether an optional backend is importable, found with find_spec (nothing is imported)."""
-    dists, extra = _BACKENDS[module]
+    dists = (module, *_OTHER_DISTRIBUTIONS.get(module, ()))
     try:
         found = importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
@@ -199,7 +209,7 @@ def checks_text() -> str:
         ("opencv", _dist_version(_OPENCV) or "not installed"),
     ]
     rows += _torch_rows()
-    rows += [(module, _backend_status(module)) for module in _BACKENDS]
+    rows += [(module, _backend_status(module, extra)) for module, extra in optional_modules().items()]
     width = max(len(key) for key, _ in rows) + 2
     return "\n".join(f"{key:<{width}}{value}" for key, value in rows)
 
