@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 Requirement = tuple[str, str]  # (module to import, the pip command that installs it)
 
 
-def extra(name: str) -> str:
+def pip_extra(name: str) -> str:
     """The pip command of one of the project's extras."""
     return f"pip install 'yolo-nas[{name}]'"
 

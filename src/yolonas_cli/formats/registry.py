@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from yolonas_cli.formats.base import Format, extra
+from yolonas_cli.formats.base import Format, pip_extra
 
 _DECODING = frozenset({"batch", "dynamic", "half"})
 _NMS = frozenset({"nms", "conf", "iou", "max_det"})
@@ -23,8 +23,8 @@ FORMATS: tuple[Format, ...] = (
         "onnx",
         suffix=".onnx",
         extra="onnx",
-        export_needs=(("onnx", extra("onnx")),),
-        int8_needs=(("onnxruntime", extra("onnx")),),
+        export_needs=(("onnx", pip_extra("onnx")),),
+        int8_needs=(("onnxruntime", pip_extra("onnx")),),
         runtime_needs=("onnxruntime",),
         takes=_DECODING | _INT8 | _NMS | _ONNX,
     ),
@@ -38,7 +38,7 @@ FORMATS: tuple[Format, ...] = (
         folder=True,
         opens=(".xml",),
         extra="openvino",
-        export_needs=(("openvino", extra("openvino")), ("onnx", extra("openvino"))),
+        export_needs=(("openvino", pip_extra("openvino")), ("onnx", pip_extra("openvino"))),
         int8_needs=(("nncf", "pip install nncf"),),
         runtime_needs=("openvino",),
         takes=_DECODING | {"opset"} | _INT8 | _NMS,
@@ -51,8 +51,8 @@ FORMATS: tuple[Format, ...] = (
         aliases=("trt", "tensorrt"),
         suffix=".engine",
         extra="tensorrt",
-        export_needs=(("tensorrt", extra("tensorrt")), ("onnx", extra("tensorrt"))),
-        int8_needs=(("onnxruntime", extra("onnx")),),  # ONNX Runtime's quantizer makes the QDQ graph
+        export_needs=(("tensorrt", pip_extra("tensorrt")), ("onnx", pip_extra("tensorrt"))),
+        int8_needs=(("onnxruntime", pip_extra("onnx")),),  # ONNX Runtime's quantizer makes the QDQ graph
         runtime_needs=("tensorrt",),
         takes=_DECODING | _INT8 | _NMS | _ONNX,
         needs_cuda=True,
