@@ -388,9 +388,16 @@ class DFLHeads(nn.Module):
 
 def _decode(distances: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
     """Distances [B,N,4] (l,t,r,b) and anchors [N,3] (x, y, stride), grid units -> boxes [B,N,4] xyxy px."""
-    points, stride = anchors[:, :2], anchors[:, 2:]
     # Original order: subtract/add in grid units, then scale by the stride.
-    return torch.cat([points - distances[..., :2], distances[..., 2:] + points], -1) * stride
+    return distances_to_boxes(anchors[:, :2], distances) * anchors[:, 2:]
+
+
+def distances_to_boxes(points: torch.Tensor, distances: torch.Tensor) -> torch.Tensor:
+    """Anchor points [N,2] (x, y) and distances [B,N,4] (l,t,r,b) -> boxes [B,N,4] xyxy, all in the same unit.
+
+    Exactly the original's arithmetic: (x - l, y - t, r + x, b + y).
+    """
+    return torch.cat([points - distances[..., :2], distances[..., 2:] + points], -1)
 
 
 def _anchor_grid(height: int, width: int, stride: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

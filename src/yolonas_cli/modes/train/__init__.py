@@ -1,0 +1,1 @@
+"""`yolo-nas train`: the training forward's loss (`loss`, `assigners`); the loop, data and optimizer come later."""
