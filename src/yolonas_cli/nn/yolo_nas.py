@@ -130,7 +130,10 @@ class Bottleneck(nn.Module):
         self.alpha = nn.Parameter(torch.ones(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.alpha * x + self.cv2(self.cv1(x))
+        # The branch first, then the shortcut: the original's order, which fixes the order in which backward
+        # adds up the gradients reaching x (bit-exact gradients).
+        branch = self.cv2(self.cv1(x))
+        return self.alpha * x + branch
 
 
 class CSPLayer(nn.Module):
