@@ -97,7 +97,7 @@ def _fixture_thread_count() -> Iterator[None]:
 # --------------------------------------------------------------------------------------------------------
 # Reference data and our runs of the same cases (computed once per module)
 # --------------------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference(name: str) -> dict[str, np.ndarray]:
     with np.load(FIXTURES / name) as data:
         return {key: data[key] for key in data.files}
@@ -157,7 +157,7 @@ def loss_run(outputs: TrainOutputs, targets: torch.Tensor, assigner: str, params
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def forward_run(variant: str, bn: str) -> ForwardRun:
     ref = reference(FILES[variant])
     model = formula_model(variant, bn)
@@ -166,7 +166,8 @@ def forward_run(variant: str, bn: str) -> ForwardRun:
     targets = torch.from_numpy(ref["targets"])
     params = dict(model.named_parameters())
     if variant == "s":  # the listed gradients only (all 19M would double the backward's cost)
-        params = {k[len("bntrain_tal_grad:") :]: params[k[len("bntrain_tal_grad:") :]] for k in ref if k.startswith("bntrain_tal_grad:")}
+        listed = [key.split(":", 1)[1] for key in ref if key.startswith("bntrain_tal_grad:")]
+        params = {name: params[name] for name in listed}
     losses = {assigner: loss_run(raw, targets, assigner, params) for assigner in ASSIGNERS}
     outputs = {name: getattr(raw, name).detach().numpy() for name in raw._fields if name != "num_anchors_list"}
     outputs["pred_bboxes"] = forward.pred_bboxes.detach().numpy()

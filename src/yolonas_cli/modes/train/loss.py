@@ -10,14 +10,14 @@ Top-down: targets -> box decoding -> the three terms -> `PPYoloELoss` (assignmen
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from yolonas_cli.modes.train.assigners import ATSSAssigner, Assignment, GroundTruth, TaskAlignedAssigner
+from yolonas_cli.modes.train.assigners import Assignment, ATSSAssigner, GroundTruth, TaskAlignedAssigner
 from yolonas_cli.nn.yolo_nas import TrainOutputs, distances_to_boxes
 
 COMPONENT_NAMES = ("loss_cls", "loss_iou", "loss_dfl", "loss")
@@ -151,13 +151,15 @@ class PPYoloELoss:
     cls_weight: float = 1.0
     iou_weight: float = 2.5
     dfl_weight: float = 0.5
-    tal: TaskAlignedAssigner = TaskAlignedAssigner()
-    atss: ATSSAssigner = ATSSAssigner()
+    tal: TaskAlignedAssigner = field(default_factory=TaskAlignedAssigner)
+    atss: ATSSAssigner = field(default_factory=ATSSAssigner)
 
     def __call__(self, outputs: TrainOutputs, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """outputs: the model's `TrainOutputs`; targets [N,6] (image, class, cx, cy, w, h) px."""
         if self.use_batched_assignment:
-            sums = self._sums(outputs, outputs.cls_logits, outputs.reg_distri, pad_targets(targets, len(outputs.cls_logits)))
+            sums = self._sums(
+                outputs, outputs.cls_logits, outputs.reg_distri, pad_targets(targets, len(outputs.cls_logits))
+            )
         else:
             sums = self._per_image_sums(outputs, targets)
         sums = all_reduce_sums(sums)
@@ -229,11 +231,25 @@ class PPYoloELoss:
 
 
 def all_reduce_sums(sums: LossSums) -> LossSums:
-    """Under torch.distributed: every sum becomes the sum over processes and S their mean (§3.10). In place
-    and outside autograd, so each process back-propagates its own sums divided by the global S; DDP's
-    gradient averaging then makes the step equal to one process with the whole batch."""
+    """Under torch.distributed: every sum becomes the sum over processes and S their mean (§3.10). Each process
+    back-propagates its own sums divided by that global S; DDP's gradient averaging then makes the step equal
+    to one process with the whole batch."""
     if not (dist.is_available() and dist.is_initialized()):
         return sums
-    for total in sums:
+    cls, iou, dfl, scores = (_SumOverProcesses.apply(total) for total in sums)
+    return LossSums(cls, iou, dfl, scores / dist.get_world_size())
+
+
+class _SumOverProcesses(torch.autograd.Function):
+    """Forward: the sum of a tensor over all processes. Backward: the incoming gradient, unchanged, to this
+    process's own tensor."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, local: torch.Tensor) -> torch.Tensor:
+        total = local.detach().clone()
         dist.all_reduce(total, op=dist.ReduceOp.SUM)
-    return sums._replace(scores=sums.scores / dist.get_world_size())
+        return total
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
+        return grad
