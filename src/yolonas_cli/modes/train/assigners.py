@@ -107,12 +107,13 @@ def gather_targets(gt: GroundTruth, positive: torch.Tensor, num_classes: int) ->
     return Assignment(labels, boxes, F.one_hot(labels, num_classes + 1)[..., :num_classes])
 
 
-def all_background(batch: int, anchors: int, num_classes: int, device: torch.device) -> Assignment:
-    """The answer for a batch without a single box."""
+def all_background(like: torch.Tensor, num_classes: int) -> Assignment:
+    """The answer for a batch without a single box; `like` [B,L,...] gives the sizes, dtype and device."""
+    batch, anchors = like.shape[:2]
     return Assignment(
-        torch.full((batch, anchors), num_classes, dtype=torch.long, device=device),
-        torch.zeros(batch, anchors, 4, device=device),
-        torch.zeros(batch, anchors, num_classes, device=device),
+        torch.full((batch, anchors), num_classes, dtype=torch.long, device=like.device),
+        like.new_zeros(batch, anchors, 4),
+        like.new_zeros(batch, anchors, num_classes),
     )
 
 
@@ -140,9 +141,9 @@ class TaskAlignedAssigner:
         when all its alignments are ~0. Without it (per-image path) a box whose best candidate is <= eps gets
         none.
         """
-        batch, num_anchors, num_classes = scores.shape
+        num_anchors, num_classes = scores.shape[1:]
         if gt.boxes.shape[1] == 0:
-            return all_background(batch, num_anchors, num_classes, scores.device)
+            return all_background(pred_boxes, num_classes)
         ious = pairwise_iou(gt.boxes, pred_boxes, eps=1e-9)  # [B,n,L]
         class_scores = torch.gather(scores.permute(0, 2, 1), 1, gt.labels.expand(-1, -1, num_anchors))
         alignment = class_scores.pow(self.alpha) * ious.pow(self.beta)
@@ -181,14 +182,13 @@ class ATSSAssigner:
     ) -> Assignment:
         """anchor_boxes [L,4] xyxy px (5*stride squares), num_anchors_list anchors per level, pred_boxes
         [B,L,4] xyxy px. Needs at least `topk` anchors on every level."""
-        batch, num_anchors = pred_boxes.shape[:2]
         if min(num_anchors_list) < self.topk:
             raise ValueError(
                 f"ATSS needs at least {self.topk} anchors per level, the coarsest has {min(num_anchors_list)}: "
                 "use a larger input (at least 96x96)"
             )
         if gt.boxes.shape[1] == 0:
-            return all_background(batch, num_anchors, num_classes, pred_boxes.device)
+            return all_background(pred_boxes, num_classes)
         ious = pairwise_iou(gt.boxes, anchor_boxes, eps=1e-10)  # [B,n,L]
         anchor_centers = box_centers(anchor_boxes)
         distances = torch.linalg.vector_norm(box_centers(gt.boxes).unsqueeze(-2) - anchor_centers, dim=-1)
