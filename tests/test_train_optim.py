@@ -337,6 +337,17 @@ def test_ema_copy_is_separate_in_eval_mode_and_without_gradients():
     assert torch.equal(ema.model[0].weight, torch.full((2, 1, 1, 1), 2.0))
 
 
+def test_ema_of_a_wrapped_model_has_the_plain_keys():
+    model = _toy()
+    wrapped = nn.DataParallel(model)  # the same `.module` wrapper as DistributedDataParallel
+    ema = ModelEMA(wrapped, EMADecay(0.5, "constant"), total_steps=4)
+    assert list(ema.model.state_dict()) == list(model.state_dict())
+    with torch.no_grad():
+        model[0].bias.fill_(0.0)
+    ema.update(wrapped, step=1)
+    assert torch.equal(ema.model[0].bias, torch.full((2,), -2.0))  # −4·0.5 + 0·0.5
+
+
 def test_ema_state_dict_round_trip():
     model = _toy()
     ema = ModelEMA(model, EMADecay(0.9997, "threshold"), total_steps=50)
