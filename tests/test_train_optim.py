@@ -9,6 +9,7 @@ those of training-facts.md §8.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 
@@ -219,6 +220,29 @@ def test_stateful_scheduler_at_the_three_callback_points_gives_the_same_rates(na
             scheduler.step_end(epoch, batch)
     assert used == [lr_at(e, b, per_epoch, schedule) for e in range(schedule.epochs) for b in range(per_epoch)]
     assert all(abs(a - s["lr"]) <= COSINE_ULPS * math.ulp(s["lr"]) for a, s in zip(used, run["steps"]))
+
+
+def test_pure_function_equals_a_replay_of_the_three_writers_on_a_grid_of_schedules():
+    """lr_at finds the last write in closed form; replaying the loop with LRScheduler must give the same rates for
+    every combination of warmup kind, warmup epochs/steps, cooldown, decay and epoch length."""
+    grid = itertools.product(("epoch", "batch", None), (0, 1, 3), (0, 3, 7, 25), (1, 4, 7), (1, 2, 5), (0, 1))
+    checked = 0
+    for warmup, warm_epochs, warm_steps, per_epoch, epochs, cooldown in grid:
+        for decay in ("cosine", "linear", None):
+            schedule = LRSchedule(
+                lr0=1e-3, epochs=epochs, warmup=warmup, warmup_epochs=warm_epochs, warmup_steps=warm_steps,
+                warmup_initial_lr=1e-6, final_lr_ratio=0.1, cooldown_epochs=cooldown, decay=decay,
+            )  # fmt: skip
+            optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=schedule.lr0)
+            scheduler = LRScheduler(optimizer, schedule, per_epoch)
+            for epoch in range(epochs):
+                scheduler.epoch_start(epoch)
+                for batch in range(per_epoch):
+                    scheduler.batch_start(epoch, batch)
+                    assert scheduler.lr == lr_at(epoch, batch, per_epoch, schedule), (schedule, epoch, batch)
+                    scheduler.step_end(epoch, batch)
+                    checked += 1
+    assert checked > 20_000
 
 
 def test_inherited_warmup_steps_keep_the_peak_rate_for_1000_steps():
