@@ -106,16 +106,17 @@ def test_parameter_groups_equal_the_original(variant):
 
 
 def test_optimizer_state_layout_equals_the_original_checkpoint():
-    """The optimizer's saved group settings (all but the LR of that moment) equal those SG wrote in ckpt_latest."""
+    """The optimizer's saved groups (every setting, in order) equal those SG wrote in ckpt_latest.pth (whose LR is
+    lr0 again: the run ended on the flat part of the quirk schedule)."""
     model = untrained("tiny")
     saved = build_optimizer(model, lr=5e-4, weight_decay=1e-4).state_dict()
     reference = SCHEDULE["checkpoints"]["ckpt_latest.pth"]["optimizer_state_dict"]
     assert sorted(saved) == sorted(reference["keys"])
+    assert len(saved["param_groups"]) == len(reference["param_groups"])
     for group, ref in zip(saved["param_groups"], reference["param_groups"]):
         ours = {k: (list(v) if isinstance(v, tuple) else v) for k, v in group.items() if k != "params"}
         ours["num_params"] = len(group["params"])
-        assert list(ours) == list(ref)
-        assert {k: v for k, v in ours.items() if k != "lr"} == {k: v for k, v in ref.items() if k != "lr"}
+        assert list(ours.items()) == list(ref.items())
 
 
 def test_without_zero_decay_there_is_one_group_with_every_parameter():

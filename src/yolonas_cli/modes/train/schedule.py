@@ -21,6 +21,10 @@ global step 1000 and its progress `k` stays 0 until step `1000 + We·Lp`: a shor
 learning rate. `warmup_steps` is an explicit parameter so that the quirk is reproduced when a recipe says so and
 can be switched off (`warmup_steps=0`: the cosine starts right after the epoch warmup).
 
+Exactness: every rate is the original's bit for bit, except that the cosine uses `math.cos` where the original
+calls `numpy.cos`; the reference run's numpy (1.23, AVX-512 SVML kernel) was a few ulp off the correctly rounded
+cosine, so cosine-written rates can differ from it by up to 3 ulp (measured on the fixture).
+
 `decay="linear"` is NOT in the original: a straight line from `lr0` to `ρ·lr0` with the same timing and the same
 progress `k/(K + 1)`, so that Ultralytics' `cos_lr=False` has a meaning. Ultralytics' own warmup (a separate bias
 learning rate and a momentum warmup, per-group rates) is not offered: it would need per-group schedules that the
@@ -134,8 +138,9 @@ def decay_lr_after(epoch: int, batch: int, steps_per_epoch: int, schedule: LRSch
     if not decay_enabled(epoch, batch, steps_per_epoch, schedule):
         return None
     k, total = decay_progress(epoch, batch, steps_per_epoch, schedule)
-    # k = 0 whenever K + 1 <= 0 (k <= K − 1 on every step of the run), so this never divides by zero.
-    progress = k / (total + 1) if k else 0.0
+    # Without cooldown k <= K − 1 on every step, so k = 0 whenever K + 1 <= 0. The guard only matters for a
+    # cooldown run with lr_warmup_steps where K + 1 = 0 and k > 0: the original raises ZeroDivisionError there.
+    progress = k / (total + 1) if k and total + 1 else 0.0
     lr0, ratio = schedule.lr0, schedule.final_lr_ratio
     if schedule.decay == "linear":
         return lr0 * (ratio + (1.0 - ratio) * (1.0 - progress))
