@@ -1,1 +1,1 @@
-"""`yolo-nas train`: the training forward's loss (`loss`, `assigners`); the loop, data and optimizer come later."""
+"""`yolo-nas train`: fine-tune YOLO-NAS exactly as the original trainer does (see training-facts.md)."""
