@@ -334,9 +334,13 @@ class HSV:
     def __call__(self, sample: TrainSample, rng: np.random.Generator, extra: ExtraSample) -> TrainSample:
         if not rng.random() < self.prob:
             return sample
+        return TrainSample.make(shift_hsv(sample.image, *self.draw_gains(rng)), sample.boxes, sample.labels)
+
+    def draw_gains(self, rng: np.random.Generator) -> tuple[int, int, int]:
+        """(dh, ds, dv): U(-1, 1, 3) * gains, times integers(0, 2, 3), truncated toward zero (int16)."""
         gains = rng.uniform(-1, 1, 3) * np.array([self.hgain, self.sgain, self.vgain])
-        gains = (gains * rng.integers(0, 2, 3)).astype(np.int16)
-        return TrainSample.make(shift_hsv(sample.image, *(int(g) for g in gains)), sample.boxes, sample.labels)
+        dh, ds, dv = (gains * rng.integers(0, 2, 3)).astype(np.int16)
+        return int(dh), int(ds), int(dv)
 
 
 @dataclass(frozen=True)
