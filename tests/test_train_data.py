@@ -38,7 +38,15 @@ from yolonas_cli.modes.train.augment import (
     box_candidates,
     shift_hsv,
 )
-from yolonas_cli.modes.train.data import Draw, TrainSampler, build_train_dataset, collate, train_loader
+from yolonas_cli.modes.train.data import (
+    Draw,
+    TrainDataset,
+    TrainLoader,
+    TrainSampler,
+    build_train_dataset,
+    collate,
+    train_loader,
+)
 from yolonas_cli.modes.train.pipelines import (
     Augmentation,
     augmentation_from,
@@ -784,6 +792,41 @@ def test_same_seed_same_batches_whatever_the_workers(tmp_path: Path) -> None:
     other_epoch = batches(build_train_dataset(data, imgsz=64, seed=7), seed=7, workers=0, epoch=1)
     assert not torch.equal(first[0][0], other_seed[0][0])
     assert not torch.equal(first[0][0], other_epoch[0][0])
+
+
+class OpenCVThreads(TrainDataset):
+    """Each item reports the OpenCV thread count of the process that made it."""
+
+    def __getitem__(self, key):
+        return np.full((3, 4, 4), cv2.getNumThreads(), np.float32), np.zeros((0, 5), np.float32)
+
+
+@pytest.fixture
+def opencv_on_two_threads():
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    yield
+    cv2.setNumThreads(previous)
+
+
+@pytest.mark.usefixtures("opencv_on_two_threads")
+def test_workers_start_with_a_single_threaded_opencv_and_the_main_process_keeps_its_threads(tmp_path: Path) -> None:
+    dataset = build_train_dataset(rect_dataset(tmp_path, count=4), imgsz=64)
+    reporting = OpenCVThreads(dataset.images, dataset.labels, dataset.schedule)
+    cv2.resize(np.zeros((1500, 1500, 3), np.uint8), (700, 700))  # OpenCV's thread pool has run
+    # timeout: a hung worker fails this test instead of hanging the suite
+    loader = TrainLoader(
+        reporting,
+        batch_size=2,
+        sampler=TrainSampler(4),
+        num_workers=2,
+        collate_fn=collate,
+        persistent_workers=True,
+        timeout=120,
+    )
+    for _ in range(2):  # two epochs: the persistent workers are reused
+        assert [images[:, 0, 0, 0].tolist() for images, _ in loader] == [[1, 1], [1, 1]]
+    assert cv2.getNumThreads() == 2
 
 
 def test_an_image_drawn_twice_in_an_epoch_is_augmented_twice(tmp_path: Path) -> None:

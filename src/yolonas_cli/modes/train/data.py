@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
@@ -42,6 +41,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from yolonas_cli import console
 from yolonas_cli.datasets import ClassIdOutOfRange, CorruptSample, Dataset, label_path, load_dataset, read_txt_labels
+from yolonas_cli.engine import single_opencv_thread
 from yolonas_cli.errors import UsageError, YoloNasError
 from yolonas_cli.modes.train.augment import TrainSample
 from yolonas_cli.modes.train.cache import ImageStore, PathTable, cache_mode
@@ -51,6 +51,7 @@ __all__ = [
     "Draw",
     "LabelTable",
     "TrainDataset",
+    "TrainLoader",
     "TrainSampler",
     "build_train_dataset",
     "collate",
@@ -273,9 +274,18 @@ class TrainSampler(Sampler[Draw]):
         return iter([Draw(int(order[p % len(order)]), self.epoch, p) for p in positions])
 
 
-def _worker_init(worker_id: int) -> None:
-    """DataLoader workers: OpenCV on one thread each (the workers are the parallelism)."""
-    cv2.setNumThreads(1)
+class TrainLoader(DataLoader):
+    """A DataLoader whose worker processes start while OpenCV runs on one thread.
+
+    Workers are forked; a fork taken while OpenCV's thread pool exists leaves the child a pool whose threads
+    are gone, and changing its size there blocks for ever (seen: `cv2.setNumThreads(1)` in a worker hung in
+    `pthread_cond_destroy`). Starting the workers with the pool stopped gives each worker a single-threaded
+    OpenCV (the workers are the parallelism); the main process gets its thread count back right after.
+    """
+
+    def __iter__(self):
+        with single_opencv_thread():
+            return super().__iter__()
 
 
 def train_loader(
@@ -285,12 +295,12 @@ def train_loader(
     workers: int,
     drop_last: bool = False,
     pin_memory: bool = False,
-) -> DataLoader:
+) -> TrainLoader:
     """The DataLoader of a training run: `collate`d batches, persistent workers (the epoch travels in each
     Draw, so workers need no restart between epochs)."""
     if batch_size < 1:
         raise UsageError(f"batch={batch_size} must be at least 1")
-    return DataLoader(
+    return TrainLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
@@ -299,7 +309,6 @@ def train_loader(
         drop_last=drop_last,
         pin_memory=pin_memory,
         persistent_workers=workers > 0,
-        worker_init_fn=_worker_init if workers > 0 else None,
     )
 
 
