@@ -676,8 +676,16 @@ def test_malformed_label_files_are_warned_about_and_their_images_left_out(tmp_pa
 
 def test_a_split_without_any_label_is_an_error(tmp_path: Path) -> None:
     data = write_dataset(tmp_path, [(solid((32, 32), GREY), None), (solid((32, 32), GREY), "")])
-    with pytest.raises(YoloNasError, match="no labels at all"):
+    with pytest.raises(YoloNasError, match="no usable labels"):
         build_train_dataset(data, imgsz=64)
+
+
+def test_the_coco_recipe_leaves_out_images_without_boxes(tmp_path: Path) -> None:
+    """training-facts.md §9.1: ignore_empty_annotations is True for COCO, False for Roboflow."""
+    items = [(solid((32, 32), GREY), yolo_line(0, (4, 4, 20, 20), (32, 32))), (solid((32, 32), GREY), None)]
+    data = write_dataset(tmp_path, items)
+    assert len(build_train_dataset(data, imgsz=64, recipe="roboflow")) == 2
+    assert len(build_train_dataset(data, imgsz=64, recipe="coco")) == 1
 
 
 def test_fraction_keeps_the_first_images(tmp_path: Path) -> None:

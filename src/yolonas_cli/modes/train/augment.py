@@ -355,7 +355,7 @@ class HorizontalFlip:
         width = sample.image.shape[1]
         boxes = sample.boxes[:, [2, 1, 0, 3]] * np.array([-1, 1, -1, 1], np.float32)
         boxes += np.array([width, 0, width, 0], np.float32)
-        return TrainSample.make(np.ascontiguousarray(sample.image[:, ::-1]), boxes, sample.labels)
+        return TrainSample.make(cv2.flip(sample.image, 1), boxes, sample.labels)  # = image[:, ::-1], faster
 
 
 @dataclass(frozen=True)
@@ -371,7 +371,7 @@ class VerticalFlip:
         height = sample.image.shape[0]
         boxes = sample.boxes[:, [0, 3, 2, 1]] * np.array([1, -1, 1, -1], np.float32)
         boxes += np.array([0, height, 0, height], np.float32)
-        return TrainSample.make(np.ascontiguousarray(sample.image[::-1]), boxes, sample.labels)
+        return TrainSample.make(cv2.flip(sample.image, 0), boxes, sample.labels)  # = image[::-1]
 
 
 @dataclass(frozen=True)
@@ -415,8 +415,9 @@ class Standardize:
     max_value: float = 255.0
 
     def __call__(self, sample: TrainSample, rng: np.random.Generator, extra: ExtraSample) -> TrainSample:
-        chw = np.ascontiguousarray(sample.image.transpose(2, 0, 1), dtype=np.float32)
-        return TrainSample(chw / np.float32(self.max_value), sample.boxes, sample.labels)
+        # one pass, uint8 -> float32 division; the result keeps the HWC memory order (collate stacks it)
+        chw = np.divide(sample.image.transpose(2, 0, 1), np.float32(self.max_value), dtype=np.float32)
+        return TrainSample(chw, sample.boxes, sample.labels)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ YAML, YOLO txt labels or COCO JSON) and checks every label file once, up front:
   partly lost would teach that the lost objects are background; val and Ultralytics skip such images too);
 - a class id >= nc: a UsageError naming the file and line (the labels or the YAML's names are wrong);
 - COCO crowd annotations: dropped (the original's train sets use `with_crowd: False`);
-- images without labels: kept as background (the Roboflow recipe's `ignore_empty_annotations: False`);
+- images without labels: kept as background (the Roboflow recipe's `ignore_empty_annotations: False`;
+  the COCO recipe leaves them out);
 - no label at all in the split: an error.
 Only the image paths and the labels stay in memory, as flat arrays (`PathTable`, `LabelTable`).
 
@@ -107,9 +108,10 @@ class LabelTable:
         return int(self.offsets[-1])
 
 
-def read_labels(split: Dataset, indices: Sequence[int]) -> tuple[list[int], LabelTable]:
+def read_labels(split: Dataset, indices: Sequence[int], keep_empty: bool = True) -> tuple[list[int], LabelTable]:
     """Read and check the labels of images `indices` of `split` (module docstring). Returns the indices
-    kept and their labels. Raises UsageError for a class id >= nc."""
+    kept and their labels; `keep_empty=False` also leaves out images without boxes (the COCO recipe's
+    `ignore_empty_annotations`). Raises UsageError for a class id >= nc."""
     kept: list[int] = []
     classes: list[np.ndarray] = []
     boxes: list[np.ndarray] = []
@@ -121,6 +123,8 @@ def read_labels(split: Dataset, indices: Sequence[int]) -> tuple[list[int], Labe
             raise UsageError(f"{exc}: fix the label, or add the class to the names of {split.yaml_path.name}") from None
         except CorruptSample as exc:
             skipped.append(str(exc))
+            continue
+        if not keep_empty and len(cls) == 0:
             continue
         kept.append(index)
         classes.append(cls)
@@ -347,13 +351,11 @@ def build_train_dataset(
     chosen = data_recipe(recipe)
     split_data = load_dataset(data, split)
     count = max(1, round(len(split_data) * fraction))
-    kept, labels = read_labels(split_data, range(count))
-    if not kept:
-        raise YoloNasError(f"none of the {count} '{split}' images of {split_data.yaml_path.name} has readable labels")
+    kept, labels = read_labels(split_data, range(count), keep_empty=chosen.keep_empty)
     if labels.total == 0:
         raise YoloNasError(
-            f"the '{split}' split of {split_data.yaml_path.name} has no labels at all: YOLO labels "
-            f"belong in a labels/ folder beside images/ (e.g. {label_path(split_data.files[0])})"
+            f"the '{split}' split of {split_data.yaml_path.name} has no usable labels: YOLO labels belong in a "
+            f"labels/ folder beside images/ (e.g. {label_path(split_data.files[0])})"
         )
     paths = PathTable.of([split_data.files[i] for i in kept])
     root = cache_dir or split_data.root / ".yolonas_cache" / split

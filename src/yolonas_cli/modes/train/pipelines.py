@@ -144,6 +144,7 @@ class DataRecipe:
     mixup_flip_prob: float
     min_samples: int  # the loader's rule: below this many images, draw this many with replacement (0: off)
     drop_last: bool  # the loader drops the last incomplete batch
+    keep_empty: bool  # images without boxes are trained on as background (False: left out)
 
 
 DATA_RECIPES = {
@@ -160,6 +161,7 @@ DATA_RECIPES = {
         mixup_flip_prob=0.5,
         min_samples=512,
         drop_last=False,
+        keep_empty=True,
     ),
     "coco": DataRecipe(
         name="coco",
@@ -174,6 +176,7 @@ DATA_RECIPES = {
         mixup_flip_prob=0.5,
         min_samples=0,
         drop_last=True,
+        keep_empty=False,
     ),
 }
 
