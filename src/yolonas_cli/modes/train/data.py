@@ -14,7 +14,7 @@ Only the image paths and the labels stay in memory, as flat arrays (`PathTable`,
 Each item is one sample of the original's pipeline (`pipelines.py`): the image loaded BGR and fitted into
 imgsz (`cache.py`), its boxes scaled by the same ratio, then the transforms. The sampler yields `Draw`s
 (item, epoch, position in the epoch); the sample's random Generator is seeded from (seed, epoch, position,
-index), so a run is reproducible for a given seed whatever the number of workers or processes, and an
+item), so a run is reproducible for a given seed whatever the number of workers or processes, and an
 image drawn twice in an epoch gets two different augmentations. An image that cannot be read any more
 (deleted or damaged after the dataset was built) is warned about once and replaced by another random image
 of the dataset; the epoch goes on.
@@ -165,7 +165,11 @@ def _warn_skipped(reasons: list[str]) -> None:
 class TrainDataset(TorchDataset):
     """Augmented training samples. `dataset[Draw(item, epoch, position)]` (or `dataset[index]`, read as
     `Draw(index, self.epoch, index)`) -> (image float32 [3, H, W] in [0, 1] BGR, targets float32 [n, 5]
-    (class, cx, cy, w, h) pixels)."""
+    (class, cx, cy, w, h) pixels).
+
+    With a sampler of plain indices (torch's DistributedSampler, say) the epoch is `self.epoch`, which
+    worker processes copy when they start: every epoch would repeat the same augmentations. `TrainSampler`
+    carries the epoch in each Draw instead."""
 
     def __init__(
         self,
