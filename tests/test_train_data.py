@@ -665,12 +665,16 @@ def test_malformed_label_files_are_warned_about_and_their_images_left_out(tmp_pa
         (solid((32, 32), GREY), good + "1 0.5 0.5\n"),
         (solid((32, 32), GREY), "x 0.5 0.5 0.1 0.1\n"),
         (solid((32, 32), GREY), None),
+        (solid((32, 32), GREY), "inf 0.5 0.5 0.1 0.1\n"),  # not a class id (and not one >= nc)
+        (solid((32, 32), GREY), "-1 0.5 0.5 0.1 0.1\n"),
     ]
     dataset = build_train_dataset(write_dataset(tmp_path, items), imgsz=64)
     assert len(dataset) == 2  # 000 (labelled) and 003 (background)
     assert [dataset.images.paths[i].name for i in range(2)] == ["000.png", "003.png"]
     err = capsys.readouterr().err
-    assert "001.txt line 2" in err and "002.txt line 1" in err and "left out of training" in err
+    for where in ("001.txt line 2", "002.txt line 1", "004.txt line 1", "005.txt line 1"):
+        assert where in err
+    assert err.count("left out of training") == 4
     assert len(dataset.load_sample(1).boxes) == 0
 
 
