@@ -7,6 +7,7 @@ ByteTrack (MIT) and ``motmetrics`` (MOTA, IDF1) on the synthetic sequences of ``
 
 from __future__ import annotations
 
+import sys
 import warnings
 from dataclasses import fields, replace
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 from track_sequence import gt_count, ideal_errors, make_sequence, mot_metrics
-from yolonas_cli.errors import UsageError
+from yolonas_cli.errors import MissingExtraError, UsageError
 from yolonas_cli.modes.track import (
     BotSort,
     BotSortConfig,
@@ -119,6 +120,12 @@ def test_assignment_matches_lapjv_with_cost_limit(seed: int) -> None:
     assert all(cost[i, j] <= thresh for i, j in expected)
     assert sorted(free_rows.tolist() + matches[:, 0].tolist()) == list(range(rows))
     assert sorted(free_cols.tolist() + matches[:, 1].tolist()) == list(range(cols))
+
+
+def test_assignment_without_scipy_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "scipy.optimize", None)  # as if scipy were not installed
+    with pytest.raises(MissingExtraError, match=r"pip install 'yolo-nas\[track\]'"):
+        linear_assignment(np.zeros((2, 2)), 0.8)
 
 
 def test_assignment_prefers_the_globally_cheaper_matching() -> None:
@@ -386,6 +393,7 @@ def test_same_tracks_as_supervision_bytetrack(seed: int) -> None:
         warnings.simplefilter("ignore")
         reference = sv.ByteTrack(track_activation_threshold=0.25, lost_track_buffer=30, minimum_matching_threshold=0.8)
     renaming: dict[int, int] = {}
+    our_output, their_output = [], []
     for frame in frames:
         rows = ours.update(frame.boxes, frame.scores, frame.classes)
         theirs = reference.update_with_tensors(np.column_stack([frame.boxes, frame.scores]))
@@ -395,7 +403,13 @@ def test_same_tracks_as_supervision_bytetrack(seed: int) -> None:
             their_id = min(boxes, key=lambda i: np.abs(boxes[i] - row[:4]).max())
             np.testing.assert_allclose(row[:4], boxes[their_id], atol=1e-3)
             assert renaming.setdefault(int(row[4]), their_id) == their_id
+        our_output.append((rows[:, 4].astype(int), rows[:, :4]))
+        their_output.append((np.array(list(boxes), dtype=int), np.array(list(boxes.values())).reshape(-1, 4)))
     assert len(set(renaming.values())) == len(renaming)  # one-to-one
+    if seed == 0:  # the consequence in MOT terms (once: motmetrics is the slow part)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            assert mot_metrics(frames, our_output) == mot_metrics(frames, their_output)
 
 
 # ------------------------------------------------------------------------------------ camera motion

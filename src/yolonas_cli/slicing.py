@@ -81,16 +81,18 @@ class SliceConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size", tile_size(self.size))
-        if not (isinstance(self.overlap, (int, float)) and not isinstance(self.overlap, bool)) or not (
-            0 <= self.overlap < 1
-        ):
+        if not (_is_number(self.overlap) and 0 <= self.overlap < 1):
             raise UsageError(f"slice_overlap={self.overlap!r} must be a number in [0, 1), e.g. slice_overlap=0.2")
         if self.merge not in MERGE_METHODS:
             raise UsageError(f"slice_merge={self.merge!r} is not one of {', '.join(MERGE_METHODS)}")
         if self.metric not in MATCH_METRICS:
             raise UsageError(f"slice match metric {self.metric!r} is not one of {', '.join(MATCH_METRICS)}")
-        if not 0 <= self.match_thresh <= 1:
+        if not (_is_number(self.match_thresh) and 0 <= self.match_thresh <= 1):
             raise UsageError(f"slice match threshold {self.match_thresh!r} must be in [0, 1]")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def tile_size(size: SizeLike) -> tuple[int, int]:

@@ -18,7 +18,7 @@ One frame (``f``), as in the paper and its reference implementation:
 
 1. Split detections: *high* ``score >= track_high_thresh``, *low* ``track_low_thresh < score < high``.
 2. Predict every confirmed track (tracked and lost; a lost track's height velocity is zeroed first) one frame
-   ahead with the Kalman filter (:mod:`.kalman`, ``xyah`` state).
+   ahead with the Kalman filter (:mod:`.kalman`, ``xyah`` state); unconfirmed tracks are not predicted.
 3. First association: confirmed tracks with high detections, cost ``1 - IoU`` (``1 - IoU * score`` when
    ``fuse_score``), thresholded optimal assignment at ``match_thresh`` (:mod:`.matching`).
 4. Second association: the tracks still unmatched that were tracked in the last frame with the low detections,

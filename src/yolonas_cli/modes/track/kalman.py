@@ -10,17 +10,13 @@ the measurement is the box alone (observation matrix ``H = [I 0]``), the motion 
 
 Noise is diagonal, each standard deviation proportional to the box size (the reference implementations'
 weights: 1/20 of the size for positions, 1/160 for velocities). The size of a component is the height in
-``xyah`` and, in ``xywh``, the width for x and w and the height for y and h. The aspect ratio of ``xyah`` gets
-fixed deviations instead. With ``s`` that size:
+``xyah`` and, in ``xywh``, the width for x and w and the height for y and h. With ``s`` that size:
 
-============================  ================  ================
-phase                         position std      velocity std
-============================  ================  ================
-new track (initial P)         2 * s / 20        10 * s / 160
-prediction (process noise Q)  s / 20            s / 160
-measurement (R)               s / 20            (none)
-xyah aspect ratio: P / Q / R  1e-2 / 1e-2 / 1e-1   1e-5 / 1e-5
-============================  ================  ================
+- new track (initial covariance P): position std ``2 * s / 20``, velocity std ``10 * s / 160``;
+- prediction (process noise Q): position std ``s / 20``, velocity std ``s / 160``;
+- measurement (R): std ``s / 20``.
+
+The aspect ratio of ``xyah`` has fixed deviations instead: 1e-2 (P and Q), 1e-1 (R), velocity 1e-5 (P and Q).
 
 Arrays: ``mean`` is ``float64 [N, 8]``, ``cov`` is ``float64 [N, 8, 8]``, measurements ``[N, 4]`` in the
 filter's parametrisation; every method takes and returns N tracks at once (N may be 0).
