@@ -7,6 +7,9 @@ ByteTrack (MIT) and ``motmetrics`` (MOTA, IDF1) on the synthetic sequences of ``
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
 import sys
 import warnings
 from dataclasses import fields, replace
@@ -461,3 +464,30 @@ def test_botsort_camera_compensation_keeps_ids_while_the_camera_pans() -> None:
 def test_tracker_config_replace_keeps_validation() -> None:
     with pytest.raises(UsageError, match="track_buffer"):
         replace(ByteTrackConfig(), track_buffer=-5)
+
+
+def test_speed_script_runs() -> None:
+    """scripts/track_speed.py (the < 2 ms per frame measurement) still runs; a smoke run, not a timing."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root / "src")}
+    for tracker in ("bytetrack.yaml", "botsort.yaml"):
+        done = subprocess.run(
+            [
+                sys.executable,
+                str(root / "scripts" / "track_speed.py"),
+                "--objects",
+                "8",
+                "--frames",
+                "5",
+                "--tracker",
+                tracker,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=True,
+        )
+        assert re.fullmatch(
+            r"\w+: 8 objects, 5 frames: median [\d.]+ ms, p95 [\d.]+ ms per frame \(.*\)\n", done.stdout
+        )
