@@ -29,9 +29,7 @@ def ref_iou(a: list[F32], b: list[F32]) -> float:
         return float(inter / (area_a + area_b - inter))
 
 
-def ref_nms(
-    boxes: torch.Tensor, scores: torch.Tensor, iou: float, labels: torch.Tensor | None = None
-) -> list[int]:
+def ref_nms(boxes: torch.Tensor, scores: torch.Tensor, iou: float, labels: torch.Tensor | None = None) -> list[int]:
     """Greedy NMS, one box at a time with float32 scalars.
 
     Visit by score (stable, descending); keep a box unless a kept box of its class has IoU > iou.
@@ -150,6 +148,15 @@ def test_box_iou_values() -> None:
     b = torch.tensor([[1.0, 1, 3, 3], [0, 0, 2, 2], [5, 5, 6, 6]])
     torch.testing.assert_close(ops.box_iou(a, b), torch.tensor([[1 / 7, 1.0, 0.0]]))
     assert ops.box_iou(a.long(), b.long()).dtype == torch.float32
+
+
+def test_box_ios_values() -> None:
+    """Intersection over the smaller area: a box inside another has IoS 1 whatever their IoU."""
+    a = torch.tensor([[0.0, 0, 4, 4]])
+    b = torch.tensor([[1.0, 1, 2, 2], [2, 0, 6, 2], [4, 4, 5, 5], [0, 0, 4, 4]])
+    torch.testing.assert_close(ops.box_ios(a, b), torch.tensor([[1.0, 4 / 8, 0.0, 1.0]]))
+    assert ops.box_ios(b, a).shape == (4, 1)
+    assert torch.isnan(ops.box_ios(torch.tensor([[1.0, 1, 1, 1]]), torch.tensor([[3.0, 3, 3, 3]])))[0, 0]
 
 
 coord = st.integers(0, 20)
