@@ -1,7 +1,7 @@
 """The original's metric (`protocol=sg`, SuperGradients 3.7.1 `DetectionMetrics`): every number the original
 computed on the four scenarios of tests/fixtures/sg_metric (copied unedited from the shared fixtures, README
 beside them) to 1e-6; small cases derived by hand that each isolate one behaviour; agreement with pycocotools
-where the two definitions coincide"""
+where the two definitions coincide; and `val protocol=sg` through the CLI on a tiny dataset."""
 
 from __future__ import annotations
 
@@ -15,16 +15,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
+import yaml
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from typer.testing import CliRunner
 
 from sg_fixture import SCENARIOS, SETTINGS, fixture_inputs, original, scored
+from yolonas_cli.cli.app import app
+from yolonas_cli.coco import COCO80_NAMES
 from yolonas_cli.datasets import Labels
 from yolonas_cli.errors import UsageError
 from yolonas_cli.metrics import CocoGroundTruth
 from yolonas_cli.sg_metric import SG_IOU_THRESHOLDS, SG_RECALL_POINTS, linspace32, sg_evaluate
+from yolonas_cli.validator import SGEngine
 
 # The brief's bound. Measured: 2.4e-7 at most (per-class AP; the float32 means of 101 or 10 values are summed in
 # another order than the torch build that made the fixture), the same with ATEN_CPU_CAPABILITY=default or avx2.
@@ -290,3 +296,71 @@ def test_equals_pycocotools_where_the_definitions_coincide():
     assert result.map == pytest.approx(ev.stats[0], abs=1e-6)
     assert result.map50 == pytest.approx(ev.stats[1], abs=1e-6)
     assert result.map75 == pytest.approx(ev.stats[2], abs=1e-6)
+
+
+# ---------------------------------------------------------------------------------------- val protocol=sg
+
+
+def write_image_and_labels(root: Path, stem: str, hw: tuple[int, int], boxes: list[tuple[int, ...]]) -> None:
+    """A grey image and its YOLO label file (class, xc, yc, w, h normalised, at full float precision)."""
+    h, w = hw
+    cv2.imwrite(str(root / "images" / "val" / f"{stem}.png"), np.full((h, w, 3), 90, np.uint8))
+    lines = [
+        f"{c} {(x1 + x2) / 2 / w!r} {(y1 + y2) / 2 / h!r} {(x2 - x1) / w!r} {(y2 - y1) / h!r}"
+        for c, x1, y1, x2, y2 in boxes
+    ]
+    (root / "labels" / "val" / f"{stem}.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_val_protocol_sg_prints_and_saves_both_definitions(tmp_path, tiny_checkpoint, monkeypatch):
+    """Two images sized so that at imgsz=96 the original's letterbox is the identity (95x95: no resize, no pad)
+    or a 1-pixel shift (94x95), with detections injected at the engine's postprocess seam.
+
+    Class 0 (image 1): targets [10,10,50,50] and [60,20,95,70] (touching the right edge); detections 0.9 on the
+    first, 0.6 = [60,20,100,70] (past the 96-pixel canvas: clipped to 96, IoU 35/36 = 0.97 at every threshold),
+    0.3 nowhere. Ranks TP, TP, FP: AP 1; at confidence >= 0.1 P = 2/3, R = 1, F1 = 0.8.
+    Class 2 (image 2): target [20,20,60,60]; detections 0.5 nowhere, 0.4 on it: AP 1/2 (precision 1/2 at every
+    recall point); P = 1/2, R = 1, F1 = 2/3.
+    mAP = mAP50 = mAP75 = 3/4; P = 7/12, R = 1, F1 = (0.8 + 2/3) / 2 = 11/15. Mean F1 over classes by
+    confidence c: 11/15 up to 0.3, (1 + 2/3)/2 = 5/6 on (0.3, 0.4], less above: best score threshold 0.31."""
+    root = tmp_path / "ds"
+    (root / "images" / "val").mkdir(parents=True)
+    (root / "labels" / "val").mkdir(parents=True)
+    write_image_and_labels(root, "a", (95, 95), [(0, 10, 10, 50, 50), (0, 60, 20, 95, 70)])
+    write_image_and_labels(root, "b", (94, 95), [(2, 20, 20, 60, 60)])
+    spec = {"path": ".", "val": "images/val", "names": dict(enumerate(COCO80_NAMES))}
+    (root / "data.yaml").write_text(yaml.safe_dump(spec))
+    dets = {
+        (95, 95): [[10, 10, 50, 50, 0.9, 0], [60, 20, 100, 70, 0.6, 0], [5, 60, 35, 90, 0.3, 0]],
+        (94, 95): [[65, 65, 90, 90, 0.5, 2], [20, 20, 60, 60, 0.4, 2]],
+    }
+
+    def injected(self, raw, letterboxes):  # type: ignore[no-untyped-def]
+        return [np.array(dets[tuple(lb.orig_hw)], np.float32) for lb in letterboxes]
+
+    monkeypatch.setattr(SGEngine, "postprocess", injected)
+    out = CliRunner().invoke(
+        app,
+        [
+            "val",
+            f"model={tiny_checkpoint}",
+            f"data={root / 'data.yaml'}",
+            "imgsz=96",
+            "protocol=sg",
+            "plots=False",
+            "device=cpu",
+            f"project={tmp_path / 'runs'}",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    saved = json.loads((tmp_path / "runs" / "exp" / "metrics.json").read_text())
+    sg, ultralytics = saved["sg"], saved["all"]
+    assert (sg["mAP50-95"], sg["mAP50"], sg["mAP75"]) == pytest.approx((0.75, 0.75, 0.75), abs=1e-6)
+    assert (sg["precision"], sg["recall"], sg["f1"]) == pytest.approx((7 / 12, 1.0, 11 / 15), abs=1e-6)
+    assert sg["best_score_threshold"] == pytest.approx(0.31, abs=1e-7) and sg["score_threshold"] == 0.1
+    assert sg["pr_definition"].startswith("the original's") and ultralytics["pr_definition"].startswith("Ultralyt")
+    assert "the original's DetectionMetrics mAP50-95 0.7500, mAP50 0.7500 | pycocotools" in out.stderr
+    assert "the original's P 0.5833, R 1.0000, F1 0.7333 (its definition: confidence >= 0.1" in out.stderr
+    assert "its best score threshold 0.31" in out.stderr
+    ultralytics_line = f"Ultralytics-style P {ultralytics['precision']:.4f}, R {ultralytics['recall']:.4f} (the table's"
+    assert ultralytics_line in out.stderr
