@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["NAS", "__version__"]
+__all__ = ["NAS", "__version__", "sg_evaluate"]
 
 
 def __getattr__(name: str):
@@ -12,4 +12,8 @@ def __getattr__(name: str):
         from yolonas_cli.api import NAS
 
         return NAS
+    if name == "sg_evaluate":
+        from yolonas_cli.sg_metric import sg_evaluate
+
+        return sg_evaluate
     raise AttributeError(f"module 'yolonas_cli' has no attribute {name!r}")

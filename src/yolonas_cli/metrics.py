@@ -37,6 +37,8 @@ IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, 
 COCO_STAT_NAMES = ("mAP50-95", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_large",
                    "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large")
 CONF_GRID = np.linspace(0, 1, 1000)
+PR_DEFINITION = ("Ultralytics-style: precision and recall at IoU 0.5 at the confidence of the best smoothed mean F1 "
+                 "(best_f1_conf), mean over the classes with targets")
 _EPS = 1e-16
 
 
@@ -467,7 +469,9 @@ class ValMetrics:
 
     box: the `BoxMetrics`; speed: ms per image {preprocess, inference, loss, postprocess}; names: class
     names; seen: images evaluated; skipped: corrupt images skipped; coco: every COCOeval stat by name;
-    sg: the original's metric (protocol=sg) {mAP50-95, mAP50, mAP75} or None; save_dir: the run folder.
+    sg: the original's metric (protocol=sg, `sg_metric.SGResult.as_dict`: mAP50-95, mAP50, mAP75, its own
+    precision, recall, f1 at score_threshold, best_score_threshold, pr_definition) or None; save_dir: the run
+    folder.
     """
 
     box: BoxMetrics
@@ -476,7 +480,7 @@ class ValMetrics:
     seen: int = 0
     skipped: int = 0
     coco: dict[str, float] = field(default_factory=dict)
-    sg: dict[str, float] | None = None
+    sg: dict[str, Any] | None = None
     save_dir: Path | None = None
     protocol: str = "coco"
 
@@ -506,7 +510,7 @@ class ValMetrics:
                 "instances": int(b.instances.sum()) if len(b.instances) else 0,
                 "all": {"precision": b.mp, "recall": b.mr, "mAP50": b.map50, "mAP50-95": b.map,
                         "mAP75": b.map75, "mAP_small": b.map_small, "mAP_medium": b.map_medium,
-                        "mAP_large": b.map_large, "best_f1_conf": b.best_conf},
+                        "mAP_large": b.map_large, "best_f1_conf": b.best_conf, "pr_definition": PR_DEFINITION},
                 "classes": classes, "coco": dict(self.coco), "sg": self.sg, "speed": dict(self.speed),
                 "results_dict": self.results_dict}
 

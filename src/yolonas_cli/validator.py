@@ -94,8 +94,9 @@ def engine_settings(args: ValArgs) -> EngineSettings:
 
 
 class SGEngine(Engine):
-    """The engine with the original's val preprocessing (`sg_letterbox`: truncated resize) and unclipped
-    boxes (the original does not clip; clip with `ops.clip_boxes` where needed)."""
+    """The engine with the original's val preprocessing (`sg_letterbox`: truncated resize). Its boxes are not
+    clipped to the image: the original's metric clips them to the network-input canvas itself (see
+    `sg_metric`), and pycocotools gets them clipped to the image (`RunState.clipped`)."""
 
     clip_boxes = False
 
@@ -312,8 +313,8 @@ class RunState:
         self.images += counts > 0
         self.confusion.update(boxes, labels)
         if self.sg_metric is not None:
-            inputs = Labels(labels.cls, np.asarray(lb.to_input(labels.boxes)), labels.crowd, labels.area)
-            self.sg_metric.update(np.asarray(lb.to_input(np.asarray(det, np.float64))), inputs)
+            targets, crowd = sg_targets(labels, lb)
+            self.sg_metric.update(np.asarray(lb.to_input(np.asarray(det, np.float64))), targets, crowd, lb.padded_hw)
 
     def _cat_ids(self) -> list[int] | None:
         if self.classes is None:
@@ -333,6 +334,13 @@ class RunState:
         """P, R and PR curves at IoU 0.5 over every image so far."""
         return pr_curves(_cat(self.tp, bool), _cat(self.conf, np.float64), _cat(self.cls, np.int64),
                          _cat(self.ignored, bool), self.instances)
+
+
+def sg_targets(labels: Labels, lb: Letterbox) -> tuple[np.ndarray, np.ndarray]:
+    """(targets, crowd boxes) [M, 5] rows (x1, y1, x2, y2, cls) in network-input pixels, as the original's
+    metric takes them."""
+    rows = np.concatenate([np.asarray(lb.to_input(labels.boxes)).reshape(-1, 4), labels.cls[:, None]], 1)
+    return rows[~labels.crowd], rows[labels.crowd]
 
 
 def _cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
@@ -378,8 +386,20 @@ def print_metrics(metrics: ValMetrics, verbose: bool) -> None:
     console.info(f"pycocotools: mAP50-95 {b.map:.4f}, mAP50 {b.map50:.4f}, mAP75 {b.map75:.4f}, "
                  f"small {b.map_small:.4f}, medium {b.map_medium:.4f}, large {b.map_large:.4f}")
     if metrics.sg is not None:
-        console.info(f"protocol=sg: the original's DetectionMetrics mAP50-95 {metrics.sg['mAP50-95']:.4f}, "
-                     f"mAP50 {metrics.sg['mAP50']:.4f} | pycocotools on the same detections mAP50-95 "
-                     f"{b.map:.4f}, mAP50 {b.map50:.4f}")
+        print_sg_metrics(metrics)
     console.info(f"Speed: {s['preprocess']:.1f}ms preprocess, {s['inference']:.1f}ms inference, "
                  f"{s['loss']:.1f}ms loss, {s['postprocess']:.1f}ms postprocess per image")
+
+
+def print_sg_metrics(metrics: ValMetrics) -> None:
+    """protocol=sg: the original's mAP beside pycocotools', its own P, R and F1, and the table's Ultralytics-style
+    P and R, each labelled with its definition."""
+    b, sg = metrics.box, metrics.sg or {}
+    console.info(f"protocol=sg: the original's DetectionMetrics mAP50-95 {sg['mAP50-95']:.4f}, "
+                 f"mAP50 {sg['mAP50']:.4f} | pycocotools on the same detections mAP50-95 "
+                 f"{b.map:.4f}, mAP50 {b.map50:.4f}")
+    console.info(f"protocol=sg: the original's P {sg['precision']:.4f}, R {sg['recall']:.4f}, F1 {sg['f1']:.4f} "
+                 f"(its definition: confidence >= {sg['score_threshold']:g}, mean over classes and IoU 0.50:0.95), "
+                 f"its best score threshold {sg['best_score_threshold']:.2f}")
+    console.info(f"Ultralytics-style P {b.mp:.4f}, R {b.mr:.4f} (the table's: IoU 0.5, at the best-F1 confidence "
+                 f"{b.best_conf:.3f})")
