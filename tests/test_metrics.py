@@ -1,5 +1,5 @@
 """Metric building blocks: IoU, COCO-style matching, P/R curves, the pycocotools wrapper, the confusion
-matrix, the plots, and the original's metric (checked against pycocotools where both must agree)."""
+matrix, the plots, and the original's val letterbox (its metric: test_sg_metric.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from yolonas_cli.metrics.confusion import ConfusionMatrix
 from yolonas_cli.metrics.curves import pr_curves
 from yolonas_cli.metrics.matching import IOU_THRESHOLDS, box_ioa_np, box_iou_np, match_image
 from yolonas_cli.metrics.plots import plot_confusion_matrix, plot_pr_curve
-from yolonas_cli.metrics.sg import SGDetectionMetric, average_precision, sg_letterbox, top_k_per_class
+from yolonas_cli.metrics.sg import sg_letterbox
 
 
 def det_rows(*rows: tuple[float, ...]) -> np.ndarray:
@@ -219,7 +219,7 @@ def test_plots_are_written_with_opencv(tmp_path):
         assert img is not None and img.std() > 0
 
 
-# ------------------------------------------------------------------------------------ the original's metric
+# ------------------------------------------------------------------------------------ the original's val letterbox
 
 
 def test_sg_letterbox_truncates_where_predict_rounds():
@@ -227,75 +227,3 @@ def test_sg_letterbox_truncates_where_predict_rounds():
     assert sg.resized_hw == (477, 636)  # 481 * 636 / 640 = 477.99 -> 477
     assert Letterbox.for_image((481, 640), 640).resized_hw == (478, 636)
     assert (sg.pad_top, sg.pad_left, sg.padded_hw) == ((640 - 477) // 2, 2, (640, 640))
-
-
-def test_sg_average_precision_by_hand():
-    ap = average_precision(np.array([True, False, True]), 2)
-    assert ap == pytest.approx((51 * 1.0 + 50 * 2 / 3) / 101)
-    assert average_precision(np.zeros(0, bool), 3) == 0.0
-
-
-def test_sg_top_k_is_per_class():
-    keep = top_k_per_class(np.array([0.1, 0.9, 0.8, 0.7]), np.array([0, 0, 1, 0]), 2)
-    assert keep.tolist() == [False, True, True, True]
-    metric = SGDetectionMetric(1, top_k=1)
-    two = det_rows((0, 0, 10, 10, 0.9, 0), (0, 0, 10, 10, 0.8, 0))
-    metric.update(two, labels([0, 0], [[0, 0, 10, 10]] * 2))
-    assert metric.compute().map == pytest.approx(51 / 101)  # the second detection is ignored: recall 0.5
-
-
-def _random_scene(rng: np.random.Generator, n_images: int, nc: int):
-    scenes = []
-    for _ in range(n_images):
-        n = int(rng.integers(0, 6))
-        xy = rng.uniform(0, 200, (n, 2))
-        gt_boxes = np.concatenate([xy, xy + rng.uniform(10, 80, (n, 2))], 1)
-        gt = labels(rng.integers(0, nc, n), gt_boxes, crowd=rng.uniform(size=n) < 0.15)
-        dets = []
-        for box, c in zip(gt_boxes, gt.cls):
-            for _ in range(int(rng.integers(0, 3))):
-                x1, y1, x2, y2 = box + rng.normal(0, 6, 4)
-                box_ok = [min(x1, x2), min(y1, y2), max(x1, x2) + 1, max(y1, y2) + 1]  # never inverted
-                dets.append([*box_ok, 0, c if rng.uniform() < 0.85 else (c + 1) % nc])
-        for _ in range(int(rng.integers(0, 4))):
-            x, y = rng.uniform(0, 200, 2)
-            dets.append([x, y, x + rng.uniform(5, 60), y + rng.uniform(5, 60), 0, rng.integers(0, nc)])
-        scenes.append((np.array(dets, dtype=np.float64).reshape(-1, 6), gt))
-    total = sum(len(d) for d, _ in scenes)
-    scores = rng.permutation(total) / total * 0.98 + 0.01  # distinct scores: no tie-order differences
-    start = 0
-    for det, _ in scenes:
-        det[:, 4] = scores[start : start + len(det)]
-        start += len(det)
-    return scenes
-
-
-def test_sg_metric_equals_pycocotools_when_their_definitions_coincide():
-    """Without area ranges and with <= 100 detections per class per image, the original's definition and
-    COCOeval's (area all, maxDets 100) are the same computation, crowd boxes included."""
-    rng = np.random.default_rng(7)
-    nc = 3
-    scenes = _random_scene(rng, 12, nc)
-    metric = SGDetectionMetric(nc)
-    gt = CocoGroundTruth({i: str(i) for i in range(nc)}, [1, 2, 3])
-    preds = []
-    for image_id, (det, lab) in enumerate(scenes, 1):
-        metric.update(det, lab)
-        unit_area = Labels(lab.cls, lab.boxes, lab.crowd, np.ones(len(lab)))  # inside COCO's "all" range
-        gt.add(image_id, f"{image_id}.jpg", (300, 300), unit_area)
-        for x1, y1, x2, y2, score, c in det.tolist():
-            preds.append(
-                {"image_id": image_id, "category_id": int(c) + 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score}
-            )
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = gt.to_dict()
-        coco_gt.createIndex()
-        ev = COCOeval(coco_gt, coco_gt.loadRes(preds), "bbox")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    result = metric.compute()
-    assert result.map == pytest.approx(ev.stats[0], abs=1e-9)
-    assert result.map50 == pytest.approx(ev.stats[1], abs=1e-9)
-    assert result.map75 == pytest.approx(ev.stats[2], abs=1e-9)

@@ -150,6 +150,15 @@ def test_box_iou_values() -> None:
     assert ops.box_iou(a.long(), b.long()).dtype == torch.float32
 
 
+def test_box_ios_values() -> None:
+    """Intersection over the smaller area: a box inside another has IoS 1 whatever their IoU."""
+    a = torch.tensor([[0.0, 0, 4, 4]])
+    b = torch.tensor([[1.0, 1, 2, 2], [2, 0, 6, 2], [4, 4, 5, 5], [0, 0, 4, 4]])
+    torch.testing.assert_close(ops.box_ios(a, b), torch.tensor([[1.0, 4 / 8, 0.0, 1.0]]))
+    assert ops.box_ios(b, a).shape == (4, 1)
+    assert torch.isnan(ops.box_ios(torch.tensor([[1.0, 1, 1, 1]]), torch.tensor([[3.0, 3, 3, 3]])))[0, 0]
+
+
 coord = st.integers(0, 20)
 box = st.tuples(coord, coord, st.integers(0, 10), st.integers(0, 10)).map(
     lambda t: [t[0], t[1], t[0] + t[2], t[1] + t[3]]

@@ -375,7 +375,17 @@ def test_real_model_both_protocols_and_rect(dataset, tiny_checkpoint, tmp_path):
     assert HEADER in out.stdout
     sg = cli(tmp_path, model, data, "imgsz=160", "protocol=sg", "plots=False")
     saved = json.loads((tmp_path / "runs" / "exp2" / "metrics.json").read_text())
-    assert set(saved["sg"]) == {"mAP50-95", "mAP50", "mAP75"}
+    assert set(saved["sg"]) == {
+        "mAP50-95",
+        "mAP50",
+        "mAP75",
+        "precision",
+        "recall",
+        "f1",
+        "score_threshold",
+        "best_score_threshold",
+        "pr_definition",
+    }
     assert re.search(r"DetectionMetrics mAP50-95 \d\.\d{4}, mAP50 \d\.\d{4} \| pycocotools", sg.stderr)
     assert "published at imgsz=640" in sg.stderr
 

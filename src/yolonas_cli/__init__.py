@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from yolonas_cli.core.version import __version__
 
-__all__ = ["NAS", "__version__"]
+__all__ = ["NAS", "__version__", "sg_evaluate"]
 
 
 def __getattr__(name: str):
@@ -13,4 +13,8 @@ def __getattr__(name: str):
         from yolonas_cli.api import NAS
 
         return NAS
+    if name == "sg_evaluate":
+        from yolonas_cli.metrics.sg import sg_evaluate
+
+        return sg_evaluate
     raise AttributeError(f"module 'yolonas_cli' has no attribute {name!r}")

@@ -54,7 +54,8 @@ class Pipeline:
 
     truncate_resize: the letterbox truncates the resized size (the original's val protocol) instead of
         rounding it (its predict);
-    clip_boxes: detections mapped back to the image are clipped to it (the original does not clip);
+    clip_boxes: detections mapped back to the image are clipped to it (the original's predict does not clip;
+        its val metric clips to the network-input canvas itself, see `metrics.sg`);
     to_input: (letterbox, BGR image) -> network input float32 [3, H, W] (default: `Letterbox.apply`);
     one_opencv_thread: preprocess on the calling thread (see `threads.single_opencv_thread`).
     """

@@ -1,4 +1,4 @@
-"""Box operations: IoU, greedy NMS (plain and class-aware) and box format conversions.
+"""Box operations: IoU and IoS, greedy NMS (plain and class-aware) and box format conversions.
 
 Box formats (all coordinates in pixels unless the name ends in ``n``):
 
@@ -25,6 +25,7 @@ __all__ = [
     "BOX_FORMATS",
     "batched_nms",
     "box_convert",
+    "box_ios",
     "box_iou",
     "clip_boxes",
     "ltwh_to_xyxy",
@@ -82,6 +83,29 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
     """
     a, b = _as_float(a), _as_float(b)
     return _pairwise_iou(a, _area(a), b, _area(b))
+
+
+def box_ios(a: Tensor, b: Tensor) -> Tensor:
+    """Intersection over the smaller box's area (IoS) of every pair of boxes.
+
+    The match metric of sliced inference: a box cut by a tile border lies mostly inside the whole box, so their
+    IoS is near 1 while their IoU may be small. Same intersection arithmetic as :func:`box_iou`.
+
+    Args:
+        a: ``Tensor[N, 4]`` boxes, xyxy.
+        b: ``Tensor[M, 4]`` boxes, xyxy.
+
+    Returns:
+        ``Tensor[N, M]`` IoS in the boxes' floating dtype; NaN where the smaller box has zero area and the
+        intersection is empty (never exceeds a threshold).
+    """
+    a, b = _as_float(a), _as_float(b)
+    ax1, ay1, ax2, ay2 = (c[:, None] for c in a.unbind(1))
+    bx1, by1, bx2, by2 = (c[None, :] for c in b.unbind(1))
+    w = torch.minimum(ax2, bx2).sub_(torch.maximum(ax1, bx1)).clamp_(min=0)
+    h = torch.minimum(ay2, by2).sub_(torch.maximum(ay1, by1)).clamp_(min=0)
+    smaller = torch.minimum(_area(a)[:, None], _area(b)[None, :])
+    return w.mul_(h).div_(smaller)
 
 
 # ---------------------------------------------------------------------------------------------------- NMS

@@ -183,8 +183,8 @@ class Accumulator:
         self.images += counts > 0
         self.confusion.update(boxes, labels)
         if self.sg_metric is not None:
-            inputs = Labels(labels.cls, np.asarray(lb.to_input(labels.boxes)), labels.crowd, labels.area)
-            self.sg_metric.update(np.asarray(lb.to_input(np.asarray(det, np.float64))), inputs)
+            targets, crowd = sg_targets(labels, lb)
+            self.sg_metric.update(np.asarray(lb.to_input(np.asarray(det, np.float64))), targets, crowd, lb.padded_hw)
 
     def _cat_ids(self) -> list[int] | None:
         if self.classes is None:
@@ -257,6 +257,13 @@ class Accumulator:
             instances=self.instances,
             best_conf=curves.best_conf,
         )
+
+
+def sg_targets(labels: Labels, lb: Letterbox) -> tuple[np.ndarray, np.ndarray]:
+    """(targets, crowd boxes) [M, 5] rows (x1, y1, x2, y2, cls) in network-input pixels, as the original's
+    metric takes them."""
+    rows = np.concatenate([np.asarray(lb.to_input(labels.boxes)).reshape(-1, 4), labels.cls[:, None]], 1)
+    return rows[~labels.crowd], rows[labels.crowd]
 
 
 def _cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:

@@ -1,41 +1,70 @@
-"""The original's own COCO metric (SuperGradients `DetectionMetrics`, as used by its published val2017
-numbers), re-implemented from its described definition (facts §6.2), and its preprocessing variant.
+"""The original's own detection metric (SuperGradients 3.7.1 `DetectionMetrics`, the one behind Deci's published
+val2017 numbers), reproduced to float32 rounding, and the preprocessing and post-processing of its published
+evaluation (`val protocol=sg`).
 
-The published protocol (`protocol=sg`): the image's longest side is resized to 636 with the size truncated
-(`int(W * r)`, `int(H * r)`, not rounded), centre-padded with 114 to 640x640; post-processing keeps scores
-> 0.03, at most 1000 candidates before class-aware multi-label NMS at IoU 0.65, and at most 300 detections.
+The published protocol: the image's longest side is resized to 636 with the size truncated (`int(W * r)`,
+`int(H * r)`, not rounded), centre-padded with 114 to 640x640; post-processing keeps scores > 0.03, at most 1000
+candidates before class-aware multi-label NMS at IoU 0.65, and at most 300 detections.
 
-The metric (`SGDetectionMetric`):
+What the original's metric does (read from its code; every item moves the numbers, and the fixture
+tests/fixtures/sg_metric holds the original's own output on data that exercises each one):
 
-- Matching happens in the network-input space (the padded 640x640 image): targets are mapped there by the
-  letterbox, detections are the unclipped post-processed boxes.
-- Per image, only the `top_k` (100) most confident detections *of each class* take part; the others are
-  ignored (neither TP nor FP).
-- At each IoU threshold 0.50:0.05:0.95, detections in descending confidence each take the unmatched
-  same-class target of highest IoU >= t. An unmatched detection lying on a same-class crowd target
-  (intersection over the detection's area >= t) is ignored.
-- Per class with targets and per threshold: detections sorted by confidence, cumulative TP/FP, recall =
-  TP / targets, precision = TP / (TP + FP), made monotone (running maximum from the right), sampled at 101
-  recall points 0, 0.01, ..., 1 with a left-sided search (0 beyond the last recall); AP = the mean.
-  mAP = the mean over classes with targets and over thresholds.
+- Everything happens in the network-input space (the padded canvas, 640x640): targets are mapped there by the
+  letterbox; detections are the post-processed boxes, which the metric itself clips to the canvas (x to
+  0..W, y to 0..H) before matching, but only in images that have at least one target or crowd box.
+- Per image, only the `top_k` (100) most confident detections *of each class* take part (a detection with
+  confidence 0 never does); the others stay in the lists, ignored (neither TP nor FP).
+- IoU (intersection / (area_a + area_b - intersection), no epsilon) and the IoU thresholds
+  (`torch.linspace(0.5, 0.95, 10)`) are float32, and a match needs IoU strictly greater than the threshold.
+  At each threshold, the detections of a class in descending confidence each take the unmatched target of that
+  class with the highest IoU above it (ties: the lower target index).
+- A detection whose intersection with a same-class crowd box, over the detection's own area, is strictly
+  greater than the threshold is ignored, unless it matched a target (then it is a TP).
+- Per class with targets (crowd boxes are not targets) and per threshold, over all images: detections sorted by
+  descending confidence, float32 cumulative TP and FP (ignored ones add to neither but keep their place),
+  recall = TP / targets, precision = TP / (TP + FP + 2.2e-16), made monotone (running maximum from the right).
+  AP samples that precision at the 101 recall points `torch.linspace(0, 1, 101)` (float32), each at the first
+  rank whose recall reaches it (0 beyond the last recall), and averages them. Because recall and the grid are
+  float32, a recall landing exactly on a grid step (classes with 10, 20, 50 targets) picks the precision a
+  float32 comparison picks, not the one a float64 comparison would.
+- mAP = the mean over classes with targets and thresholds; mAP50 and mAP75 the mean of one threshold's column.
+- Its own precision, recall and F1: the monotone precision and the recall at the last detection with
+  confidence >= `score_threshold` (0.1; both 0 when there is none), per class and threshold; F1 =
+  2PR / (P + R + 1e-16); each reported as the mean over classes and thresholds. Its best score threshold: of
+  the 101 confidences `linspace(0, 1, 101)`, the one whose F1 (the same definition, averaged over thresholds,
+  then over classes) is highest (the first on ties).
 
-Assumptions where the description is silent (stated here so that they can be checked against the original):
-the matching order above (confidence first, then IoU) and the crowd overlap measure (intersection over the
-detection's area, as COCO). Unlike pycocotools there is no per-image cap of 100 detections and no area
-ranges.
+Unlike pycocotools there is no per-image cap of 100 detections (only the per-class `top_k`) and no area ranges.
+Ties of confidence within a class are broken by input order here; the original's unstable sort leaves them
+unspecified.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import torch
 
-from yolonas_cli.data.datasets.labels import Labels
+from yolonas_cli.core.errors import UsageError
 from yolonas_cli.engine.letterbox import Letterbox
-from yolonas_cli.metrics.matching import IOU_THRESHOLDS, match_image
 
-__all__ = ["SG_POSTPROCESS", "SGDetectionMetric", "SGPostprocess", "SGResult", "sg_letterbox"]
+__all__ = [
+    "SG_IOU_THRESHOLDS",
+    "SG_POSTPROCESS",
+    "SG_PR_DEFINITION",
+    "SG_RECALL_POINTS",
+    "SGDetectionMetric",
+    "SGPostprocess",
+    "SGResult",
+    "sg_evaluate",
+    "sg_letterbox",
+]
+
+
+# ---------------------------------------------------------------------------------------- the published pipeline
 
 
 @dataclass(frozen=True)
@@ -49,7 +78,6 @@ class SGPostprocess:
 
 
 SG_POSTPROCESS = SGPostprocess()
-RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 
 
 def sg_letterbox(orig_hw: tuple[int, int], imgsz: int | tuple[int, int] = 640) -> Letterbox:
@@ -62,87 +90,404 @@ def sg_letterbox(orig_hw: tuple[int, int], imgsz: int | tuple[int, int] = 640) -
     return Letterbox.for_image(orig_hw, imgsz, truncate=True)
 
 
+# ---------------------------------------------------------------------------------------- the metric's constants
+
+
+def linspace32(start: float, end: float, steps: int) -> np.ndarray:
+    """float32 [steps]: `torch.linspace(start, end, steps)` as the original's grids are built on x86 (AVX2 and
+    newer builds of torch, where the compiler fuses the multiply-add): ``step = (end - start) / (steps - 1)`` in
+    float32, then ``start + step * i`` for the first half and ``end - step * (steps - 1 - i)`` for the second,
+    each rounded once to float32. Some values are one float32 step away from the nearest float32 to ``k / 100``
+    (``linspace32(0, 1, 101)[70]`` is 0.69999999 where torch's portable build gives 0.70000005), which decides
+    where a recall of exactly 0.7 is sampled."""
+    start32, end32 = np.float32(start), np.float32(end)
+    step = np.float64((end32 - start32) / np.float32(max(steps - 1, 1)))
+    i = np.arange(steps)
+    exact = np.where(i < steps // 2, np.float64(start32) + step * i, np.float64(end32) - step * (steps - 1 - i))
+    return exact.astype(np.float32)  # the float64 value is exact (24-bit step times a small integer): one rounding
+
+
+SG_IOU_THRESHOLDS = linspace32(0.5, 0.95, 10)  # IouThreshold.MAP_05_TO_095
+SG_RECALL_POINTS = linspace32(0.0, 1.0, 101)  # also the grid of the best-score-threshold search
+SG_SCORE_THRESHOLD = 0.1
+SG_TOP_K = 100
+_PRECISION_EPS = float(np.finfo(np.float64).eps)  # added to a float32 tensor: float32(2.2e-16), as the original
+_F1_EPS = 1e-16
+SG_PR_DEFINITION = (
+    "the original's (SuperGradients DetectionMetrics): precision, recall and F1 of the detections with confidence "
+    ">= score_threshold, each the mean over the classes with targets and the IoU thresholds; "
+    "best_score_threshold is the confidence of its highest mean F1"
+)
+
+
+# ---------------------------------------------------------------------------------------- one image
+
+
+@dataclass(frozen=True)
+class ImageMatch:
+    """The matching of one image's detections at each IoU threshold.
+
+    matched, ignored: bool [K, T]; scores: float32 [K]; cls: int64 [K]; target_cls: int64 [M] (crowd boxes
+    excluded). A detection that is neither matched nor ignored is a false positive.
+    """
+
+    matched: np.ndarray
+    ignored: np.ndarray
+    scores: np.ndarray
+    cls: np.ndarray
+    target_cls: np.ndarray
+
+
 def top_k_per_class(conf: np.ndarray, cls: np.ndarray, k: int) -> np.ndarray:
-    """bool [N]: True for the `k` most confident detections of each class (ties: earlier index first)."""
+    """bool [K]: the `k` most confident detections of each class (ties: earlier index first), never one of
+    confidence 0 (the original ranks by confidence times a class mask and drops zeros)."""
+    order = np.lexsort((-conf, cls))  # by class, then by descending confidence; stable
+    sorted_cls = cls[order]
+    rank = np.arange(len(order)) - np.searchsorted(sorted_cls, sorted_cls, side="left")
     keep = np.zeros(len(conf), bool)
-    order = np.argsort(-conf, kind="stable")
-    for c in np.unique(cls):
-        members = order[cls[order] == c]
-        keep[members[:k]] = True
-    return keep
+    keep[order] = rank < k
+    return keep & (conf != 0)
+
+
+def clip_to_canvas(boxes: np.ndarray, canvas_hw: tuple[int, int]) -> np.ndarray:
+    """float32 [K, 4] xyxy boxes clipped to the canvas: x to [0, W], y to [0, H] (a copy)."""
+    h, w = canvas_hw
+    out = boxes.copy()
+    out[:, [0, 2]] = np.clip(out[:, [0, 2]], np.float32(0), np.float32(w))
+    out[:, [1, 3]] = np.clip(out[:, [1, 3]], np.float32(0), np.float32(h))
+    return out
+
+
+def _overlaps32(det: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(IoU, intersection over the detection's area), both float32 [K, M] for float32 xyxy det [K, 4] and
+    other [M, 4], computed in the original's order of operations (NaN where it divides 0 by 0)."""
+    lt = np.maximum(det[:, None, :2], other[None, :, :2])
+    rb = np.minimum(det[:, None, 2:], other[None, :, 2:])
+    wh = np.clip(rb - lt, np.float32(0), None)
+    inter = wh[..., 0] * wh[..., 1]
+    det_area = (det[:, 2] - det[:, 0]) * (det[:, 3] - det[:, 1])
+    other_area = (other[:, 2] - other[:, 0]) * (other[:, 3] - other[:, 1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = inter / (det_area[:, None] + other_area[None, :] - inter)
+        ioa = inter / det_area[:, None]
+    return iou, ioa
+
+
+def _greedy_match(iou: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """matched bool [K, T] for iou float32 [K, M] (rows in matching order, 0 across classes): at each
+    threshold each row takes the untaken column of highest IoU strictly above it (ties: the lower column)."""
+    matched = np.zeros((len(iou), len(thresholds)), bool)
+    taken = np.zeros((len(thresholds), iou.shape[1]), bool)
+    rows = np.arange(len(thresholds))
+    for i in np.nonzero((iou > thresholds.min()).any(1))[0]:
+        above = (iou[i][None, :] > thresholds[:, None]) & ~taken
+        best = np.where(above, iou[i][None, :], -np.inf).argmax(1)
+        ok = above[rows, best]
+        matched[i, ok] = True
+        taken[rows[ok], best[ok]] = True
+    return matched
+
+
+def match_image(
+    det: np.ndarray,
+    targets: np.ndarray,
+    crowd: np.ndarray,
+    canvas_hw: tuple[int, int],
+    top_k: int,
+    thresholds: np.ndarray,
+) -> ImageMatch:
+    """The original's matching of one image.
+
+    Args:
+        det: float32 [K, 6] (x1, y1, x2, y2, conf, cls), canvas pixels, any order.
+        targets, crowd: float32 [M, 5] and [N, 5] (x1, y1, x2, y2, cls), canvas pixels.
+        canvas_hw: (H, W) of the network input the boxes live in.
+        top_k: detections of each class that take part; thresholds: float32 [T] IoU thresholds.
+    """
+    scores, cls = det[:, 4], det[:, 5].astype(np.int64)
+    used = top_k_per_class(scores, cls, top_k)
+    matched = np.zeros((len(det), len(thresholds)), bool)
+    ignored = np.repeat(~used[:, None], len(thresholds), 1)
+    if len(det) and (len(targets) or len(crowd)):
+        order = np.nonzero(used)[0]
+        order = order[np.argsort(-scores[order], kind="stable")]
+        boxes = clip_to_canvas(det[order, :4], canvas_hw)
+        if len(targets):
+            iou, _ = _overlaps32(boxes, targets[:, :4])
+            iou[cls[order][:, None] != targets[None, :, 4].astype(np.int64)] = 0
+            matched[order] = _greedy_match(iou, thresholds)
+        if len(crowd):
+            _, ioa = _overlaps32(boxes, crowd[:, :4])
+            ioa[cls[order][:, None] != crowd[None, :, 4].astype(np.int64)] = 0
+            best = np.nan_to_num(ioa, nan=0.0).max(1, initial=0.0)
+            ignored[order] |= best[:, None] > thresholds[None, :]
+    return ImageMatch(matched, ignored, scores, cls, targets[:, 4].astype(np.int64))
+
+
+# ---------------------------------------------------------------------------------------- one class
+
+
+@dataclass(frozen=True)
+class ClassStats:
+    """One class: ap, precision, recall float32 [T] (precision and recall at the score threshold) and
+    f1_by_score float32 [S] (F1 at each confidence of the score grid, mean over thresholds)."""
+
+    ap: torch.Tensor
+    precision: torch.Tensor
+    recall: torch.Tensor
+    f1_by_score: torch.Tensor
+
+
+def _f1(precision: torch.Tensor, recall: torch.Tensor) -> torch.Tensor:
+    return 2 * recall * precision / (recall + precision + _F1_EPS)
+
+
+def class_stats(
+    matched: np.ndarray, ignored: np.ndarray, scores: np.ndarray, n_targets: int, score_threshold: float
+) -> ClassStats:
+    """The original's per-class numbers from its detections' matched, ignored bool [N, T] and scores float32 [N]
+    (all images, any order)."""
+    t = matched.shape[1]
+    if not len(scores):
+        zeros = torch.zeros(t)
+        return ClassStats(zeros, zeros, zeros, torch.zeros(len(SG_RECALL_POINTS)))
+    order = np.argsort(-scores, kind="stable")
+    tp = torch.from_numpy(matched[order])
+    fp = ~tp & ~torch.from_numpy(ignored[order])
+    neg_scores = torch.from_numpy(-scores[order])
+    cum_tp = torch.cumsum(tp, 0, dtype=torch.float32)
+    recall = cum_tp / n_targets
+    precision = cum_tp / (cum_tp + torch.cumsum(fp, 0, dtype=torch.float32) + _PRECISION_EPS)
+    precision = precision.flip(0).cummax(0).values.flip(0)  # [N, T], non-increasing
+    at = int(torch.searchsorted(neg_scores, -score_threshold, right=True))  # confidences >= it (in float32)
+    p_at, r_at = (precision[at - 1], recall[at - 1]) if at else (torch.zeros(t), torch.zeros(t))
+    return ClassStats(_average_precision(precision, recall), p_at, r_at, _f1_by_score(precision, recall, neg_scores))
+
+
+def _average_precision(precision: torch.Tensor, recall: torch.Tensor) -> torch.Tensor:
+    """AP float32 [T]: the precision [N, T] sampled at the first rank whose recall [N, T] reaches each recall
+    point (0 beyond the last), averaged over the 101 points."""
+    points = torch.from_numpy(SG_RECALL_POINTS).expand(recall.shape[1], -1)
+    rank = torch.searchsorted(recall.T.contiguous(), points.contiguous(), right=False)  # [T, 101]
+    padded = torch.cat([precision, torch.zeros(1, precision.shape[1])]).T  # [T, N + 1]
+    return torch.gather(padded, 1, rank).mean(1)
+
+
+def _f1_by_score(precision: torch.Tensor, recall: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
+    """float32 [S]: at each confidence c of the grid, the F1 of the detections with confidence >= c (0 when
+    none), averaged over thresholds."""
+    count = torch.searchsorted(neg_scores, -torch.from_numpy(SG_RECALL_POINTS), right=True)
+    zero = torch.zeros(1, precision.shape[1])
+    p = torch.cat([zero, precision])[count]
+    r = torch.cat([zero, recall])[count]
+    return _f1(p, r).mean(1)
+
+
+# ---------------------------------------------------------------------------------------- the result
 
 
 @dataclass(frozen=True)
 class SGResult:
-    """mAP over thresholds 0.50:0.95, at 0.50 and at 0.75; `ap` [C, T] per class in `classes` order."""
+    """The original's numbers for a set of images.
+
+    map: mAP over `iou_thresholds`; map50, map75: mAP at IoU 0.5 and 0.75 (None when not among the thresholds);
+    precision, recall, f1: its own P, R and F1 at `score_threshold` (mean over classes and thresholds);
+    best_score_threshold: the confidence of its best mean F1; classes: int64 [C] the classes with targets, in
+    ascending order; ap, class_precision, class_recall: float [C, T] per class and threshold; num_classes: the
+    classes there are. Means are float32, as the original's.
+    """
 
     map: float
-    map50: float
-    map75: float
+    map50: float | None
+    map75: float | None
+    precision: float
+    recall: float
+    f1: float
+    best_score_threshold: float
     classes: np.ndarray
     ap: np.ndarray
+    class_precision: np.ndarray
+    class_recall: np.ndarray
+    iou_thresholds: np.ndarray
+    score_threshold: float
+    num_classes: int
 
-    def as_dict(self) -> dict[str, float]:
-        return {"mAP50-95": self.map, "mAP50": self.map50, "mAP75": self.map75}
+    @property
+    def maps(self) -> np.ndarray:
+        """float [num_classes] AP averaged over the thresholds per class, 0 for classes without targets."""
+        out = np.zeros(self.num_classes)
+        out[self.classes] = self.ap.mean(1) if len(self.classes) else 0.0
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        """The numbers as metrics.json stores them (with the definition of P, R and F1)."""
+        return {
+            "mAP50-95": self.map,
+            "mAP50": self.map50,
+            "mAP75": self.map75,
+            "precision": self.precision,
+            "recall": self.recall,
+            "f1": self.f1,
+            "score_threshold": self.score_threshold,
+            "best_score_threshold": self.best_score_threshold,
+            "pr_definition": SG_PR_DEFINITION,
+        }
+
+
+def _column_mean(ap: torch.Tensor, thresholds: np.ndarray, iou: float) -> float | None:
+    hit = np.nonzero(np.isclose(thresholds, iou, rtol=0, atol=1e-6))[0]
+    return float(ap[:, int(hit[0])].mean()) if len(hit) else None
+
+
+def summarize(
+    stats: list[ClassStats], classes: np.ndarray, thresholds: np.ndarray, score_threshold: float, num_classes: int
+) -> SGResult:
+    """The result from the per-class numbers of `classes` (zeros when no class has targets; the original
+    gives NaN there)."""
+    t = len(thresholds)
+    if not stats:
+        empty = np.zeros((0, t))
+        return SGResult(
+            0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, classes, empty, empty, empty, thresholds, score_threshold, num_classes
+        )
+    ap = torch.stack([s.ap for s in stats])
+    precision, recall = torch.stack([s.precision for s in stats]), torch.stack([s.recall for s in stats])
+    f1_by_score = torch.stack([s.f1_by_score for s in stats]).mean(0)
+    best = float(SG_RECALL_POINTS[int(torch.argmax(f1_by_score))])
+    return SGResult(
+        float(ap.mean()),
+        _column_mean(ap, thresholds, 0.5),
+        _column_mean(ap, thresholds, 0.75),
+        float(precision.mean()),
+        float(recall.mean()),
+        float(_f1(precision, recall).mean()),
+        best,
+        classes,
+        ap.numpy().astype(np.float64),
+        precision.numpy().astype(np.float64),
+        recall.numpy().astype(np.float64),
+        thresholds,
+        score_threshold,
+        num_classes,
+    )
+
+
+# ---------------------------------------------------------------------------------------- accumulation
+
+
+def _rows(array: Any, width: int, what: str, num_classes: int) -> np.ndarray:
+    """float32 [N, width] from `array`, or a UsageError naming `what` and the expected layout."""
+    layout = "(x1, y1, x2, y2, conf, cls)" if width == 6 else "(x1, y1, x2, y2, cls)"
+    rows = np.asarray(array, dtype=np.float32)
+    if rows.size == 0:
+        return np.zeros((0, width), np.float32)
+    if rows.ndim != 2 or rows.shape[1] != width:
+        raise UsageError(f"{what} must be an array [N, {width}] of rows {layout}; got shape {rows.shape}")
+    if not np.isfinite(rows).all():
+        raise UsageError(f"{what} has a non-finite value (NaN or inf): give finite pixel coordinates")
+    cls = rows[:, -1]
+    if ((cls != np.round(cls)) | (cls < 0) | (cls >= num_classes)).any():
+        raise UsageError(
+            f"{what} has a class id outside 0..{num_classes - 1} or not an integer: the last column is the class id"
+        )
+    if width == 6 and (rows[:, 4] < 0).any():
+        raise UsageError(f"{what} has a negative confidence: column 5 is the confidence in [0, 1]")
+    return rows
 
 
 class SGDetectionMetric:
-    """Accumulates images, then computes the original's mAP (see the module docstring)."""
+    """Accumulates images (`update`), then computes the original's numbers (`compute`); see the module
+    docstring for the definition."""
 
-    def __init__(self, num_classes: int, top_k: int = 100, iou_thresholds: np.ndarray = IOU_THRESHOLDS):
-        self.num_classes = num_classes
-        self.top_k = top_k
-        self.thresholds = np.asarray(iou_thresholds, dtype=np.float64)
-        self._scores: list[np.ndarray] = []
-        self._cls: list[np.ndarray] = []
-        self._tp: list[np.ndarray] = []
-        self._ignored: list[np.ndarray] = []
-        self.n_targets = np.zeros(num_classes, np.int64)
+    def __init__(
+        self,
+        num_classes: int,
+        canvas_hw: tuple[int, int] = (640, 640),
+        top_k: int = SG_TOP_K,
+        iou_thresholds: Any = SG_IOU_THRESHOLDS,
+        score_threshold: float = SG_SCORE_THRESHOLD,
+    ):
+        thresholds = np.asarray(iou_thresholds, dtype=np.float32).reshape(-1)
+        if num_classes < 1 or top_k < 1 or not len(thresholds) or not (np.diff(thresholds) > 0).all():
+            raise UsageError(
+                "the metric needs num_classes >= 1, top_k >= 1 and increasing IoU thresholds; got "
+                f"num_classes={num_classes}, top_k={top_k}, iou_thresholds={thresholds.tolist()}"
+            )
+        self.num_classes, self.canvas_hw, self.top_k = num_classes, canvas_hw, top_k
+        self.thresholds, self.score_threshold = thresholds, score_threshold
+        self.images: list[ImageMatch] = []
 
-    def update(self, det: np.ndarray, targets: Labels) -> None:
-        """Add one image: det [K, 6] (x1, y1, x2, y2, conf, cls) and targets, both in network-input pixels."""
-        det = np.asarray(det, dtype=np.float64).reshape(-1, 6)
-        cls = det[:, 5].astype(np.int64)
-        used = top_k_per_class(det[:, 4], cls, self.top_k)
-        tp = np.zeros((len(det), len(self.thresholds)), bool)
-        ignored = np.ones_like(tp)
-        tp[used], ignored[used] = match_image(det[used], targets, self.thresholds)
-        self._scores.append(det[:, 4])
-        self._cls.append(cls)
-        self._tp.append(tp)
-        self._ignored.append(ignored)
-        regular = targets.cls[~targets.crowd]
-        np.add.at(self.n_targets, regular[(regular >= 0) & (regular < self.num_classes)], 1)
+    def update(
+        self, detections: Any, targets: Any, crowd: Any = None, canvas_hw: tuple[int, int] | None = None
+    ) -> None:
+        """Add one image, everything in network-input (canvas) pixels, as float32.
+
+        Args:
+            detections: [K, 6] rows (x1, y1, x2, y2, conf, cls).
+            targets: [M, 5] rows (x1, y1, x2, y2, cls).
+            crowd: [N, 5] crowd boxes (COCO `iscrowd`), rows as targets; None: none.
+            canvas_hw: (H, W) of this image's network input, if not the metric's `canvas_hw`.
+        """
+        n = len(self.images)
+        det = _rows(detections, 6, f"the detections of image {n}", self.num_classes)
+        tgt = _rows(targets, 5, f"the targets of image {n}", self.num_classes)
+        crw = _rows(np.zeros((0, 5)) if crowd is None else crowd, 5, f"the crowd boxes of image {n}", self.num_classes)
+        self.images.append(match_image(det, tgt, crw, canvas_hw or self.canvas_hw, self.top_k, self.thresholds))
 
     def compute(self) -> SGResult:
-        """The mAP over the classes that have targets (zeros when none has)."""
-        classes = np.nonzero(self.n_targets > 0)[0]
-        if not len(classes):
-            return SGResult(0.0, 0.0, 0.0, classes, np.zeros((0, len(self.thresholds))))
-        scores, cls = np.concatenate(self._scores), np.concatenate(self._cls)
-        tp, ignored = np.concatenate(self._tp), np.concatenate(self._ignored)
-        ap = np.stack([self._class_ap(scores, tp, ignored, cls == c, int(self.n_targets[c])) for c in classes])
-        at = {t: int(np.argmin(np.abs(self.thresholds - t))) for t in (0.5, 0.75)}
-        return SGResult(float(ap.mean()), float(ap[:, at[0.5]].mean()), float(ap[:, at[0.75]].mean()), classes, ap)
+        """The original's numbers over every image added so far."""
+        if not self.images:
+            return summarize([], np.zeros(0, np.int64), self.thresholds, self.score_threshold, self.num_classes)
+        images = self.images
+        matched, ignored = np.concatenate([m.matched for m in images]), np.concatenate([m.ignored for m in images])
+        scores, cls = np.concatenate([m.scores for m in images]), np.concatenate([m.cls for m in images])
+        target_cls = np.concatenate([m.target_cls for m in images])
+        classes = np.unique(target_cls).astype(np.int64)
+        stats = [
+            class_stats(
+                matched[cls == c],
+                ignored[cls == c],
+                scores[cls == c],
+                int((target_cls == c).sum()),
+                self.score_threshold,
+            )
+            for c in classes
+        ]
+        return summarize(stats, classes, self.thresholds, self.score_threshold, self.num_classes)
 
-    def _class_ap(
-        self, scores: np.ndarray, tp: np.ndarray, ignored: np.ndarray, sel: np.ndarray, n_targets: int
-    ) -> np.ndarray:
-        """AP [T] of one class."""
-        order = np.argsort(-scores[sel], kind="mergesort")
-        tp, ignored = tp[sel][order], ignored[sel][order]
-        return np.array([average_precision(tp[~ignored[:, t], t], n_targets) for t in range(len(self.thresholds))])
 
+def sg_evaluate(
+    detections: Sequence[Any],
+    targets: Sequence[Any],
+    crowd: Sequence[Any] | None = None,
+    *,
+    num_classes: int,
+    canvas_hw: tuple[int, int] = (640, 640),
+    top_k: int = SG_TOP_K,
+    iou_thresholds: Any = SG_IOU_THRESHOLDS,
+    score_threshold: float = SG_SCORE_THRESHOLD,
+) -> SGResult:
+    """Score detections the way Deci's published YOLO-NAS numbers were scored (SuperGradients 3.7.1
+    `DetectionMetrics`; see the module docstring).
 
-def average_precision(tp: np.ndarray, n_targets: int, recall_points: np.ndarray = RECALL_POINTS) -> float:
-    """AP of one class at one threshold from tp bool [N] of its detections in descending confidence."""
-    if len(tp) == 0 or n_targets == 0:
-        return 0.0
-    tpc = np.cumsum(tp)
-    fpc = np.cumsum(~tp)
-    recall = tpc / n_targets
-    precision = tpc / (tpc + fpc)
-    envelope = np.flip(np.maximum.accumulate(np.flip(precision)))
-    idx = np.searchsorted(recall, recall_points, side="left")
-    sampled = np.where(idx < len(envelope), envelope[np.minimum(idx, len(envelope) - 1)], 0.0)
-    return float(sampled.mean())
+    Args:
+        detections: per image, float [K, 6] rows (x1, y1, x2, y2, conf, cls) in network-input pixels.
+        targets: per image, float [M, 5] rows (x1, y1, x2, y2, cls), the same pixels.
+        crowd: per image, crowd boxes [N, 5] like targets (ignore regions), or None.
+        num_classes: class ids are 0..num_classes-1.
+        canvas_hw: (H, W) of the network input (detections are clipped to it in images with targets).
+        top_k: detections of each class per image that take part (the original's `top_k_predictions`).
+        iou_thresholds: increasing IoU thresholds (default the original's 0.50:0.05:0.95 in float32; pass
+            [0.5] for its `DetectionMetrics_050`).
+        score_threshold: the confidence at which its precision, recall and F1 are read.
+    """
+    crowd_list: Sequence[Any] = [None] * len(targets) if crowd is None else crowd
+    if not len(detections) == len(targets) == len(crowd_list):
+        raise UsageError(
+            f"detections, targets and crowd must list the same images; got {len(detections)}, "
+            f"{len(targets)} and {len(crowd_list)}"
+        )
+    metric = SGDetectionMetric(num_classes, canvas_hw, top_k, iou_thresholds, score_threshold)
+    for det, tgt, crw in zip(detections, targets, crowd_list):
+        metric.update(det, tgt, crw)
+    return metric.compute()

@@ -9,6 +9,11 @@ from typing import Any
 
 import numpy as np
 
+PR_DEFINITION = (
+    "Ultralytics-style: precision and recall at IoU 0.5 at the confidence of the best smoothed mean F1 "
+    "(best_f1_conf), mean over the classes with targets"
+)
+
 
 @dataclass
 class BoxMetrics:
@@ -61,7 +66,9 @@ class ValMetrics:
 
     box: the `BoxMetrics`; speed: ms per image {preprocess, inference, loss, postprocess}; names: class
     names; seen: images evaluated; skipped: corrupt images skipped; coco: every COCOeval stat by name;
-    sg: the original's metric (protocol=sg) {mAP50-95, mAP50, mAP75} or None; save_dir: the run folder.
+    sg: the original's metric (protocol=sg, `metrics.sg.SGResult.as_dict`: mAP50-95, mAP50, mAP75, its own
+    precision, recall, f1 at score_threshold, best_score_threshold, pr_definition) or None; save_dir: the run
+    folder.
     """
 
     box: BoxMetrics
@@ -70,7 +77,7 @@ class ValMetrics:
     seen: int = 0
     skipped: int = 0
     coco: dict[str, float] = field(default_factory=dict)
-    sg: dict[str, float] | None = None
+    sg: dict[str, Any] | None = None
     save_dir: Path | None = None
     protocol: str = "coco"
 
@@ -120,6 +127,7 @@ class ValMetrics:
                 "mAP_medium": b.map_medium,
                 "mAP_large": b.map_large,
                 "best_f1_conf": b.best_conf,
+                "pr_definition": PR_DEFINITION,
             },
             "classes": classes,
             "coco": dict(self.coco),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,7 @@ from yolonas_cli.model.blocks import ConvBNAct, ConvBNReLU, QARepVGGBlock
 
 STRIDES = (8, 16, 32)
 SPP_KERNELS = (5, 9, 13)
+ANCHOR_BOX_SCALE = 5.0  # the loss's anchor boxes are squares of side 5 * stride around each anchor point
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -128,7 +130,10 @@ class Bottleneck(nn.Module):
         self.alpha = nn.Parameter(torch.ones(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.alpha * x + self.cv2(self.cv1(x))
+        # The branch first, then the shortcut: the original's order, which fixes the order in which backward
+        # adds up the gradients reaching x (bit-exact gradients).
+        branch = self.cv2(self.cv1(x))
+        return self.alpha * x + branch
 
 
 class CSPLayer(nn.Module):
@@ -284,6 +289,31 @@ class Neck(nn.Module):
 # --------------------------------------------------------------------------------------------------------
 # Heads
 # --------------------------------------------------------------------------------------------------------
+class TrainOutputs(NamedTuple):
+    """What the training loss receives (the original's six raw outputs, in its order). L anchors, P3..P5.
+
+    cls_logits [B,L,C] class logits; reg_distri [B,L,4*(reg_max+1)] DFL logits, channel = side*(reg_max+1)+bin,
+    sides l,t,r,b; anchors [L,4] xyxy px, squares of side 5*stride centred on the anchor points (float32);
+    anchor_points [L,2] px, ((col+0.5)*stride, (row+0.5)*stride) (float32); num_anchors_list: anchors per
+    level; stride_tensor [L,1] the stride of each anchor (feature dtype).
+    """
+
+    cls_logits: torch.Tensor
+    reg_distri: torch.Tensor
+    anchors: torch.Tensor
+    anchor_points: torch.Tensor
+    num_anchors_list: list[int]
+    stride_tensor: torch.Tensor
+
+
+class TrainForward(NamedTuple):
+    """A training forward: pred_bboxes [B,L,4] xyxy px decoded by the head (the loss does not read them;
+    scores would be sigmoid(raw.cls_logits)) and the raw outputs for the loss."""
+
+    pred_bboxes: torch.Tensor
+    raw: TrainOutputs
+
+
 class DFLHead(nn.Module):
     """One level's decoupled head. [B,Cin,h,w] -> (reg [B,4*(reg_max+1),h,w], cls logits [B,C,h,w])."""
 
@@ -340,10 +370,37 @@ class DFLHeads(nn.Module):
 
     def forward(self, features: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         cls_logits, _, distances, anchors = self.raw(features)
-        points, stride = anchors[:, :2], anchors[:, 2:]
-        # Original order: subtract/add in grid units, then scale by the stride.
-        boxes = torch.cat([points - distances[..., :2], distances[..., 2:] + points], -1) * stride
-        return boxes, cls_logits.sigmoid()
+        return _decode(distances, anchors), cls_logits.sigmoid()
+
+    def forward_train(self, features: tuple[torch.Tensor, ...]) -> TrainForward:
+        """The decoded boxes and the raw outputs the training loss receives (one pass through the heads)."""
+        cls_logits, reg_distri, distances, anchors = self.raw(features)
+        grid = anchors.float()  # anchor points and boxes in float32 whatever the feature dtype (exact values)
+        points = grid[:, :2] * grid[:, 2:]
+        half = grid[:, 2:] * (ANCHOR_BOX_SCALE / 2)
+        raw = TrainOutputs(
+            cls_logits=cls_logits,
+            reg_distri=reg_distri,
+            anchors=torch.cat([points - half, points + half], -1),
+            anchor_points=points,
+            num_anchors_list=[f.shape[2] * f.shape[3] for f in features],
+            stride_tensor=anchors[:, 2:],
+        )
+        return TrainForward(_decode(distances, anchors), raw)
+
+
+def _decode(distances: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    """Distances [B,N,4] (l,t,r,b) and anchors [N,3] (x, y, stride), grid units -> boxes [B,N,4] xyxy px."""
+    # Original order: subtract/add in grid units, then scale by the stride.
+    return distances_to_boxes(anchors[:, :2], distances) * anchors[:, 2:]
+
+
+def distances_to_boxes(points: torch.Tensor, distances: torch.Tensor) -> torch.Tensor:
+    """Anchor points [N,2] (x, y) and distances [B,N,4] (l,t,r,b) -> boxes [B,N,4] xyxy, all in the same unit.
+
+    Exactly the original's arithmetic: (x - l, y - t, r + x, b + y).
+    """
+    return torch.cat([points - distances[..., :2], distances[..., 2:] + points], -1)
 
 
 def _anchor_grid(height: int, width: int, stride: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -375,6 +432,10 @@ class YoloNAS(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.heads(self.neck(self.backbone(x)))
+
+    def forward_train(self, x: torch.Tensor) -> TrainForward:
+        """The training forward (use after `model.train()`): decoded boxes and the loss's raw outputs."""
+        return self.heads.forward_train(self.neck(self.backbone(x)))
 
     def forward_raw(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The raw head outputs: (cls_logits [B,N,C], reg_distri [B,N,4*(reg_max+1)])."""

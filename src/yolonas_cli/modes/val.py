@@ -189,12 +189,28 @@ def print_metrics(metrics: ValMetrics, verbose: bool) -> None:
         f"small {b.map_small:.4f}, medium {b.map_medium:.4f}, large {b.map_large:.4f}"
     )
     if metrics.sg is not None:
-        console.info(
-            f"protocol=sg: the original's DetectionMetrics mAP50-95 {metrics.sg['mAP50-95']:.4f}, "
-            f"mAP50 {metrics.sg['mAP50']:.4f} | pycocotools on the same detections mAP50-95 "
-            f"{b.map:.4f}, mAP50 {b.map50:.4f}"
-        )
+        print_sg_metrics(metrics)
     console.info(
         f"Speed: {s['preprocess']:.1f}ms preprocess, {s['inference']:.1f}ms inference, "
         f"{s['loss']:.1f}ms loss, {s['postprocess']:.1f}ms postprocess per image"
+    )
+
+
+def print_sg_metrics(metrics: ValMetrics) -> None:
+    """protocol=sg: the original's mAP beside pycocotools', its own P, R and F1, and the table's Ultralytics-style
+    P and R, each labelled with its definition."""
+    b, sg = metrics.box, metrics.sg or {}
+    console.info(
+        f"protocol=sg: the original's DetectionMetrics mAP50-95 {sg['mAP50-95']:.4f}, "
+        f"mAP50 {sg['mAP50']:.4f} | pycocotools on the same detections mAP50-95 "
+        f"{b.map:.4f}, mAP50 {b.map50:.4f}"
+    )
+    console.info(
+        f"protocol=sg: the original's P {sg['precision']:.4f}, R {sg['recall']:.4f}, F1 {sg['f1']:.4f} "
+        f"(its definition: confidence >= {sg['score_threshold']:g}, mean over classes and IoU 0.50:0.95), "
+        f"its best score threshold {sg['best_score_threshold']:.2f}"
+    )
+    console.info(
+        f"Ultralytics-style P {b.mp:.4f}, R {b.mr:.4f} (the table's: IoU 0.5, at the best-F1 confidence "
+        f"{b.best_conf:.3f})"
     )

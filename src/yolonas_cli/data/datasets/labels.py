@@ -61,6 +61,15 @@ class CorruptSample(YoloNasError):
     """An image that cannot be decoded or whose labels cannot be read; the loop reports and skips it."""
 
 
+class ClassIdOutOfRange(CorruptSample):
+    """A label line whose class id is a whole number >= nc: `val` skips the image like any CorruptSample,
+    `train` stops on it (a class the model cannot learn means the labels or the YAML's names are wrong)."""
+
+
+class _ClassIdTooLarge(ValueError):
+    """`_parse_line`'s error for a whole-number class id >= nc."""
+
+
 def label_path(image: Path) -> Path:
     """`.../images/x/a.jpg` -> `.../labels/x/a.txt` (the last `images` folder; else next to the image)."""
     parts = list(image.parts)
@@ -83,8 +92,10 @@ def _parse_line(line: str, nc: int) -> tuple[int, list[float]]:
     else:
         raise ValueError(f"expected 'class xc yc w h', got {len(values)} values")
     cls = numbers[0]
-    if cls != int(cls) or not 0 <= cls < nc:
+    if not np.isfinite(cls) or cls != int(cls) or cls < 0:
         raise ValueError(f"class {values[0]} is not an id in 0..{nc - 1}")
+    if cls >= nc:
+        raise _ClassIdTooLarge(f"class {values[0]} is not an id in 0..{nc - 1}")
     if not all(np.isfinite(box)) or min(box) < 0 or max(box) > 1.0 + 1e-6:
         raise ValueError("coordinates are not normalised to [0, 1]")
     return int(cls), box
@@ -94,7 +105,8 @@ def read_txt_labels(path: Path, hw: tuple[int, int], nc: int) -> Labels:
     """The labels of `path` for an image of size `hw` = (H, W); empty when the file is missing or empty.
 
     Boxes: `x1 = (xc - w / 2) * W`, `y1 = (yc - h / 2) * H`, `x2 = (xc + w / 2) * W`, `y2 = (yc + h / 2) * H`,
-    float64, not clipped. Raises CorruptSample for a malformed line.
+    float64, not clipped. Raises CorruptSample for a malformed line (ClassIdOutOfRange, a subclass, for a
+    whole-number class id >= nc).
     """
     try:
         text = path.read_text(encoding="utf-8")
@@ -108,6 +120,8 @@ def read_txt_labels(path: Path, hw: tuple[int, int], nc: int) -> Labels:
             continue
         try:
             rows.append(_parse_line(line, nc))
+        except _ClassIdTooLarge as exc:
+            raise ClassIdOutOfRange(f"{path} line {number}: {exc}") from None
         except ValueError as exc:
             raise CorruptSample(f"{path} line {number}: {exc}") from None
     if not rows:
