@@ -19,7 +19,8 @@ network input; running the detector on overlapping tiles at full resolution find
   same class unless ``agnostic``. ``nms`` keeps the taking box as it is (greedy NMS: with IoU, exactly
   :func:`~yolonas_cli.engine.ops.nms` / :func:`~yolonas_cli.engine.ops.batched_nms`); ``nmm`` (greedy
   non-maximum merging, SAHI's default) replaces it by the smallest box enclosing it and what it took, with its
-  own score and class. Matching pairs are found blockwise among boxes that overlap along x, so memory stays bounded for any count.
+  own score and class. Matching pairs are found blockwise among boxes that overlap along x, so memory stays
+  bounded for any count.
 """
 
 from __future__ import annotations
