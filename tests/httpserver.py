@@ -14,6 +14,11 @@ Failure knobs (per path):
     cut       {path: [nbytes, ...]} the first responses announce the full length but close the connection
                                     after nbytes of body (an interrupted transfer); an int means [int].
     redirect  {path: target}        answer 302 to `target` (a path on this server, or a full URL).
+    headers   {path: {name: value}} extra response headers (e.g. Content-Type: text/html, Content-Encoding).
+    length    {path: n}             announce Content-Length n whatever the body's length (a lying server).
+    trickle   {path: (n, seconds)}  send the body n bytes at a time, waiting `seconds` between pieces.
+    endless   {path: piece}         no Content-Length and a body that never ends: `piece` repeated until the
+                                    client goes away or the server stops (at most ENDLESS_LIMIT bytes).
 Global knobs: `ranges=False` ignores Range headers (always 200); `content_length=False` omits the length.
 Files not in `files` are 404. Range requests get 206 (or 416 when the start is past the end).
 """
@@ -26,6 +31,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ENDLESS_LIMIT = 4 << 30  # an endless body stops here anyway, so a broken client cannot fill a test's disk
 
 
 @dataclass
@@ -49,6 +56,10 @@ class Knobs:
     hang: dict[str, int] = field(default_factory=dict)
     cut: dict[str, list[int]] = field(default_factory=dict)
     redirect: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)
+    length: dict[str, int] = field(default_factory=dict)
+    trickle: dict[str, tuple[int, float]] = field(default_factory=dict)
+    endless: dict[str, bytes] = field(default_factory=dict)
     ranges: bool = True
     content_length: bool = True
 
@@ -86,6 +97,10 @@ def serve(
     hang: dict[str, int] | None = None,
     cut: dict[str, int | list[int]] | None = None,
     redirect: dict[str, str] | None = None,
+    headers: dict[str, dict[str, str]] | None = None,
+    length: dict[str, int] | None = None,
+    trickle: dict[str, tuple[int, float]] | None = None,
+    endless: dict[str, bytes] | None = None,
     ranges: bool = True,
     content_length: bool = True,
 ) -> Iterator[ServedURL]:
@@ -98,6 +113,10 @@ def serve(
         hang=_norm_keys(hang),
         cut=cuts,
         redirect=_norm_keys(redirect),
+        headers=_norm_keys(headers),
+        length=_norm_keys(length),
+        trickle=_norm_keys(trickle),
+        endless=_norm_keys(endless),
         ranges=ranges,
         content_length=content_length,
     )
@@ -144,6 +163,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_status(record, action)
         if path in base.knobs.redirect:
             return self._send_redirect(record, base, base.knobs.redirect[path])
+        if path in base.knobs.endless:
+            return self._send_endless(record, base, base.knobs.endless[path])
         if path not in base.knobs.files:
             return self._send_status(record, 404)
         self._send_file(record, base.knobs, base.knobs.files[path], head, action)
@@ -189,12 +210,18 @@ class _Handler(BaseHTTPRequestHandler):
             (start, end), code = parsed, 206
         record.status = code
         self.send_response(code)
-        ctype = mimetypes.guess_type(record.path)[0] or "application/octet-stream"
-        self.send_header("Content-Type", ctype)
+        extra = knobs.headers.get(record.path, {})
+        if "Content-Type" not in extra:
+            self.send_header("Content-Type", mimetypes.guess_type(record.path)[0] or "application/octet-stream")
         self.send_header("Accept-Ranges", "bytes" if knobs.ranges else "none")
         if code == 206:
             self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
-        if knobs.content_length:
+        for name, value in extra.items():
+            self.send_header(name, value)
+        if record.path in knobs.length:
+            self.send_header("Content-Length", str(knobs.length[record.path]))
+            self.close_connection = True
+        elif knobs.content_length:
             self.send_header("Content-Length", str(end - start))
         self.end_headers()
         if head:
@@ -203,8 +230,37 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(action, str) and action.startswith("cut:"):
             body = body[: int(action[4:])]
             self.close_connection = True
+        if record.path in knobs.trickle:
+            self._write_slowly(body, *knobs.trickle[record.path])
+            return
         self.wfile.write(body)
         self.wfile.flush()
+
+    def _write_slowly(self, body: bytes, piece: int, delay: float) -> None:
+        """`body` in pieces of `piece` bytes, `delay` seconds apart (stops when the client or server goes)."""
+        stop: threading.Event = self.server.base.stop  # type: ignore[attr-defined]
+        for at in range(0, len(body), max(piece, 1)):
+            try:
+                self.wfile.write(body[at : at + piece])
+                self.wfile.flush()
+            except OSError:
+                return
+            if stop.wait(delay):
+                return
+
+    def _send_endless(self, record: Request, base: ServedURL, piece: bytes) -> None:
+        record.status = 200
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.end_headers()
+        self.close_connection = True
+        sent = 0
+        while sent < ENDLESS_LIMIT and not base.stop.is_set():
+            try:
+                self.wfile.write(piece)
+            except OSError:  # the client stopped reading
+                return
+            sent += len(piece)
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:

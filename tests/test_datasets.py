@@ -288,3 +288,90 @@ def test_coco_yaml_fetches_only_what_the_split_needs():
     for_val = [e.url.rsplit("/", 1)[-1] for e in entries if e.splits is None or "val" in e.splits]
     assert for_val == ["coco2017labels.zip", "val2017.zip"]
     assert [e.dir for e in entries] == ["..", "images", "images"]
+
+
+@pytest.mark.parametrize("where", ["absolute", "../../../outside", "deep/../../../../outside"])
+def test_a_download_never_unpacks_outside_the_datasets_folder(tmp_path, monkeypatch, where):
+    """`dir:` (absolute or climbing out with ..) cannot place an archive's files outside the datasets folder."""
+    monkeypatch.setenv(DATASETS_DIR_ENV, str(tmp_path / "a" / "b" / "datasets"))
+    target = tmp_path / "outside" if where == "absolute" else where
+    archive = zip_bytes({"marker.txt": b"planted"})
+    with serve({"/evil.zip": archive}) as base:
+        path = _remote_yaml(tmp_path, [{"url": base.url("/evil.zip"), "dir": str(target)}])
+        with pytest.raises(YoloNasError) as err:
+            load_dataset(path)
+        assert base.requests_for("/evil.zip") == []  # refused before anything is fetched
+    message = str(err.value)
+    assert "outside the datasets folder" in message and "\n" not in message
+    assert list(tmp_path.rglob("marker.txt")) == [] and list(tmp_path.rglob("evil.zip")) == []
+
+
+def test_an_absolute_dataset_path_outside_the_datasets_folder_is_not_a_download_target(tmp_path, monkeypatch):
+    monkeypatch.setenv(DATASETS_DIR_ENV, str(tmp_path / "datasets"))
+    with serve({"/d.zip": zip_bytes({"marker.txt": b"planted"})}) as base:
+        path = _remote_yaml(tmp_path, base.url("/d.zip"), path=str(tmp_path / "elsewhere" / "remote"))
+        with pytest.raises(YoloNasError, match="outside the datasets folder"):
+            load_dataset(path)
+    assert list(tmp_path.rglob("marker.txt")) == []
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="named pipes are POSIX")
+def test_named_pipes_in_a_split_are_skipped_never_opened(tmp_path, monkeypatch):
+    import os
+    import threading
+
+    from yolonas_cli.core import console
+
+    seen: list[str] = []
+    monkeypatch.setattr(console, "warn", seen.append)
+    root = tmp_path / "ds"
+    write_yolo_dataset(root, n=1)
+    os.mkfifo(root / "images" / "val" / "pipe.png")
+    (root / "val.txt").write_text("images/val/0.png\nimages/val/pipe.png\n")
+    box: dict = {}
+
+    def run() -> None:
+        folder_split = load_dataset(root / "data.yaml")
+        (root / "data.yaml").write_text(yaml.safe_dump({"path": ".", "val": "val.txt", "names": ["a", "b"]}))
+        box["files"] = [[p.name for p in folder_split.files], [p.name for p in load_dataset(root / "data.yaml").files]]
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(20)
+    blocked = thread.is_alive()
+    release_readers(root / "images" / "val" / "pipe.png")
+    assert not blocked, "a named pipe was opened for reading"
+    assert box["files"] == [["0.png"], ["0.png"]]
+    assert sum("pipe.png" in w and "named pipe" in w for w in seen) == 2
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="named pipes are POSIX")
+def test_a_named_pipe_as_label_file_is_a_corrupt_sample_not_a_hang(tmp_path):
+    import os
+    import threading
+
+    os.mkfifo(tmp_path / "a.txt")
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            read_txt_labels(tmp_path / "a.txt", (10, 10), 2)
+        except CorruptSample as exc:
+            box["error"] = str(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(10)
+    blocked = thread.is_alive()
+    release_readers(tmp_path / "a.txt")
+    assert not blocked, "the label pipe was opened for reading"
+    assert "not a regular file" in box["error"]
+
+
+def release_readers(pipe: Path) -> None:
+    """Open and close the writing end once, so that a reader blocked on `pipe` gets EOF and its thread ends."""
+    import contextlib
+    import os
+
+    with contextlib.suppress(OSError):  # OSError: nobody is reading, nothing to release
+        os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from httpserver import serve
 from yolonas_cli.core import console
@@ -18,6 +21,17 @@ from yolonas_cli.weights.resolve import CACHE_LOCK_NAME, cache_dir, resolve_weig
 
 DATA = bytes(range(256)) * 800  # 204,800 bytes: several read chunks
 SHA = hashlib.sha256(DATA).hexdigest()
+
+
+def _weights_bytes() -> bytes:
+    """A small file laid out as torch.save writes weights (a zip holding <folder>/data.pkl), ~200 KB."""
+    buffer = io.BytesIO()
+    torch.save({"w": torch.arange(50_000, dtype=torch.float32)}, buffer)
+    return buffer.getvalue()
+
+
+WEIGHTS = _weights_bytes()  # what the weights resolver is served: it checks that a download is weights
+WEIGHTS_SHA = hashlib.sha256(WEIGHTS).hexdigest()
 FAST = {"timeout": 0.5, "retries": 2}
 
 
@@ -239,10 +253,10 @@ def test_download_then_cache_with_server_down(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, infos: list[str]
 ) -> None:
     cache = tmp_path / "cache"
-    with serve({"yolo_nas_s.pt": DATA}) as base:
-        _lock(tmp_path, monkeypatch, [base.url("yolo_nas_s.pt")], sha256=SHA)
+    with serve({"yolo_nas_s.pt": WEIGHTS}) as base:
+        _lock(tmp_path, monkeypatch, [base.url("yolo_nas_s.pt")], sha256=WEIGHTS_SHA)
         path = resolve_weights("yolo_nas_s", cache)
-    assert path == cache / "yolo_nas_s.pt" and path.read_bytes() == DATA
+    assert path == cache / "yolo_nas_s.pt" and path.read_bytes() == WEIGHTS
     assert resolve_weights("yolo_nas_s.pt", cache) == path  # server is gone: served from the cache
     assert resolve_weights("yolo_nas_s", cache, offline=True) == path
     assert len(base.requests) == 1
@@ -250,17 +264,17 @@ def test_download_then_cache_with_server_down(
 
 def test_env_weights_dir_is_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, infos: list[str]) -> None:
     monkeypatch.setenv("YOLONAS_WEIGHTS_DIR", str(tmp_path / "envcache"))
-    with serve({"yolo_nas_s.pt": DATA}) as base:
+    with serve({"yolo_nas_s.pt": WEIGHTS}) as base:
         _lock(tmp_path, monkeypatch, [base.url("yolo_nas_s.pt")])
         assert resolve_weights("yolo_nas_s") == tmp_path / "envcache" / "yolo_nas_s.pt"
 
 
 def test_resolve_mirror_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, infos: list[str]) -> None:
-    with serve({"v2/yolo_nas_s.pt": DATA}) as base:
+    with serve({"v2/yolo_nas_s.pt": WEIGHTS}) as base:
         _lock(tmp_path, monkeypatch, [base.url("v1/yolo_nas_s.pt"), base.url("v2/yolo_nas_s.pt")])
         path = resolve_weights("yolo_nas_s", tmp_path / "cache")
     state = json.loads((tmp_path / "cache" / CACHE_LOCK_NAME).read_text())
-    assert path.read_bytes() == DATA
+    assert path.read_bytes() == WEIGHTS
     assert state["weights"]["yolo_nas_s.pt"]["url"] == base.url("v2/yolo_nas_s.pt")
 
 
@@ -268,7 +282,7 @@ def test_pinned_mismatch_leaves_nothing_in_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, infos: list[str]
 ) -> None:
     cache = tmp_path / "cache"
-    with serve({"yolo_nas_s.pt": DATA}) as base, pytest.raises(DownloadError) as info:
+    with serve({"yolo_nas_s.pt": WEIGHTS}) as base, pytest.raises(DownloadError) as info:
         _lock(tmp_path, monkeypatch, [base.url("yolo_nas_s.pt")], sha256="f" * 64)
         resolve_weights("yolo_nas_s", cache)
     assert base.url("yolo_nas_s.pt") in str(info.value)
@@ -277,9 +291,9 @@ def test_pinned_mismatch_leaves_nothing_in_cache(
 
 
 def test_size_mismatch_from_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, infos: list[str]) -> None:
-    too_big = len(DATA) + 1
-    with serve({"yolo_nas_s.pt": DATA}) as base, pytest.raises(DownloadError, match=f"expected {too_big}"):
-        _lock(tmp_path, monkeypatch, [base.url("yolo_nas_s.pt")], size=len(DATA) + 1)
+    too_big = len(WEIGHTS) + 1
+    with serve({"yolo_nas_s.pt": WEIGHTS}) as base, pytest.raises(DownloadError, match=f"expected {too_big}"):
+        _lock(tmp_path, monkeypatch, [base.url("yolo_nas_s.pt")], size=len(WEIGHTS) + 1)
         resolve_weights("yolo_nas_s", tmp_path / "cache")
     assert _leftovers(tmp_path / "cache") == []
 
@@ -305,22 +319,22 @@ def test_download_error_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 def test_tofu_record_and_tampering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, infos: list[str]) -> None:
     cache = tmp_path / "cache"
-    with serve({"yolo_nas_s.pt": DATA}) as base:
+    with serve({"yolo_nas_s.pt": WEIGHTS}) as base:
         _lock(tmp_path, monkeypatch, [base.url("yolo_nas_s.pt")])  # no pinned sha256
         path = resolve_weights("yolo_nas_s", cache)
     entry = json.loads((cache / CACHE_LOCK_NAME).read_text())["weights"]["yolo_nas_s.pt"]
-    assert entry["sha256"] == SHA and entry["size"] == len(DATA)
+    assert entry["sha256"] == WEIGHTS_SHA and entry["size"] == len(WEIGHTS)
     assert resolve_weights("yolo_nas_s", cache) == path
-    path.write_bytes(DATA[:-1] + b"\x00")
+    path.write_bytes(WEIGHTS[:1000] + bytes([WEIGHTS[1000] ^ 0xFF]) + WEIGHTS[1001:])
     with pytest.raises(DownloadError) as info:
         resolve_weights("yolo_nas_s", cache)
     message = str(info.value)
-    assert f"delete {path}" in message and SHA in message and "first download" in message
+    assert f"delete {path}" in message and WEIGHTS_SHA in message and "first download" in message
     assert path.exists()  # reported, not silently replaced
 
 
 def test_pinned_cache_tampering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, infos: list[str]) -> None:
-    _lock(tmp_path, monkeypatch, ["http://127.0.0.1:9/yolo_nas_s.pt"], sha256=SHA)
+    _lock(tmp_path, monkeypatch, ["http://127.0.0.1:9/yolo_nas_s.pt"], sha256=WEIGHTS_SHA)
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "yolo_nas_s.pt").write_bytes(b"evil")
@@ -334,15 +348,15 @@ def test_file_put_by_hand_is_trusted_on_first_use(
     _lock(tmp_path, monkeypatch, ["http://127.0.0.1:9/yolo_nas_s.pt"])
     cache = tmp_path / "cache"
     cache.mkdir()
-    (cache / "yolo_nas_s.pt").write_bytes(DATA)
+    (cache / "yolo_nas_s.pt").write_bytes(WEIGHTS)
     assert resolve_weights("yolo_nas_s", cache, offline=True) == cache / "yolo_nas_s.pt"
-    assert json.loads((cache / CACHE_LOCK_NAME).read_text())["weights"]["yolo_nas_s.pt"]["sha256"] == SHA
+    assert json.loads((cache / CACHE_LOCK_NAME).read_text())["weights"]["yolo_nas_s.pt"]["sha256"] == WEIGHTS_SHA
 
 
 def test_licence_printed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, infos: list[str]) -> None:
     cache = tmp_path / "cache"
-    with serve({"yolo_nas_s.pt": DATA}) as base:
-        _lock(tmp_path, monkeypatch, [base.url("yolo_nas_s.pt")], sha256=SHA)
+    with serve({"yolo_nas_s.pt": WEIGHTS}) as base:
+        _lock(tmp_path, monkeypatch, [base.url("yolo_nas_s.pt")], sha256=WEIGHTS_SHA)
         for _ in range(3):
             resolve_weights("yolo_nas_s", cache)
     notices = [m for m in infos if "Test licence" in m]
@@ -354,9 +368,9 @@ def test_licence_printed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, i
 def test_licence_goes_to_stderr(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _lock(tmp_path, monkeypatch, ["http://127.0.0.1:9/yolo_nas_s.pt"], sha256=SHA)
+    _lock(tmp_path, monkeypatch, ["http://127.0.0.1:9/yolo_nas_s.pt"], sha256=WEIGHTS_SHA)
     (tmp_path / "cache").mkdir()
-    (tmp_path / "cache" / "yolo_nas_s.pt").write_bytes(DATA)
+    (tmp_path / "cache" / "yolo_nas_s.pt").write_bytes(WEIGHTS)
     resolve_weights("yolo_nas_s", tmp_path / "cache")
     resolve_weights("yolo_nas_s", tmp_path / "cache")
     captured = capsys.readouterr()
@@ -374,7 +388,7 @@ def test_cache_lock_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setattr(resolve.os, "replace", spy)
     _lock(tmp_path, monkeypatch, ["http://127.0.0.1:9/yolo_nas_s.pt"])
     (tmp_path / "cache").mkdir()
-    (tmp_path / "cache" / "yolo_nas_s.pt").write_bytes(DATA)
+    (tmp_path / "cache" / "yolo_nas_s.pt").write_bytes(WEIGHTS)
     resolve_weights("yolo_nas_s", tmp_path / "cache")
     assert replaced and set(replaced) == {CACHE_LOCK_NAME}
     assert _leftovers(tmp_path / "cache") == [CACHE_LOCK_NAME, "yolo_nas_s.pt"]
@@ -396,3 +410,126 @@ def test_network_failure_keeps_part_for_the_next_call(tmp_path: Path) -> None:
         assert (tmp_path / "a.bin.part").stat().st_size == 2000
         fetch(base.url("a.bin"), tmp_path / "a.bin", sha256=SHA, timeout=0.5, retries=1)
     assert base.requests[-1].range == "bytes=2000-" and (tmp_path / "a.bin").read_bytes() == DATA
+
+
+# ------------------------------------------------------------------------- bounds and payload checks
+
+
+def test_a_trickling_server_is_given_up_after_the_stall_window(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One byte every 0.05 s never trips the per-read timeout; the stall rule stops it within its window."""
+    monkeypatch.setattr(download, "STALL_SECONDS", 0.5)
+    monkeypatch.setattr(download, "STALL_BYTES", 1000)
+    with serve({"a.bin": DATA[:200]}, trickle={"a.bin": (1, 0.05)}) as base, pytest.raises(DownloadError) as info:
+        fetch(base.url("a.bin"), tmp_path / "a.bin", **FAST)
+    assert "stalled" in str(info.value) and not (tmp_path / "a.bin").exists()
+    assert len(base.requests_for("a.bin")) == 1  # a stall is not retried on the same URL
+
+
+def test_the_whole_call_has_a_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(download, "STALL_SECONDS", 60.0)
+    with serve({"a.bin": DATA[:400]}, trickle={"a.bin": (1, 0.01)}) as base, pytest.raises(DownloadError) as info:
+        fetch(base.url("a.bin"), tmp_path / "a.bin", deadline=0.5, **FAST)
+    assert "deadline of 0.5 s" in str(info.value) and not (tmp_path / "a.bin").exists()
+
+
+def test_an_endless_body_stops_at_the_size_cap(tmp_path: Path) -> None:
+    with serve({}, endless={"a.bin": b"\0" * 65536}) as base, pytest.raises(DownloadError) as info:
+        fetch(base.url("a.bin"), tmp_path / "a.bin", max_bytes=1_000_000, **FAST)
+    assert "grew past 1000000 bytes" in str(info.value)
+    assert _leftovers(tmp_path) == []  # the oversized .part is deleted, not kept to resume
+
+
+def test_an_endless_body_stops_at_the_known_size(tmp_path: Path) -> None:
+    with serve({}, endless={"a.bin": b"\0" * 65536}) as base, pytest.raises(DownloadError) as info:
+        fetch(base.url("a.bin"), tmp_path / "a.bin", size=300_000, **FAST)
+    assert "grew past 300000 bytes, expected 300000" in str(info.value) and _leftovers(tmp_path) == []
+
+
+def test_an_announced_size_over_the_cap_is_refused_before_reading(tmp_path: Path) -> None:
+    with serve({"a.bin": DATA}) as base, pytest.raises(DownloadError) as info:
+        fetch(base.url("a.bin"), tmp_path / "a.bin", max_bytes=1000, **FAST)
+    assert f"announces {len(DATA)} bytes, expected at most 1000" in str(info.value)
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"Content-Type": "text/html; charset=utf-8"}, "HTML page"),
+        ({"Content-Encoding": "gzip"}, "Content-Encoding: gzip"),
+    ],
+)
+def test_pages_and_encoded_bodies_are_not_the_file(tmp_path: Path, headers: dict[str, str], expected: str) -> None:
+    with serve({"a.bin": DATA}, headers={"a.bin": headers}) as base, pytest.raises(DownloadError) as info:
+        fetch(base.url("a.bin"), tmp_path / "a.bin", **FAST)
+    assert expected in str(info.value) and _leftovers(tmp_path) == []
+
+
+def test_a_body_shorter_than_its_content_length_is_not_kept(tmp_path: Path) -> None:
+    with serve({"a.bin": DATA}, length={"a.bin": len(DATA) + 5000}) as base, pytest.raises(DownloadError) as info:
+        fetch(base.url("a.bin"), tmp_path / "a.bin", **FAST)
+    assert f"of {len(DATA) + 5000} bytes" in str(info.value) and not (tmp_path / "a.bin").exists()
+
+
+def test_validate_runs_before_the_final_name(tmp_path: Path) -> None:
+    seen: list[Path] = []
+
+    def never(part: Path) -> str:
+        seen.append(part)
+        return "not what was asked for"
+
+    with serve({"a.bin": DATA}) as base, pytest.raises(DownloadError, match="not what was asked for"):
+        fetch(base.url("a.bin"), tmp_path / "a.bin", validate=never, **FAST)
+    assert seen == [tmp_path / "a.bin.part"] and _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("served", "headers", "expected"),
+    [
+        (b"<!DOCTYPE html><html><body>Sign in</body></html>" * 50, {"Content-Type": "text/html"}, "HTML"),
+        (b"<!DOCTYPE html><html><body>Sign in</body></html>" * 50, {}, "HTML or XML page"),
+        (gzip.compress(WEIGHTS), {"Content-Encoding": "gzip"}, "Content-Encoding: gzip"),
+        (gzip.compress(WEIGHTS), {}, "gzip-compressed"),
+        (WEIGHTS[: len(WEIGHTS) // 2], {}, "damaged zip"),
+        (DATA, {}, "not a zip archive"),
+    ],
+)
+def test_a_download_that_is_not_weights_is_neither_cached_nor_recorded(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    infos: list[str],
+    served: bytes,
+    headers: dict[str, str],
+    expected: str,
+) -> None:
+    cache = tmp_path / "cache"
+    with serve({"yolo_nas_s.pt": served}, headers={"yolo_nas_s.pt": headers}) as base:
+        _lock(tmp_path, monkeypatch, [base.url("yolo_nas_s.pt")])  # no pinned hash: trust on first use
+        with pytest.raises(DownloadError) as info:
+            resolve_weights("yolo_nas_s", cache)
+    assert expected in str(info.value)
+    assert _leftovers(cache) == []  # no file, no .part, no record of a hash
+
+
+def test_a_bad_cached_file_names_itself_and_says_to_delete_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, infos: list[str]
+) -> None:
+    _lock(tmp_path, monkeypatch, ["http://127.0.0.1:9/yolo_nas_s.pt"])
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    bad = cache / "yolo_nas_s.pt"
+    bad.write_bytes(b"<html>502 Bad Gateway</html>")
+    with pytest.raises(DownloadError) as info:
+        resolve_weights("yolo_nas_s", cache)
+    assert f"delete {bad}" in str(info.value) and "HTML" in str(info.value)
+    assert not (cache / CACHE_LOCK_NAME).exists()  # its hash was not trusted on first use
+
+
+def test_empty_home_is_treated_as_unset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """HOME="" made the default cache /.cache/yolo-nas; the account's home is used instead."""
+    import pwd
+
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", "")
+    account_home = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    assert resolve._default_cache_root() == account_home / ".cache"

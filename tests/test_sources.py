@@ -3,6 +3,7 @@ cv2.VideoWriter), plus the errors and warnings."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -234,3 +235,77 @@ def test_light_modules_do_not_import_torch() -> None:
         "yolonas_cli.data.sinks, yolonas_cli.data.plotting; sys.exit('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+# ------------------------------------------------------------------- hostile names and special files
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["..%2F..%2F..%2Fescaped.jpg", "..%252F..%252F..%252Fescaped.jpg", "..%5C..%5C..%5Cescaped.jpg"],
+)
+def test_an_encoded_path_in_a_url_cannot_leave_the_download_folder(tmp_path, name) -> None:
+    written: list[Path] = []
+
+    def fake_download(url: str, dest: Path) -> Path:
+        written.append(dest)
+        return write_image(dest, 7)
+
+    folder = tmp_path / "a" / "b" / "dl"
+    frames = list(open_source(f"https://example.com/x/{name}", downloader=fake_download, download_dir=folder))
+    assert len(written) == 1 and written[0].name == "escaped.jpg"
+    assert written[0].resolve().is_relative_to(folder.resolve()) and written[0].parent.parent == folder
+    assert [p for p in tmp_path.rglob("escaped.jpg") if not p.is_relative_to(folder)] == []
+    assert frames[0].image_bgr[0, 0, 0] == 7
+
+
+def run_bounded(fn, seconds: float = 10.0):
+    """fn() in a thread; fails the test when it is still blocked after `seconds` (a reader stuck on a pipe)."""
+    import threading
+
+    box: dict = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the test thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still blocked after {seconds} s (a named pipe was opened for reading)"
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+@pytest.fixture
+def fifo(tmp_path):
+    """A factory of named pipes; at teardown a writer end is opened and closed once, so a reader that a
+    broken implementation left blocked on one gets EOF and its thread ends."""
+    made: list[Path] = []
+
+    def make(path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(path)
+        made.append(path)
+        return path
+
+    yield make
+    for path in made:
+        with contextlib.suppress(OSError):  # OSError: no reader is blocked on it, nothing to release
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_named_pipes_are_skipped_with_a_warning_never_opened(tmp_path, fifo, warnings) -> None:
+    write_image(tmp_path / "d" / "a.jpg")
+    fifo(tmp_path / "d" / "b.jpg")
+    assert run_bounded(lambda: names(open_source(tmp_path / "d"))) == ["a.jpg"]
+    assert run_bounded(lambda: names(open_source(str(tmp_path / "d" / "*.jpg")))) == ["a.jpg"]
+    (tmp_path / "list.txt").write_text("d/a.jpg\nd/b.jpg\n")
+    assert run_bounded(lambda: names(open_source(tmp_path / "list.txt"))) == ["a.jpg"]
+    assert len(warnings) == 3 and all("b.jpg" in w and "named pipe" in w for w in warnings)
+    with pytest.raises(UsageError, match="is a named pipe, not a regular file"):
+        run_bounded(lambda: open_source(tmp_path / "d" / "b.jpg"))

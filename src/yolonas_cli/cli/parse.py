@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from yolonas_cli.cfg import (
@@ -32,6 +31,7 @@ from yolonas_cli.cfg import (
     unknown_key_message,
 )
 from yolonas_cli.core.errors import UsageError
+from yolonas_cli.core.paths import expand_user
 
 _OPEN, _CLOSE = "[(", "])"
 _WORDS = {"none": None, "true": True, "false": False}
@@ -137,7 +137,7 @@ def parse_overrides(mode: str, tokens: Sequence[str]) -> tuple[dict[str, Any], s
 def _read_yaml(path: str) -> Any:
     import yaml  # lazy: only `cfg=` needs it
 
-    file = Path(path).expanduser()
+    file = expand_user(path)
     if not file.is_file():
         raise UsageError(f"cfg={path}: no such file")
     try:

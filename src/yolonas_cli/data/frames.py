@@ -18,6 +18,7 @@ import numpy as np
 
 from yolonas_cli.core import console
 from yolonas_cli.core.errors import YoloNasError
+from yolonas_cli.core.paths import read_regular_bytes
 
 DEFAULT_STREAM_FPS = 30.0
 # JPEGs are decoded honouring their EXIF orientation (what photo viewers show); cv2.IMREAD_UNCHANGED would
@@ -69,9 +70,10 @@ class SourceItem:
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray | None:
     """Decode an image file as stored (grey, BGR, BGRA, 16-bit; JPEGs EXIF-rotated), or None when it cannot
-    be read or decoded. Reads the bytes first, so non-ASCII paths work and OpenCV stays quiet."""
+    be read or decoded. Reads the bytes first, so non-ASCII paths work and OpenCV stays quiet; a pipe, device or
+    socket is refused unread (it could block forever)."""
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        data = np.frombuffer(read_regular_bytes(path), dtype=np.uint8)
     except OSError:
         return None
     if data.size == 0:

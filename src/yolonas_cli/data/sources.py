@@ -16,12 +16,14 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 import numpy as np
 
 from yolonas_cli.core import console
 from yolonas_cli.core.errors import UsageError, YoloNasError
+from yolonas_cli.core.locking import exclusive_lock
+from yolonas_cli.core.paths import expand_user, is_special_file, path_inside, safe_basename, special_file_kind
 from yolonas_cli.data.frames import Frame, SourceItem, array_to_bgr, image_frames, stream_frames, video_frames
 
 IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
@@ -31,6 +33,7 @@ STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "tcp://", "udp:/
 _GLOB_CHARS = ("*", "?", "[")
 
 Downloader = Callable[[str, Path], Path]
+_LOCK_WAIT = 3 * 3600.0  # longest wait for another process downloading the same URL (4 GiB at ~400 KiB/s)
 
 
 class Source:
@@ -132,10 +135,14 @@ def _supported_text() -> str:
     )
 
 
+MAX_SOURCE_BYTES = 4 << 30
+"""Largest image or video fetched from a URL: a 4K video of several minutes fits, an endless body stops here."""
+
+
 def _default_downloader(url: str, dest: Path) -> Path:
     from yolonas_cli.weights.download import fetch  # lazy: keeps this module light
 
-    return fetch(url, dest, description=f"Downloading {dest.name}")
+    return fetch(url, dest, description=f"Downloading {dest.name}", max_bytes=MAX_SOURCE_BYTES)
 
 
 class _Resolver:
@@ -189,24 +196,34 @@ class _Resolver:
         return self._expand_path(text)
 
     def _download(self, url: str) -> Path:
-        name = unquote(Path(urlparse(url).path).name)
-        dest = self.download_dir / hashlib.sha256(url.encode()).hexdigest()[:16] / name
-        if dest.is_file():
-            return dest
-        console.info(f"Downloading {url} to {dest}")
-        return Path(self.downloader(url, dest))
+        """The local copy of `url`: `<download_dir>/<url hash>/<name>`, the name reduced to one safe component
+        (an encoded `..%2F` cannot lead it out of the folder)."""
+        folder = self.download_dir / hashlib.sha256(url.encode()).hexdigest()[:16]
+        name = safe_basename(urlparse(url).path, fallback="download" + _url_suffix(url))
+        dest = path_inside(folder, folder / name, f"the download of {url}")
+        with exclusive_lock(dest, timeout=_LOCK_WAIT, what=f"the download of {url}"):
+            if dest.is_file():
+                return dest
+            console.info(f"Downloading {url} to {dest}")
+            return Path(self.downloader(url, dest))
 
     def _expand_path(self, text: str, in_list: bool = False) -> list[SourceItem]:
-        path = Path(text).expanduser()
+        path = expand_user(text)
         if path.is_dir():
-            return _nonempty([_file_item(p) for p in sorted(path.iterdir()) if _is_media(p)], path)
+            return _nonempty([_file_item(p) for p in _regular_media(sorted(path.iterdir()))], path)
         if path.is_file():
             if path.suffix.lower() in LIST_SUFFIXES and not in_list:
                 return self._expand_list(path)
             return [_file_item(path, strict=True)]
+        if is_special_file(path):
+            if in_list:
+                _warn_special(path)
+                return []
+            kind = special_file_kind(path)
+            raise UsageError(f"source '{text}' is {kind}, not a regular file; give an image or video file")
         if any(c in text for c in _GLOB_CHARS):
             matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
-            return _nonempty([_file_item(p) for p in matches if p.is_file() and _is_media(p)], text)
+            return _nonempty([_file_item(p) for p in _regular_media(matches) if p.is_file()], text)
         raise UsageError(f"source '{text}' does not exist")
 
     def _expand_list(self, list_file: Path) -> list[SourceItem]:
@@ -225,7 +242,7 @@ class _Resolver:
     def _expand_list_entry(self, entry: str, base: Path) -> list[SourceItem]:
         if "://" in entry:
             return self._expand_text(entry)
-        path = Path(entry).expanduser()
+        path = expand_user(entry)
         return self._expand_path(str(path if path.is_absolute() else base / path), in_list=True)
 
 
@@ -239,6 +256,24 @@ def _url_suffix(url: str) -> str:
 
 def _is_media(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES
+
+
+def _regular_media(paths: Sequence[Path]) -> list[Path]:
+    """The image and video paths among `paths`; pipes, devices and sockets among them are skipped with a
+    warning (never opened: reading a pipe blocks until someone writes to it)."""
+    kept = []
+    for path in paths:
+        if not _is_media(path):
+            continue
+        if is_special_file(path):
+            _warn_special(path)
+            continue
+        kept.append(path)
+    return kept
+
+
+def _warn_special(path: Path) -> None:
+    console.warn(f"skipping '{path}': it is {special_file_kind(path) or 'not a regular file'}, not an image file")
 
 
 def _file_item(path: Path, strict: bool = False) -> SourceItem:

@@ -11,15 +11,17 @@ import shutil
 import tarfile
 import zipfile
 from pathlib import Path
+from urllib.parse import urlparse
 
 from yolonas_cli.core.errors import YoloNasError
+from yolonas_cli.core.paths import safe_basename
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 
 
 def archive_name(url: str) -> str:
-    """The file name of an archive URL (query string dropped)."""
-    name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    """The file name of an archive URL (query string and fragment dropped), reduced to one safe component."""
+    name = safe_basename(urlparse(url).path.rstrip("/"), fallback="")
     if not name.lower().endswith(ARCHIVE_SUFFIXES):
         raise YoloNasError(f"{url} is not a .zip or .tar archive; download the dataset by hand")
     return name

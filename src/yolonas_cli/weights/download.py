@@ -8,6 +8,16 @@ in turn. Every failure is a `DownloadError` with a one-line message naming the U
 A `.part` left by a network failure is kept, so that the next call resumes it; one that fails the size or
 hash check is deleted (and a resumed file that fails is retried once from zero).
 
+Bounds, so that no server can make a download hang or fill the disk:
+- size: the expected size when known (exactly), else `max_bytes` (default MAX_BYTES); a larger announced
+  Content-Length is refused before any byte is read, and a body that grows past it is cut and discarded;
+- progress: at least STALL_BYTES every STALL_SECONDS (a server trickling a byte every few seconds never
+  trips the per-read socket timeout); a stalled URL is given up (its `.part` kept to resume later);
+- time: one deadline for the whole call, all tries and mirrors together: `deadline_for(size)`;
+- content: only the identity encoding (a gzip-encoded body would be stored compressed) and no HTML page (a
+  login or error page served with status 200); `validate(path)` lets the caller check the payload itself
+  (e.g. that weights are a zip archive) before the file takes its final name.
+
 Tests make the backoff instant by setting `BACKOFF_BASE = 0` (monkeypatch).
 """
 
@@ -34,6 +44,18 @@ BACKOFF_MAX = 8.0
 CHUNK = 1 << 16
 USER_AGENT = f"yolo-nas/{__version__} (python-urllib)"
 _RETRY_STATUS = frozenset({408, 429})
+MAX_BYTES = 2 << 30
+"""Size cap when the size is not known: YOLO-NAS L in fp32 is 256 MiB, and an SG training checkpoint with its
+EMA and optimizer state about three times that; 2 GiB leaves room and still stops an endless body early."""
+STALL_SECONDS = 15.0
+STALL_BYTES = 16 << 10
+"""At least 16 KiB every 15 s (about 1 KiB/s): slower than any real link, so only a stalled or trickling
+server trips it, and it trips within 15 s instead of never."""
+DEADLINE_BASE = 300.0
+DEADLINE_RATE = 64 << 10
+"""The whole call must end within DEADLINE_BASE + size / DEADLINE_RATE seconds: five minutes for
+connecting and retries, plus the time a slow (64 KiB/s, a poor mobile link) connection needs for the bytes;
+about 73 minutes for the 256 MiB of YOLO-NAS L."""
 
 
 class _Retryable(Exception):
@@ -42,6 +64,24 @@ class _Retryable(Exception):
 
 class _Failed(Exception):
     """A failure of this URL that another try would not fix (404, 403, bad content): go to the next mirror."""
+
+
+class _OutOfTime(Exception):
+    """The deadline of the whole call has passed: no further try or mirror."""
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """The bounds of one `fetch_result` call (see the module docstring)."""
+
+    max_bytes: int
+    exact: bool  # max_bytes is the known size (not only a cap)
+    deadline: float  # time.monotonic() value
+    seconds: float  # the deadline as a duration, for messages
+
+    @property
+    def expected(self) -> str:
+        return f"expected {'' if self.exact else 'at most '}{self.max_bytes}"
 
 
 @dataclass(frozen=True)
@@ -62,6 +102,11 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return hasher.hexdigest()
 
 
+def deadline_for(size: int | None, max_bytes: int = MAX_BYTES) -> float:
+    """Seconds a whole download of `size` bytes (unknown: `max_bytes`) may take (see DEADLINE_BASE)."""
+    return DEADLINE_BASE + (size if size is not None else max_bytes) / DEADLINE_RATE
+
+
 def fetch(
     urls: str | Sequence[str],
     dest: str | Path,
@@ -71,13 +116,28 @@ def fetch(
     timeout: float = 30,
     retries: int = 3,
     description: str | None = None,
+    max_bytes: int = MAX_BYTES,
+    deadline: float | None = None,
+    validate: Callable[[Path], str | None] | None = None,
 ) -> Path:
     """Download the first URL of `urls` that works to `dest` and return `dest`.
 
     `sha256`/`size`, when given, must match or nothing is kept. `timeout` is the socket timeout in seconds;
-    `retries` is the number of extra tries per URL after a transient failure. Raises DownloadError."""
+    `retries` is the number of extra tries per URL after a transient failure; `max_bytes` caps the size when
+    `size` is unknown; `deadline` bounds the whole call in seconds (default `deadline_for(size)`);
+    `validate(part)` returns a problem (text) when the downloaded bytes are not what was asked for, or None.
+    Raises DownloadError."""
     return fetch_result(
-        urls, dest, sha256=sha256, size=size, timeout=timeout, retries=retries, description=description
+        urls,
+        dest,
+        sha256=sha256,
+        size=size,
+        timeout=timeout,
+        retries=retries,
+        description=description,
+        max_bytes=max_bytes,
+        deadline=deadline,
+        validate=validate,
     ).path
 
 
@@ -90,6 +150,9 @@ def fetch_result(
     timeout: float = 30,
     retries: int = 3,
     description: str | None = None,
+    max_bytes: int = MAX_BYTES,
+    deadline: float | None = None,
+    validate: Callable[[Path], str | None] | None = None,
 ) -> FetchResult:
     """Like `fetch()` but also returns the serving URL and the sha256/size computed while streaming."""
     url_list = [urls] if isinstance(urls, str) else list(urls)
@@ -99,20 +162,42 @@ def fetch_result(
     _make_parent(dest)
     part = dest.with_name(dest.name + ".part")
     want_sha = sha256.lower() if sha256 else None
+    seconds = deadline if deadline is not None else deadline_for(size, max_bytes)
+    limits = _Limits(size if size is not None else max_bytes, size is not None, time.monotonic() + seconds, seconds)
+    check = _Check(want_sha, size, validate)
     failures: list[tuple[str, str]] = []
     for url in url_list:
         if failures and want_sha is None:  # without a hash, never splice bytes from two servers
             _unlink(part)
         try:
-            return _fetch_one(url, dest, part, want_sha, size, timeout, retries, description or dest.name)
+            return _fetch_one(url, dest, part, check, limits, timeout, retries, description or dest.name)
         except _Failed as exc:
             failures.append((url, str(exc)))
+        except _OutOfTime as exc:
+            failures.append((url, str(exc)))
+            break
         except OSError as exc:  # network errors are classified inside; what is left is the local disk
             raise DownloadError(
                 f"cannot write {part} while downloading {url} ({exc.strerror or exc}); "
                 "free disk space or choose another folder"
             ) from None
     raise DownloadError(_failure_message(dest, failures))
+
+
+@dataclass(frozen=True)
+class _Check:
+    """What the finished bytes must be: the pinned sha256 and size, and the caller's own check."""
+
+    sha256: str | None
+    size: int | None
+    validate: Callable[[Path], str | None] | None
+
+    def problem(self, part: Path, digest: str, nbytes: int) -> str | None:
+        if self.size is not None and nbytes != self.size:
+            return f"got {nbytes} bytes, expected {self.size}"
+        if self.sha256 is not None and digest != self.sha256:
+            return f"sha256 {digest} does not match the pinned {self.sha256}"
+        return self.validate(part) if self.validate is not None else None
 
 
 def _make_parent(dest: Path) -> None:
@@ -134,26 +219,28 @@ def _fetch_one(
     url: str,
     dest: Path,
     part: Path,
-    sha256: str | None,
-    size: int | None,
+    check: _Check,
+    limits: _Limits,
     timeout: float,
     retries: int,
     description: str,
 ) -> FetchResult:
     """Try one URL (with retries and one fresh restart if a resumed file turns out wrong)."""
     attempt, restarted = 0, False
-    while True:
+    while True:  # bounded: at most `retries` retries and one restart, and by the deadline
         try:
-            digest, nbytes, resumed_from = _transfer(url, part, timeout, description)
+            digest, nbytes, resumed_from = _transfer(url, part, timeout, description, limits)
         except _Retryable as exc:
             if attempt >= retries:
                 raise _Failed(str(exc)) from None
             delay = min(BACKOFF_BASE * 2**attempt, BACKOFF_MAX)
+            if time.monotonic() + delay >= limits.deadline:
+                raise _OutOfTime(f"{exc}; no time left for another try (deadline {limits.seconds:g} s)") from None
             console.warn(f"downloading {dest.name} from {url} failed ({exc}); retrying in {delay:g} s")
             time.sleep(delay)
             attempt += 1
             continue
-        problem = _content_problem(digest, nbytes, sha256, size)
+        problem = check.problem(part, digest, nbytes)
         if problem is None:
             os.replace(part, dest)
             return FetchResult(dest, url, digest, nbytes)
@@ -164,21 +251,17 @@ def _fetch_one(
         raise _Failed(f"{problem}; the download was discarded")
 
 
-def _content_problem(digest: str, nbytes: int, sha256: str | None, size: int | None) -> str | None:
-    if size is not None and nbytes != size:
-        return f"got {nbytes} bytes, expected {size}"
-    if sha256 is not None and digest != sha256:
-        return f"sha256 {digest} does not match the pinned {sha256}"
-    return None
-
-
-def _transfer(url: str, part: Path, timeout: float, description: str) -> tuple[str, int, int]:
+def _transfer(url: str, part: Path, timeout: float, description: str, limits: _Limits) -> tuple[str, int, int]:
     """Stream `url` into `part`, resuming it when it exists. Returns (sha256, total bytes, resumed offset)."""
     offset = part.stat().st_size if part.exists() else 0
+    if offset > limits.max_bytes:
+        _unlink(part)
+        offset = 0
     resp, offset = _open(url, part, offset, timeout)
     with resp:
         length = _content_length(resp)
         total = offset + length if length is not None else None
+        _check_response(resp, total, limits)
         hasher = hashlib.sha256()
         if offset:
             with open(part, "rb") as f:
@@ -186,13 +269,26 @@ def _transfer(url: str, part: Path, timeout: float, description: str) -> tuple[s
         progress = console.download_progress(description, total)
         with open(part, "ab" if offset else "wb") as out, progress as advance:
             advance(offset)
-            written = _copy(resp, out, hasher, advance, timeout)
+            written = _copy(resp, out, hasher, advance, timeout, _Meter(offset, limits, part))
             out.flush()
             os.fsync(out.fileno())
     received = offset + written
     if total is not None and received < total:
         raise _Retryable(f"connection closed after {received} of {total} bytes")
     return hasher.hexdigest(), received, offset
+
+
+def _check_response(resp: http.client.HTTPResponse, total: int | None, limits: _Limits) -> None:
+    """Refuse what is not the file itself before reading the body: a compressed encoding, an HTML page, or an
+    announced size over the limit."""
+    encoding = (resp.headers.get("Content-Encoding") or "identity").strip().lower()
+    if encoding not in ("identity", ""):
+        raise _Failed(f"the server sent a body with Content-Encoding: {encoding[:40]}, not the file's own bytes")
+    kind = (resp.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+    if kind in ("text/html", "application/xhtml+xml"):
+        raise _Failed(f"the server sent an HTML page ({kind}), not the file; the URL may be wrong or need a login")
+    if total is not None and total > limits.max_bytes:
+        raise _Failed(f"the server announces {total} bytes, {limits.expected}")
 
 
 def _open(url: str, part: Path, offset: int, timeout: float) -> tuple[http.client.HTTPResponse, int]:
@@ -228,14 +324,51 @@ def _content_length(resp: http.client.HTTPResponse) -> int | None:
         return None
 
 
+class _Meter:
+    """Watches one transfer against the limits: size, progress per STALL_SECONDS window, the deadline."""
+
+    def __init__(self, offset: int, limits: _Limits, part: Path) -> None:
+        self.limits = limits
+        self.part = part
+        self.total = offset
+        self.window_start = time.monotonic()
+        self.window_bytes = 0
+
+    def count(self, nbytes: int) -> None:
+        """Account for `nbytes` more; raises when a bound is crossed."""
+        self.total += nbytes
+        self.window_bytes += nbytes
+        if self.total > self.limits.max_bytes:
+            _unlink(self.part)
+            raise _Failed(f"the body grew past {self.limits.max_bytes} bytes, {self.limits.expected}; discarded")
+        now = time.monotonic()
+        if now >= self.limits.deadline:
+            raise _OutOfTime(f"not finished within the deadline of {self.limits.seconds:g} s ({self.total} bytes)")
+        if now - self.window_start >= STALL_SECONDS:
+            if self.window_bytes < STALL_BYTES:
+                raise _Failed(
+                    f"the transfer stalled: {self.window_bytes} bytes in {now - self.window_start:.0f} s "
+                    f"(fewer than {STALL_BYTES}); {self.total} bytes are kept to resume later"
+                )
+            self.window_start, self.window_bytes = now, 0
+
+
 def _copy(
-    resp: IO[bytes], out: IO[bytes], hasher: hashlib._Hash, advance: Callable[[int], object], timeout: float
+    resp: http.client.HTTPResponse,
+    out: IO[bytes],
+    hasher: hashlib._Hash,
+    advance: Callable[[int], object],
+    timeout: float,
+    meter: _Meter,
 ) -> int:
-    """Copy the body to `out`, hashing it. Network trouble mid-stream is a _Retryable (the .part is kept)."""
+    """Copy the body to `out`, hashing it. Network trouble mid-stream is a _Retryable (the .part is kept).
+
+    `read1` returns what one socket read gives, so the meter sees a trickle as it comes (a buffered `read(n)`
+    would wait for all n bytes)."""
     written = 0
-    while True:
+    while True:  # bounded by the meter: size cap, progress and deadline
         try:
-            chunk = resp.read(CHUNK)
+            chunk = resp.read1(CHUNK)
         except (OSError, http.client.HTTPException) as exc:
             raise _Retryable(f"{_reason(exc, timeout)} after {written} bytes") from None
         if not chunk:
@@ -244,6 +377,7 @@ def _copy(
         hasher.update(chunk)
         advance(len(chunk))
         written += len(chunk)
+        meter.count(len(chunk))
 
 
 def _classify_http(code: int, reason: str) -> Exception:

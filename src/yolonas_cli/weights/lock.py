@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from yolonas_cli.core.errors import WeightsError
+from yolonas_cli.core.paths import expand_user
 
 LOCK_ENV = "YOLONAS_WEIGHTS_LOCK"
 FORMATS = ("sg-model-pickle", "sg-checkpoint")
@@ -51,7 +52,7 @@ def default_lock_path() -> Path:
     """The lock file in use: `$YOLONAS_WEIGHTS_LOCK` if set, else the packaged `bundled/weights.lock`."""
     override = os.environ.get(LOCK_ENV)
     if override:
-        return Path(override).expanduser()
+        return expand_user(override)
     return Path(__file__).parents[1] / "bundled" / "weights.lock"
 
 

@@ -10,9 +10,11 @@ from typing import Any
 
 from yolonas_cli.core import console
 from yolonas_cli.core.errors import DownloadError, YoloNasError
+from yolonas_cli.core.locking import exclusive_lock
+from yolonas_cli.core.paths import inside, path_inside
 from yolonas_cli.data.datasets.yaml_spec import DATASETS_DIR_ENV, datasets_dir, split_paths, split_ready
 from yolonas_cli.weights.archives import archive_name, unpack_archive
-from yolonas_cli.weights.download import fetch, sha256_file
+from yolonas_cli.weights.download import deadline_for, fetch, sha256_file
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,9 @@ def download_or_fail(spec: dict[str, Any], yaml_path: Path, root: Path, split: s
             f"{datasets_dir()}, set {DATASETS_DIR_ENV} to change it)"
         )
     for entry in entries:
+        dest = _unpack_folder(root, entry, yaml_path)
         try:
-            unpack_url(entry, (root / entry.dir).resolve())
+            unpack_url(entry, dest)
         except DownloadError as exc:
             raise YoloNasError(
                 f"dataset {yaml_path.name} is missing and its download failed: {exc}; "
@@ -79,17 +82,44 @@ def download_or_fail(spec: dict[str, Any], yaml_path: Path, root: Path, split: s
         raise YoloNasError(f"dataset {yaml_path.name} was downloaded but {hint}")
 
 
+def _unpack_folder(root: Path, entry: DownloadEntry, yaml_path: Path) -> Path:
+    """Where `entry` unpacks: `root / entry.dir`, which must lie inside the datasets folder (a YAML from
+    elsewhere must not be able to unpack over `/etc` or `~/.ssh` with `dir: /etc` or `dir: ../../..`)."""
+    folder = datasets_dir()
+    dest = root / entry.dir
+    if not inside(folder, dest):
+        raise YoloNasError(
+            f"{yaml_path.name}: the download {entry.url} would unpack into {dest.resolve()} (dir: {entry.dir!r}), "
+            f"outside the datasets folder {folder}; datasets unpack only under it: fix 'path'/'dir' in the YAML "
+            f"or set {DATASETS_DIR_ENV} to a folder that holds the dataset"
+        )
+    return dest.resolve()
+
+
+MAX_ARCHIVE_BYTES = 64 << 30
+"""Largest dataset archive downloaded when its size is not given: COCO's train2017.zip is 18 GiB."""
+
+
 def unpack_url(entry: DownloadEntry, dest: Path) -> None:
     """Download `entry.url` next to `dest` (progress, resume, sha256/size when known) and unpack it into
-    `dest`; the archive is deleted after a complete unpack."""
+    `dest`; the archive is deleted after a complete unpack. One process at a time per archive."""
     dest.mkdir(parents=True, exist_ok=True)
-    archive = dest / archive_name(entry.url)
-    if not _usable(archive, entry):
-        console.info(f"Downloading {entry.url} to {archive}")
-        fetch(entry.url, archive, sha256=entry.sha256, size=entry.size, description=f"Downloading {archive.name}")
-    console.info(f"Unpacking {archive.name} into {dest}")
-    unpack_archive(archive, dest)
-    archive.unlink()
+    archive = path_inside(dest, dest / archive_name(entry.url), f"the archive of {entry.url}")
+    wait = deadline_for(entry.size, MAX_ARCHIVE_BYTES)
+    with exclusive_lock(archive, timeout=wait, what=f"the download of {entry.url}"):
+        if not _usable(archive, entry):
+            console.info(f"Downloading {entry.url} to {archive}")
+            fetch(
+                entry.url,
+                archive,
+                sha256=entry.sha256,
+                size=entry.size,
+                description=f"Downloading {archive.name}",
+                max_bytes=MAX_ARCHIVE_BYTES,
+            )
+        console.info(f"Unpacking {archive.name} into {dest}")
+        unpack_archive(archive, dest)
+        archive.unlink()
 
 
 def _usable(archive: Path, entry: DownloadEntry) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from yolonas_cli.core.errors import YoloNasError
+from yolonas_cli.core.paths import read_regular_text
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def read_txt_labels(path: Path, hw: tuple[int, int], nc: int) -> Labels:
     whole-number class id >= nc).
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular_text(path)  # a pipe in place of a label file is refused, not read (it would block)
     except FileNotFoundError:
         return Labels.empty()
     except (OSError, UnicodeDecodeError) as exc:

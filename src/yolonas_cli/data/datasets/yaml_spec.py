@@ -33,6 +33,7 @@ import yaml
 
 from yolonas_cli.core import console
 from yolonas_cli.core.errors import UsageError
+from yolonas_cli.core.paths import SpecialFileError, expand_user, read_regular_text, special_file_kind
 from yolonas_cli.data.sources import IMAGE_SUFFIXES
 
 DATASETS_DIR_ENV = "YOLONAS_DATASETS_DIR"
@@ -42,14 +43,14 @@ _settings: dict[str, Path | None] = {"datasets_dir": None}
 
 def set_datasets_dir(path: str | os.PathLike[str] | None) -> None:
     """Set the datasets directory for this process (None: back to the environment variable or default)."""
-    _settings["datasets_dir"] = Path(path).expanduser() if path is not None else None
+    _settings["datasets_dir"] = expand_user(path) if path is not None else None
 
 
 def datasets_dir() -> Path:
     """`set_datasets_dir()`'s folder, else `$YOLONAS_DATASETS_DIR`, else `./datasets` (absolute)."""
     chosen = _settings["datasets_dir"]
     if chosen is None and os.environ.get(DATASETS_DIR_ENV):
-        chosen = Path(os.environ[DATASETS_DIR_ENV]).expanduser()
+        chosen = expand_user(os.environ[DATASETS_DIR_ENV])
     return (chosen or Path("datasets")).absolute()
 
 
@@ -66,7 +67,7 @@ def bundled_datasets() -> list[str]:
 def find_yaml(data: str | os.PathLike[str]) -> Path:
     """The YAML file `data=` names: an existing file, a folder holding one YAML, or a bundled name."""
     text = os.fspath(data)
-    path = Path(text).expanduser()
+    path = expand_user(text)
     if path.is_file():
         return path
     found = (sorted(path.glob("*.yaml")) + sorted(path.glob("*.yml"))) if path.is_dir() else []
@@ -120,14 +121,14 @@ def candidate_roots(spec: dict[str, Any], yaml_path: Path) -> list[Path]:
     raw = spec.get("path")
     if not raw:
         return [yaml_path.parent.absolute()]
-    path = Path(str(raw)).expanduser()
+    path = expand_user(str(raw))
     if path.is_absolute():
         return [path]
     return [(yaml_path.parent / path).absolute(), datasets_dir() / path]
 
 
 def split_entry(root: Path, entry: str) -> Path:
-    path = Path(entry).expanduser()
+    path = expand_user(entry)
     if path.is_absolute():
         return path
     joined = root / path
@@ -146,22 +147,44 @@ def split_paths(spec: dict[str, Any], split: str, root: Path) -> list[Path]:
 
 
 def list_images(paths: Sequence[Path]) -> list[Path]:
-    """Image files of folders (recursive), `.txt` lists and single images, in order (folders sorted)."""
+    """Image files of folders (recursive), `.txt` lists and single images, in order (folders sorted).
+
+    Named pipes, devices and sockets are skipped with a warning, never opened (reading a pipe blocks)."""
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and _is_file_like(p))
         elif path.suffix.lower() == ".txt":
             base = path.parent
-            lines = path.read_text(encoding="utf-8").splitlines()
+            lines = _read_list(path).splitlines()
             files += [_list_entry(base, line.strip()) for line in lines if line.strip()]
         else:
             files.append(path)
-    return files
+    return [path for path in files if not _skip_special(path)]
+
+
+def _is_file_like(path: Path) -> bool:
+    """A regular file, or a pipe, device or socket (listed so that it is reported, then skipped)."""
+    return path.is_file() or special_file_kind(path) is not None
+
+
+def _read_list(path: Path) -> str:
+    try:
+        return read_regular_text(path)
+    except SpecialFileError:
+        raise UsageError(f"the image list '{path}' is {special_file_kind(path)}, not a text file") from None
+
+
+def _skip_special(path: Path) -> bool:
+    """True (after a warning) for a pipe, device or socket."""
+    kind = special_file_kind(path)
+    if kind is not None:
+        console.warn(f"skipping '{path}': it is {kind}, not an image file")
+    return kind is not None
 
 
 def _list_entry(base: Path, line: str) -> Path:
-    path = Path(line[2:] if line.startswith("./") else line).expanduser()
+    path = expand_user(line[2:] if line.startswith("./") else line)
     return path if path.is_absolute() else base / path
 
 

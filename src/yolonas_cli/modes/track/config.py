@@ -20,6 +20,7 @@ from typing import Any, Callable, Union
 import yaml
 
 from yolonas_cli.core.errors import UsageError
+from yolonas_cli.core.paths import expand_user
 
 __all__ = [
     "SHIPPED",
@@ -174,7 +175,7 @@ def load_tracker_config(tracker: str | os.PathLike[str]) -> TrackerConfig:
         UsageError: no such file, not a small UTF-8 YAML mapping, or a bad key or value in it.
     """
     text = os.fspath(tracker)
-    path = Path(text).expanduser()
+    path = expand_user(text)
     if not path.is_file() and text in SHIPPED:
         path = _shipped_path(text)
     source = f"tracker={text}"
