@@ -375,3 +375,102 @@ def release_readers(pipe: Path) -> None:
 
     with contextlib.suppress(OSError):  # OSError: nobody is reading, nothing to release
         os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
+
+
+# ---------------------------------------------------------------------------------------- archive bombs
+
+
+def zip_of_zeros(size: int, name: str = "remote/images/val/zeros.png") -> bytes:
+    """A deflated zip holding `size` zero bytes (256 MiB -> about 260 KB: a ratio near 1000)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf, zf.open(name, "w") as f:
+        chunk = b"\0" * (1 << 20)
+        for _ in range(size >> 20):
+            f.write(chunk)
+    return buf.getvalue()
+
+
+def tar_gz_of_zeros(size: int, name: str = "zeros.bin") -> bytes:
+    """A gzip-compressed tar holding `size` (a multiple of 1 MiB) zero bytes, streamed (never in memory)."""
+    import tarfile
+    import zlib
+
+    info = tarfile.TarInfo(name)
+    info.size = size
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: the gzip format
+    parts = [packer.compress(info.tobuf(format=tarfile.GNU_FORMAT))]
+    chunk = b"\0" * (1 << 20)
+    parts += [packer.compress(chunk) for _ in range(size >> 20)]
+    parts += [packer.compress(b"\0" * 1024), packer.flush()]  # the end-of-archive blocks
+    return b"".join(parts)
+
+
+def test_a_zip_bomb_in_a_dataset_download_is_refused_before_unpacking(tmp_path):
+    bomb = zip_of_zeros(256 << 20)
+    assert len(bomb) < 1 << 20
+    with serve({"/remote.zip": bomb}) as base, pytest.raises(YoloNasError) as err:
+        load_dataset(_remote_yaml(tmp_path, base.url("/remote.zip")))
+    message = str(err.value)
+    assert "over 100 times its size" in message and "nothing was unpacked" in message and "\n" not in message
+    assert list(tmp_path.rglob("zeros.png")) == [] and list(tmp_path.rglob("remote.zip")) == []
+    assert not [p for p in (tmp_path / "datasets").rglob("*") if p.name.startswith(".")]  # no temp left
+
+
+def test_a_tar_gz_bomb_is_refused_before_unpacking(tmp_path):
+    from yolonas_cli.weights.archives import unpack_archive
+
+    archive = tmp_path / "bomb.tar.gz"
+    archive.write_bytes(tar_gz_of_zeros(256 << 20))
+    (tmp_path / "out").mkdir()
+    with pytest.raises(YoloNasError, match="over 100 times its size"):
+        unpack_archive(archive, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == [] and not archive.exists()
+
+
+def test_small_archives_that_compress_well_still_unpack(tmp_path):
+    """The ratio rule starts past 64 MiB: a 16 MiB file of zeros (ratio ~1000) is a legitimate small archive."""
+    from yolonas_cli.weights.archives import unpack_archive
+
+    archive = tmp_path / "labels.zip"
+    archive.write_bytes(zip_of_zeros(16 << 20, name="labels/all.txt"))
+    (tmp_path / "out").mkdir()
+    unpack_archive(archive, tmp_path / "out")
+    assert (tmp_path / "out" / "labels" / "all.txt").stat().st_size == 16 << 20
+
+
+@pytest.mark.parametrize("kind", ["symlink", "hardlink", "fifo", "device"])
+def test_tar_members_that_are_not_files_or_folders_are_refused(tmp_path, kind):
+    import tarfile
+
+    from yolonas_cli.weights.archives import unpack_archive
+
+    archive = tmp_path / "odd.tar"
+    with tarfile.open(archive, "w") as tf:
+        info = tarfile.TarInfo("data/odd")
+        info.type = {
+            "symlink": tarfile.SYMTYPE,
+            "hardlink": tarfile.LNKTYPE,
+            "fifo": tarfile.FIFOTYPE,
+            "device": tarfile.CHRTYPE,
+        }[kind]
+        info.linkname = "/etc/passwd" if "link" in kind else ""
+        tf.addfile(info)
+    (tmp_path / "out").mkdir()
+    with pytest.raises(YoloNasError, match="unsafe members"):
+        unpack_archive(archive, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_unpacking_checks_free_space_first(tmp_path, monkeypatch):
+    import shutil as real_shutil
+
+    from yolonas_cli.weights import archives
+
+    archive = tmp_path / "d.zip"
+    archive.write_bytes(zip_bytes({"a/1.png": png_bytes()}))
+    (tmp_path / "out").mkdir()
+    usage = real_shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(archives.shutil, "disk_usage", lambda path: usage._replace(free=1 << 20))  # a full disk
+    with pytest.raises(YoloNasError, match=r"needs .* but only 1\.0 MiB is free"):
+        archives.unpack_archive(archive, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
