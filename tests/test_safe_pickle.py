@@ -672,3 +672,184 @@ def test_file_object_saves_use_their_own_folder_name(tmp_path: Path) -> None:
     path = tmp_path / "buffer.pt"
     path.write_bytes(buffer.getvalue())
     assert torch.equal(load(path)["a"], torch.arange(3))
+
+
+# --------------------------------------------------------------------------------------------------
+# Small files with a huge cost (issue 12): each is refused quickly, in bounded memory
+# --------------------------------------------------------------------------------------------------
+
+SG_MODEL = "super_gradients.training.models.detection_models.yolo_nas.yolo_nas_variants.YoloNAS_S"
+SEQUENTIAL = "torch.nn.modules.container.Sequential"
+
+
+def module_state(children: dict[str, bytes]) -> bytes:
+    """A module's BUILD state: {"_modules": {name: child, ...}} (children given as pickle expressions)."""
+    items = b"".join(S(name) + child + SETITEM for name, child in children.items())
+    return EMPTY_DICT + S("_modules") + EMPTY_DICT + items + SETITEM
+
+
+def shared_module_dag(levels: int) -> bytes:
+    """A YoloNAS_S whose module tree is a DAG `levels` deep: each level's two children are the same module
+    (the pickle memo makes the file linear in `levels`; walked as a tree it costs 2**levels)."""
+    body = stub() + module_state({}) + BUILD + put(0)
+    for level in range(1, levels + 1):
+        body += stub(SEQUENTIAL) + module_state({"a": get(level - 1), "b": get(level - 1)}) + BUILD + put(level)
+    return PROTO2 + body + POP + stub(SG_MODEL) + module_state({"m": get(levels)}) + BUILD + STOP
+
+
+def test_a_module_dag_is_refused_in_linear_time(tmp_path: Path) -> None:
+    import time
+
+    from yolonas_cli.weights.checkpoint import read_checkpoint
+
+    path = torch_zip(tmp_path / "dag.pt", shared_module_dag(18))
+    assert path.stat().st_size < 8192
+    started = time.monotonic()
+    with pytest.raises(WeightsError, match="shares modules") as info:
+        read_checkpoint(path)
+    assert time.monotonic() - started < 5  # a tree walk visits 2**18 modules: seconds; 60 levels: never ends
+    assert "'m.a.a" in str(info.value) and path.name in str(info.value)
+
+
+def billion_laughs(levels: int, width: int = 10) -> bytes:
+    """One list nested `levels` deep whose every level holds `width` references to the level below:
+    width**levels strings described in a few hundred bytes (an expression that pushes exactly that list)."""
+    body = S("lol") + put(0) + POP
+    for level in range(1, levels + 1):
+        body += lst(*[get(level - 1)] * width) + put(level) + POP
+    return body + get(levels)
+
+
+def own_format(meta: bytes) -> bytes:
+    """Our format's dict with a real 2x2 tensor and `meta` (a pickle expression) as its metadata."""
+    fields = {
+        "format": S("yolonas-cli"),
+        "version": I(1),
+        "state_dict": EMPTY_DICT + S("t") + tensor_2x2() + SETITEM,
+        "meta": meta,
+    }
+    return EMPTY_DICT + b"".join(S(k) + v + SETITEM for k, v in fields.items())
+
+
+def sg_checkpoint(processing_params: bytes) -> bytes:
+    """An SG checkpoint dict {"net": {"t": tensor}, "processing_params": ...}."""
+    net = EMPTY_DICT + S("t") + tensor_2x2() + SETITEM
+    return EMPTY_DICT + S("net") + net + SETITEM + S("processing_params") + processing_params + SETITEM
+
+
+def one_key(key: str, value: bytes) -> bytes:
+    return EMPTY_DICT + S(key) + value + SETITEM
+
+
+@pytest.mark.parametrize(
+    ("where", "build"),
+    [
+        ("our meta", lambda laughs: own_format(laughs)),
+        ("SG image_processor", lambda laughs: sg_checkpoint(one_key("image_processor", laughs))),
+        (
+            "SG normalisation mean",
+            lambda laughs: sg_checkpoint(
+                one_key("image_processor", lst(one_key("NormalizeImage", one_key("mean", laughs))))
+            ),
+        ),
+        ("SG class_names", lambda laughs: sg_checkpoint(one_key("class_names", laughs))),
+    ],
+)
+def test_billion_laughs_in_metadata_stops_at_the_copy_budget(tmp_path: Path, where: str, build: Callable) -> None:
+    """10**7 leaves (10**10 in the CLI matrix) from a file of a few hundred bytes: the copy stops at 100,000."""
+    import time
+
+    from yolonas_cli.weights.checkpoint import read_checkpoint
+
+    path = torch_zip(tmp_path / "laughs.pt", PROTO2 + build(billion_laughs(7)) + STOP, FOUR_FLOATS)
+    started = time.monotonic()
+    with pytest.raises(WeightsError, match=r"metadata holds more than 100,000 values"):
+        read_checkpoint(path)
+    assert time.monotonic() - started < 5, where
+
+
+def test_an_expanded_tensor_of_absurd_size_is_refused(tmp_path: Path) -> None:
+    """A one-float storage viewed with stride 0 as 2**40 elements: harmless as a view, tens of GB once copied."""
+    huge = rebuild(storage(numel=1), I(0), tup(I(2**40)), tup(I(0)), NEWFALSE, ordered_dict())
+    path = torch_zip(tmp_path / "expand.pt", PROTO2 + huge + STOP, {"0": struct.pack("<f", 1.0)})
+    assert_refused(path, "1099511627776 elements over a storage of 1", "overlapping strides")
+
+
+def test_small_expanded_tensors_still_load(tmp_path: Path) -> None:
+    """Broadcast views up to 16 Mi elements are legitimate (torch.save keeps their zero strides)."""
+    torch.save({"mask": torch.ones(1, 1).expand(4096, 4096)}, tmp_path / "ok.pt")
+    loaded = load(tmp_path / "ok.pt")["mask"]
+    assert loaded.shape == (4096, 4096) and loaded.stride() == (0, 0) and bool(loaded.all())
+
+
+def deflated_zip(path: Path, pkl: bytes, records: dict[str, bytes]) -> Path:
+    """A torch-style archive whose records are deflate-compressed (torch itself stores them uncompressed)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        zf.writestr("archive/data.pkl", pkl)
+        for key, raw in records.items():
+            zf.writestr(f"archive/data/{key}", raw)
+    return path
+
+
+def test_a_deflate_bomb_record_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    numel = 64 << 20  # 256 MiB of float32 zeros, about 260 KB deflated
+    pkl = PROTO2 + rebuild(storage(numel=numel), I(0), tup(I(numel)), tup(I(1)), NEWFALSE, ordered_dict()) + STOP
+    path = deflated_zip(tmp_path / "bomb.pt", pkl, {"0": bytes(numel * 4)})
+    assert path.stat().st_size < 1 << 20
+    assert_refused(path, "decompression bomb")
+
+
+def test_a_recompressed_checkpoint_of_real_weights_still_loads(tmp_path: Path) -> None:
+    weights = torch.randn(300_000)
+    pkl = PROTO2 + rebuild(storage(numel=300_000), I(0), tup(I(300_000)), tup(I(1)), NEWFALSE, ordered_dict())
+    path = deflated_zip(tmp_path / "zipped.pt", pkl + STOP, {"0": weights.numpy().tobytes()})
+    assert torch.equal(load(path), weights)
+
+
+def forge_sizes(path: Path, member: str, size: int) -> None:
+    """Rewrite `member`'s compressed and uncompressed sizes in the zip's central directory."""
+    raw = bytearray(path.read_bytes())
+    name = member.encode()
+    at = raw.index(b"PK\x01\x02" + raw[raw.index(b"PK\x01\x02") + 4 : raw.index(b"PK\x01\x02") + 4])
+    while True:
+        name_length = struct.unpack_from("<H", raw, at + 28)[0]
+        if raw[at + 46 : at + 46 + name_length] == name:
+            struct.pack_into("<II", raw, at + 20, size, size)
+            path.write_bytes(bytes(raw))
+            return
+        at = raw.index(b"PK\x01\x02", at + 4)
+
+
+def test_a_record_declaring_more_bytes_than_the_file_has_is_refused_unread(tmp_path: Path) -> None:
+    pkl = PROTO2 + rebuild(storage(numel=2**30), I(0), tup(I(4)), tup(I(1)), NEWFALSE, ordered_dict()) + STOP
+    path = torch_zip(tmp_path / "forged.pt", pkl, FOUR_FLOATS)
+    forge_sizes(path, "archive/data/0", 2**32 - 4)  # 4 GiB declared, 16 bytes present
+    assert_refused(path, "larger than the file itself")
+
+
+def test_an_implausible_class_count_is_refused_before_the_model_is_built(tmp_path: Path) -> None:
+    """200,000 classes (the limit is 100,000): every class head is a view of one shared 25 MB storage."""
+    from formula import formula_torch_state_dict
+    from yolonas_cli.weights.loader import load_weights
+
+    state = formula_torch_state_dict("tiny")
+    shared = torch.zeros(200_000 * 32)
+    for head, width in (("head1", 8), ("head2", 16), ("head3", 32)):
+        state[f"heads.{head}.cls_pred.weight"] = shared[: 200_000 * width].view(200_000, width, 1, 1)
+        state[f"heads.{head}.cls_pred.bias"] = shared[:200_000]
+    torch.save({"net": state}, tmp_path / "many_classes.pth")
+    with pytest.raises(WeightsError, match=r"num classes = 200000, outside 1\.\.100000"):
+        load_weights(tmp_path / "many_classes.pth")
+
+
+def test_a_plausible_but_enormous_architecture_is_refused_on_the_meta_device() -> None:
+    """Each number within its range, but 2.5 billion parameters: counted without allocating them."""
+    from dataclasses import replace
+
+    from yolonas_cli.model.yolo_nas import VARIANTS
+    from yolonas_cli.weights.loader import check_fits, check_plausible
+
+    arch = replace(VARIANTS["yolo_nas_l"].arch, num_classes=100_000, head_channels=(8192, 8192, 8192))
+    check_plausible(arch, Path("big.pt"))  # every number is inside ARCH_LIMITS
+    with pytest.raises(WeightsError, match=r"more than the 500,000,000 accepted"):
+        check_fits(arch, {}, Path("big.pt"))

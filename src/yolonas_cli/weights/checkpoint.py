@@ -85,28 +85,77 @@ def _describe(obj: object) -> str:
     return f"a {type(obj).__name__}"
 
 
-def _plain(value: Any, depth: int = 0) -> Any:
-    """A copy made of str/int/float/bool/None, lists and str-keyed dicts (tuples become lists).
-
-    Raises TypeError for anything else, so metadata can always be written and read back safely.
-    """
-    if value is None or type(value) in (str, int, float, bool):
-        return value
-    if depth > _PLAIN_DEPTH:
-        raise TypeError("nested too deeply")
-    if isinstance(value, (list, tuple)):
-        return [_plain(v, depth + 1) for v in value]
-    if isinstance(value, Mapping) and all(type(k) is str for k in value):
-        return {k: _plain(v, depth + 1) for k, v in value.items()}
-    raise TypeError(f"{type(value).__name__} is not a plain value")
+MAX_COPIED_VALUES = 100_000
+MAX_COPIED_CHARS = 4 << 20
+"""What may be copied out of one file's pickle in all (metadata, processing, attributes): a YOLO-NAS file's
+metadata is a few hundred values (class names, processing, training settings); 100,000 values and 4 Mi
+characters leave room for a 10,000-class vocabulary. A pickle's memo lets a few KB describe a list nested
+to 10**10 leaves ("billion laughs"): copied as a tree it would take all memory, so the copy stops here."""
 
 
-def _plain_or_none(value: Any) -> Any:
-    """`_plain(value)`, or None when the value is not plain."""
-    try:
-        return _plain(value)
-    except TypeError:
-        return None
+class _Copier:
+    """Copies plain data out of one file's unpickled objects, all copies sharing one budget (see
+    MAX_COPIED_VALUES); `source` names the file in the error raised when the budget runs out."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.values = MAX_COPIED_VALUES
+        self.chars = MAX_COPIED_CHARS
+
+    def _take(self, value: Any) -> None:
+        self.values -= 1
+        if type(value) is str:
+            self.chars -= len(value)
+        if self.values < 0 or self.chars < 0:
+            raise WeightsError(
+                f"{self.source}: its metadata holds more than {MAX_COPIED_VALUES:,} values or "
+                f"{MAX_COPIED_CHARS:,} characters (a YOLO-NAS file holds a few hundred); it is damaged or hostile"
+            )
+
+    def plain(self, value: Any, depth: int = 0) -> Any:
+        """A copy made of str/int/float/bool/None, lists and str-keyed dicts (tuples become lists).
+
+        Raises TypeError for anything else, so metadata can always be written and read back safely."""
+        self._take(value)
+        if value is None or type(value) in (str, int, float, bool):
+            return value
+        if depth > _PLAIN_DEPTH:
+            raise TypeError("nested too deeply")
+        if isinstance(value, (list, tuple)):
+            return [self.plain(v, depth + 1) for v in value]
+        if isinstance(value, Mapping) and all(type(k) is str for k in value):
+            return {k: self.plain(v, depth + 1) for k, v in value.items()}
+        raise TypeError(f"{type(value).__name__} is not a plain value")
+
+    def plain_or_none(self, value: Any) -> Any:
+        """`plain(value)`, or None when the value is not plain."""
+        try:
+            return self.plain(value)
+        except TypeError:
+            return None
+
+    def processing_steps(self, proc: object, depth: int = 0) -> list[tuple[str, dict]]:
+        """Flatten a processing description into (class name, attributes) steps.
+
+        Accepts the pickled objects (`ComposeProcessing` stub with `processings`) and SG's config form
+        ({"ComposeProcessing": {"processings": [{"Name": {params}}, "Name", ...]}})."""
+        self._take(proc)
+        if depth > _PLAIN_DEPTH:
+            return [("<nested too deeply>", {})]
+        if isinstance(proc, Stub) and proc.kind == "processing":
+            name, params = proc.class_name, proc.state or {}
+        elif isinstance(proc, dict) and len(proc) == 1 and isinstance(next(iter(proc)), str):
+            name, params = next(iter(proc.items()))
+        elif isinstance(proc, str):
+            name, params = proc, {}
+        elif isinstance(proc, (list, tuple)):
+            return [step for item in proc for step in self.processing_steps(item, depth + 1)]
+        else:
+            return [(f"<{type(proc).__name__}>", {})]
+        params = params if isinstance(params, dict) else {}
+        if name == "ComposeProcessing":
+            return self.processing_steps(params.get("processings", []), depth + 1)
+        return [(name, params)]
 
 
 def _class_names(value: object) -> tuple[str, ...] | None:
@@ -150,30 +199,6 @@ def _pair(value: object) -> list[int] | None:
     return None
 
 
-def _processing_steps(proc: object, depth: int = 0) -> list[tuple[str, dict]]:
-    """Flatten a processing description into (class name, attributes) steps.
-
-    Accepts the pickled objects (`ComposeProcessing` stub with `processings`) and SG's config form
-    ({"ComposeProcessing": {"processings": [{"Name": {params}}, "Name", ...]}}).
-    """
-    if depth > _PLAIN_DEPTH:
-        return [("<nested too deeply>", {})]
-    if isinstance(proc, Stub) and proc.kind == "processing":
-        name, params = proc.class_name, proc.state or {}
-    elif isinstance(proc, dict) and len(proc) == 1 and isinstance(next(iter(proc)), str):
-        name, params = next(iter(proc.items()))
-    elif isinstance(proc, str):
-        name, params = proc, {}
-    elif isinstance(proc, (list, tuple)):
-        return [step for item in proc for step in _processing_steps(item, depth + 1)]
-    else:
-        return [(f"<{type(proc).__name__}>", {})]
-    params = params if isinstance(params, dict) else {}
-    if name == "ComposeProcessing":
-        return _processing_steps(params.get("processings", []), depth + 1)
-    return [(name, params)]
-
-
 def _resize_step(name: str, params: dict, out: dict) -> bool:
     """Resizing steps; True when recognised."""
     shape = _pair(params.get("output_shape"))
@@ -191,29 +216,29 @@ def _resize_step(name: str, params: dict, out: dict) -> bool:
     return False
 
 
-def _pad_step(name: str, params: dict, out: dict) -> bool:
+def _pad_step(name: str, params: dict, out: dict, copier: _Copier) -> bool:
     """Padding steps; True when recognised."""
     modes = {"DetectionCenterPadding": "center", "DetectionBottomRightPadding": "bottom_right"}
     shape = _pair(params.get("output_shape"))
     if name not in modes or shape is None:
         return False
     out["pad_to"] = shape
-    out["pad_value"] = _plain_or_none(params.get("pad_value", 114))
+    out["pad_value"] = copier.plain_or_none(params.get("pad_value", 114))
     out["pad_mode"] = modes[name]
     return True
 
 
-def _pixel_step(name: str, params: dict, out: dict) -> bool:
+def _pixel_step(name: str, params: dict, out: dict, copier: _Copier) -> bool:
     """Scaling, normalisation, channel order and layout steps; True when recognised."""
     if name == "StandardizeImage" and type(params.get("max_value", 255.0)) in (int, float):
         out["scale"] = float(params.get("max_value", 255.0))
     elif name == "NormalizeImage":
-        out["mean"] = _plain_or_none(params.get("mean"))
-        out["std"] = _plain_or_none(params.get("std"))
+        out["mean"] = copier.plain_or_none(params.get("mean"))
+        out["std"] = copier.plain_or_none(params.get("std"))
     elif name == "ReverseImageChannels":
         out["reverse_channels"] = True
     elif name == "ImagePermute":
-        permutation = _plain_or_none(params.get("permutation", [2, 0, 1]))
+        permutation = copier.plain_or_none(params.get("permutation", [2, 0, 1]))
         if permutation != [2, 0, 1]:
             out["permute"] = permutation
     else:
@@ -221,13 +246,14 @@ def _pixel_step(name: str, params: dict, out: dict) -> bool:
     return True
 
 
-def _normalise_processing(image_processor: object, nms: dict) -> tuple[dict | None, list[str]]:
+def _normalise_processing(image_processor: object, nms: dict, copier: _Copier) -> tuple[dict | None, list[str]]:
     """Our processing dict from SG processing steps and NMS defaults, plus unrecognised step names."""
     out: dict[str, Any] = {}
     unknown: list[str] = []
     if image_processor is not None:
-        for name, params in _processing_steps(image_processor):
-            if not (_resize_step(name, params, out) or _pad_step(name, params, out) or _pixel_step(name, params, out)):
+        for name, params in copier.processing_steps(image_processor):
+            known = _resize_step(name, params, out) or _pad_step(name, params, out, copier)
+            if not (known or _pixel_step(name, params, out, copier)):
                 unknown.append(name)
     for key, value in nms.items():
         if type(value) in (int, float, bool):
@@ -249,10 +275,11 @@ def _from_model_pickle(model: Stub, path: Path) -> Checkpoint:
     """A whole pickled SG YOLO-NAS model: state dict from the module tree, metadata from attributes."""
     state = _strip_module_prefix(stub_state_dict(model, source=f"'{path}'"))
     nms = {key: model.get(attr) for key, attr in _NMS_ATTRS.items()}
-    processing, unknown = _normalise_processing(model.get("_image_processor"), nms)
+    copier = _Copier(f"'{path}'")
+    processing, unknown = _normalise_processing(model.get("_image_processor"), nms, copier)
     meta: dict[str, Any] = {"sg_class": model.qualname}
     for name, value in (model.state or {}).items():
-        plain = _plain_or_none(value)
+        plain = copier.plain_or_none(value) if not name.startswith("_") else None
         if not name.startswith("_") and name != "training" and plain is not None:
             meta[name] = plain
     if unknown:
@@ -260,7 +287,7 @@ def _from_model_pickle(model: Stub, path: Path) -> Checkpoint:
     return Checkpoint(
         state_dict=state,
         format="sg-model-pickle",
-        class_names=_class_names(model.get("_class_names")),
+        class_names=_class_names(copier.plain_or_none(model.get("_class_names"))),
         processing=processing,
         model_name=_model_name_from_class(model.class_name),
         meta=meta,
@@ -274,17 +301,19 @@ def _from_sg_checkpoint(obj: dict, path: Path) -> Checkpoint:
     params = obj.get("processing_params")
     params = params if isinstance(params, dict) else {}
     nms = {key: params.get(sg_key) for key, sg_key in _SG_PARAM_KEYS.items()}
-    processing, unknown = _normalise_processing(params.get("image_processor"), nms)
+    copier = _Copier(f"'{path}'")
+    processing, unknown = _normalise_processing(params.get("image_processor"), nms, copier)
     meta: dict[str, Any] = {
         "weights_from": source,
-        "checkpoint_keys": sorted(k for k in obj if type(k) is str),
+        "checkpoint_keys": copier.plain(sorted(k for k in obj if type(k) is str)),
     }
     for key, value in obj.items():
         if type(key) is str and type(value) in (str, int, float, bool):
-            meta[key] = value
+            meta[key] = copier.plain(value)
     if unknown:
         meta["unrecognised_processing"] = unknown
-    return Checkpoint(state, "sg-checkpoint", _class_names(params.get("class_names")), processing, None, meta)
+    names = _class_names(copier.plain_or_none(params.get("class_names")))
+    return Checkpoint(state, "sg-checkpoint", names, processing, None, meta)
 
 
 def _from_own_format(obj: dict, path: Path) -> Checkpoint:
@@ -296,9 +325,10 @@ def _from_own_format(obj: dict, path: Path) -> Checkpoint:
             f"'{path}' is a yolo-nas weights file of format version {shown}, but this "
             f"version reads only version {FORMAT_VERSION}; upgrade yolo-nas"
         )
-    names, model_name = obj.get("class_names"), obj.get("model_name")
-    processing, meta = _plain_or_none(obj.get("processing")), _plain_or_none(obj.get("meta"))
-    if names is not None and _class_names(names) is None:
+    copier = _Copier(f"'{path}'")
+    names, model_name = copier.plain_or_none(obj.get("class_names")), obj.get("model_name")
+    processing, meta = copier.plain_or_none(obj.get("processing")), copier.plain_or_none(obj.get("meta"))
+    if obj.get("class_names") is not None and _class_names(names) is None:
         raise WeightsError(f"'{path}': its class_names are not a list of strings")
     if model_name is not None and type(model_name) is not str:
         raise WeightsError(f"'{path}': its model_name is not a string")
@@ -366,8 +396,9 @@ def _payload(
     if model_name is not None and type(model_name) is not str:
         raise WeightsError("cannot save weights: model_name must be a string")
     try:
-        plain_processing = None if processing is None else _plain(dict(processing))
-        plain_meta = _plain(dict(meta or {}))
+        copier = _Copier("cannot save weights")
+        plain_processing = None if processing is None else copier.plain(dict(processing))
+        plain_meta = copier.plain(dict(meta or {}))
     except TypeError as exc:
         raise WeightsError(f"cannot save weights: processing and meta must be plain data ({exc})") from exc
     return {

@@ -13,7 +13,11 @@ with its own unpickler that
   on those allow-listed callables, on `Stub` instances and on plain containers, and refuses INST, OBJ,
   EXT* and out-of-band buffers outright;
 * reads each storage record itself, after checking that the record exists and that its size is exactly
-  the size the pickle declares, so nothing is allocated beyond what the archive really holds.
+  the size the pickle declares, so nothing is allocated beyond what the archive really holds: every
+  record's declared size is checked against the file's own size first (a record stored uncompressed, as
+  torch writes them, cannot be larger than its bytes in the file; a compressed one, as a re-zipped file has,
+  at most MAX_DEFLATE_RATIO times), and a tensor may be larger than its storage (an `expand`-like view with
+  zero or overlapping strides) only up to MAX_OVERLAPPING_ELEMENTS elements.
 
 The C `pickle.Unpickler` looks up `__setstate__`, `append`, `extend` and `__setitem__` on whatever
 object is on its stack; to control those opcodes this reader subclasses the pure-Python reference
@@ -52,6 +56,13 @@ MAX_PICKLE_BYTES = 256 * 1024**2
 MAX_MEMBERS = 100_000
 MAX_DIMS = 16
 MAX_MODULE_DEPTH = 100
+MAX_DEFLATE_RATIO = 32
+"""Float weights barely compress (about 0.9 with deflate); a re-zipped checkpoint is far below 32 times, a
+2 GiB record deflated to 2 MB (1000 times) is a bomb."""
+MAX_OVERLAPPING_ELEMENTS = 1 << 24
+"""A view with more elements than its storage holds (zero or overlapping strides, as `expand` makes) costs
+memory only when copied: 16 Mi elements (64 MiB of float32) allows small broadcast tensors, and stops a tiny
+file from declaring a tensor of 2**40 elements that a later copy would allocate."""
 _MAX_DIM_SIZE = 2**48
 _CHUNK = 1 << 20
 _LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
@@ -285,6 +296,14 @@ def _check_view(storage: _Storage, offset: int, size: tuple[int, ...], stride: t
     last = offset + sum((n - 1) * s for n, s in zip(size, stride))
     if last >= numel:
         raise _Malformed(f"puts a tensor outside its storage (record '{storage.key}')")
+    elements = 1
+    for n in size:
+        elements *= n
+    if elements > numel and elements > MAX_OVERLAPPING_ELEMENTS:
+        raise _Malformed(
+            f"declares a tensor of {elements} elements over a storage of {numel} (zero or overlapping strides; "
+            f"at most {MAX_OVERLAPPING_ELEMENTS} are accepted)"
+        )
 
 
 def _check_flags(requires_grad: object, hooks: object) -> None:
@@ -441,8 +460,8 @@ def _quote(name: str) -> str:
     return ascii(name[:80])
 
 
-def _validate_members(zf: zipfile.ZipFile, max_total_bytes: int) -> str:
-    """Check names, the single top-level folder, duplicates and the total size; return the folder."""
+def _validate_members(zf: zipfile.ZipFile, max_total_bytes: int, file_size: int) -> str:
+    """Check names, the single top-level folder, duplicates and the sizes; return the folder."""
     infos = zf.infolist()
     if len(infos) > MAX_MEMBERS:
         raise _Malformed(f"has more than {MAX_MEMBERS} members")
@@ -453,7 +472,26 @@ def _validate_members(zf: zipfile.ZipFile, max_total_bytes: int) -> str:
         raise _Malformed("contains duplicate member names")
     if sum(info.file_size for info in infos) > max_total_bytes:
         raise _Malformed(f"would unpack to more than {max_total_bytes} bytes")
+    _check_sizes_against_file(infos, file_size)
     return prefixes.pop()
+
+
+def _check_sizes_against_file(infos: list[zipfile.ZipInfo], file_size: int) -> None:
+    """Declared sizes must be possible for a file of `file_size` bytes (checked before any record is read,
+    since a record is read into a buffer of its declared size): a stored record holds exactly its bytes, and
+    compressed records together unpack to at most MAX_DEFLATE_RATIO times their compressed bytes."""
+    if sum(info.compress_size for info in infos) > file_size:
+        raise _Malformed("declares records larger than the file itself (truncated or forged sizes)")
+    for info in infos:
+        if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
+            raise _Malformed(f"declares a stored record {_quote(info.filename)} larger than its bytes")
+    packed = [info for info in infos if info.compress_type != zipfile.ZIP_STORED]
+    unpacked = sum(info.file_size for info in packed)
+    if unpacked > (1 << 20) and unpacked > MAX_DEFLATE_RATIO * sum(info.compress_size for info in packed):
+        raise _Malformed(
+            f"has compressed records that unpack to {unpacked} bytes, over {MAX_DEFLATE_RATIO} times their size "
+            "in the file (torch.save stores records uncompressed; this looks like a decompression bomb)"
+        )
 
 
 def _read_byteorder(archive: _Archive) -> str:
@@ -495,9 +533,9 @@ def _sniff(path: Path) -> None:
         raise WeightsError(f"'{path}' is not a PyTorch checkpoint (not a zip archive made by torch.save)")
 
 
-def _open_archive(zf: zipfile.ZipFile, max_total_bytes: int) -> _Archive:
+def _open_archive(zf: zipfile.ZipFile, max_total_bytes: int, file_size: int) -> _Archive:
     """Validate the zip layout and return the archive; raises `_Malformed` on any violation."""
-    prefix = _validate_members(zf, max_total_bytes)
+    prefix = _validate_members(zf, max_total_bytes, file_size)
     archive = _Archive(zf, prefix, "little")
     if archive.info("constants.pkl") is not None:
         raise _Malformed("is a TorchScript archive (torch.jit.save); save the model's state_dict instead")
@@ -755,7 +793,7 @@ def load(path: str | Path, *, max_total_bytes: int = MAX_TOTAL_BYTES) -> Any:
     _sniff(path)
     try:
         with zipfile.ZipFile(path) as zf:
-            archive = _open_archive(zf, max_total_bytes)
+            archive = _open_archive(zf, max_total_bytes, path.stat().st_size)
             data = bytes(archive.read(archive.info("data.pkl")))  # type: ignore[arg-type]
             return _RestrictedUnpickler(archive, data).load()
     except WeightsError:
@@ -777,10 +815,20 @@ def _named_entries(module: Stub, attr: str, source: str) -> dict[str, Any]:
     return value
 
 
-def _collect(module: Stub, prefix: str, out: OrderedDict, ancestors: tuple[int, ...], source: str) -> None:
-    """Append `module`'s own parameters, persistent buffers, then its children (nn.Module order)."""
-    if id(module) in ancestors or len(ancestors) > MAX_MODULE_DEPTH:
-        raise WeightsError(f"{source}: the module tree is cyclic or deeper than {MAX_MODULE_DEPTH}")
+def _collect(module: Stub, prefix: str, out: OrderedDict, seen: dict[int, str], depth: int, source: str) -> None:
+    """Append `module`'s own parameters, persistent buffers, then its children (nn.Module order).
+
+    Each module is visited once (`seen`: id -> where it was first met): a pickle can make a module a child of
+    many parents through its memo, and a walk of that DAG as a tree costs 2**depth (a 7 KB file, 60 levels
+    deep, would never finish); a YOLO-NAS model shares no module, so a second meeting is refused."""
+    if id(module) in seen or depth > MAX_MODULE_DEPTH:
+        first = seen.get(id(module))
+        where = f"the submodule at '{prefix[:-1]}' is also at '{first}'" if first is not None else "it is too deep"
+        raise WeightsError(
+            f"{source}: the module tree is cyclic, shares modules or is deeper than {MAX_MODULE_DEPTH} ({where}); "
+            "a YOLO-NAS model is a tree"
+        )
+    seen[id(module)] = prefix[:-1]
     skip = module.get("_non_persistent_buffers_set", set())
     if type(skip) is not set:
         raise WeightsError(f"{source}: {module.qualname}._non_persistent_buffers_set is not a set")
@@ -798,7 +846,7 @@ def _collect(module: Stub, prefix: str, out: OrderedDict, ancestors: tuple[int, 
             continue
         if not is_module_stub(child):
             raise WeightsError(f"{source}: submodule '{prefix}{name}' is {_kind(child)}, not a module")
-        _collect(child, f"{prefix}{name}.", out, (*ancestors, id(module)), source)
+        _collect(child, f"{prefix}{name}.", out, seen, depth + 1, source)
 
 
 def stub_state_dict(root: Stub, *, source: str = "the pickled model") -> OrderedDict[str, torch.Tensor]:
@@ -811,5 +859,5 @@ def stub_state_dict(root: Stub, *, source: str = "the pickled model") -> Ordered
     if not is_module_stub(root):
         raise WeightsError(f"{source}: {_kind(root)} is not a pickled module")
     out: OrderedDict[str, torch.Tensor] = OrderedDict()
-    _collect(root, "", out, (), source)
+    _collect(root, "", out, {}, 0, source)
     return out
