@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
+import time
 from pathlib import Path
 
 import pytest
 
+from hostile import yaml_laughs
 from yolonas_cli import cfg
 from yolonas_cli.cfg import (
     MODES,
@@ -310,3 +312,23 @@ def test_cfg_file_errors(tmp_path: Path, content: str, message: str) -> None:
         parse_args("predict", [f"cfg={file}"])
     assert str(info.value).startswith(message.format(file=file))
     assert "\n" not in str(info.value)
+
+
+def test_a_cfg_alias_bomb_is_one_usage_error(tmp_path: Path) -> None:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml_laughs(7) + "conf: *l7\n")  # 10**7 strings: seconds to expand, not hours
+    with pytest.raises(UsageError, match=r"cfg=.* is refused: it expands to more than 100,000 nodes"):
+        parse_args("predict", [f"cfg={path}"])
+
+
+def test_a_bad_value_is_shown_without_expanding_it() -> None:
+    """A list shared 7 levels deep (10**7 leaves): the message shows its first items, instantly."""
+    value: list = ["lol"] * 10
+    for _ in range(6):  # 10**7 leaves: expanding them takes seconds (30 levels would never end)
+        value = [value] * 10
+    started = time.monotonic()
+    with pytest.raises(UsageError) as info:
+        make_args("predict", conf=value)
+    message = str(info.value)
+    assert time.monotonic() - started < 1
+    assert message.startswith("conf=[[[...,...") and "is not a number" in message and len(message) < 200

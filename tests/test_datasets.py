@@ -474,3 +474,13 @@ def test_unpacking_checks_free_space_first(tmp_path, monkeypatch):
     with pytest.raises(YoloNasError, match=r"needs .* but only 1\.0 MiB is free"):
         archives.unpack_archive(archive, tmp_path / "out")
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_dataset_yaml_alias_bomb_is_one_usage_error(tmp_path: Path) -> None:
+    from hostile import yaml_laughs
+    from yolonas_cli.data.datasets.yaml_spec import read_yaml
+
+    path = tmp_path / "laughs.yaml"
+    path.write_text(yaml_laughs(7) + "val: images\nnames: *l7\n")  # 10**7 strings
+    with pytest.raises(UsageError, match=r"cannot read the dataset YAML .*more than 100,000 nodes"):
+        read_yaml(path)

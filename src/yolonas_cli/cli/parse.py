@@ -137,12 +137,16 @@ def parse_overrides(mode: str, tokens: Sequence[str]) -> tuple[dict[str, Any], s
 def _read_yaml(path: str) -> Any:
     import yaml  # lazy: only `cfg=` needs it
 
+    from yolonas_cli.core import safe_yaml
+
     file = expand_user(path)
     if not file.is_file():
         raise UsageError(f"cfg={path}: no such file")
     try:
-        return yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        return safe_yaml.read(file)  # bounded: an alias bomb is refused before it is built
+    except safe_yaml.YamlTooBig as exc:
+        raise UsageError(f"cfg={path} is refused: {exc}") from None
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"cfg={path} is not valid YAML: {first}") from None
 

@@ -12,6 +12,7 @@ import difflib
 import numbers
 import os
 import re
+import reprlib
 from typing import Any, Callable
 
 from yolonas_cli.core.errors import UsageError
@@ -36,12 +37,43 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+_SHOWN_CHARS = 60
+_SHOWN_ITEMS = 8
+_SHOWN_LEVELS = 3
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel = _SHOWN_LEVELS
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = _SHOWN_CHARS
+for _kind in ("maxlist", "maxtuple", "maxdict", "maxset", "maxfrozenset", "maxdeque", "maxarray"):
+    setattr(_SHORT_REPR, _kind, _SHOWN_ITEMS)
+
+
 def _show(value: Any) -> str:
-    """A bad value for an error message: text as typed, other objects by repr (shortened)."""
+    """A bad value for an error message, at most 60 characters: text as typed, lists and tuples as typed on
+    the command line, other objects by a bounded repr. Only the first 8 items of 3 levels are ever looked at,
+    so a value that is huge when expanded (a YAML alias bomb, a shared nested list) costs nothing to show."""
     if isinstance(value, str):
-        return value if value else "''"
-    text = format_value(value) if isinstance(value, (tuple, list, os.PathLike)) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+        text = value if value else "''"
+    elif isinstance(value, (tuple, list)):
+        text = _show_sequence(value, _SHOWN_LEVELS)
+    elif isinstance(value, os.PathLike):
+        text = os.fspath(value)
+    else:
+        text = _SHORT_REPR.repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
+
+
+def _show_sequence(value: tuple | list, levels: int) -> str:
+    """`format_value` of a list or tuple, looking at no more than `_SHOWN_ITEMS` items per level."""
+    if levels <= 0:
+        return "..."
+    parts = [
+        _show_sequence(item, levels - 1) if isinstance(item, (list, tuple)) else _show(item)
+        for item in value[:_SHOWN_ITEMS]
+    ]
+    if len(value) > _SHOWN_ITEMS:
+        parts.append("...")
+    joined = ",".join(parts)
+    return joined if isinstance(value, tuple) else f"[{joined}]"
 
 
 def bad_value(name: str, value: Any, problem: str, allowed: str) -> UsageError:

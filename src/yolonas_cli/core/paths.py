@@ -109,9 +109,10 @@ class SpecialFileError(OSError):
     """A path that names a pipe, device or socket where a regular file was expected."""
 
 
-def read_regular_bytes(path: str | os.PathLike[str]) -> bytes:
-    """The whole content of a regular file. A pipe, device or socket is refused with `SpecialFileError`
-    without blocking: the file is opened non-blocking and checked with fstat before anything is read."""
+def read_regular_bytes(path: str | os.PathLike[str], max_bytes: int | None = None) -> bytes:
+    """The content of a regular file (at most `max_bytes` + 1 bytes when given, so a caller can tell that it
+    is longer). A pipe, device or socket is refused with `SpecialFileError` without blocking: the file is
+    opened non-blocking and checked with fstat before anything is read."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     fd = os.open(path, flags)
     try:
@@ -122,7 +123,7 @@ def read_regular_bytes(path: str | os.PathLike[str]) -> bytes:
         os.close(fd)
         raise
     with handle:
-        return handle.read()
+        return handle.read() if max_bytes is None else handle.read(max_bytes + 1)
 
 
 def read_regular_text(path: str | os.PathLike[str], encoding: str = "utf-8") -> str:

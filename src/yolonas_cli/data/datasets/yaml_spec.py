@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from yolonas_cli.core import console
+from yolonas_cli.core import console, safe_yaml
 from yolonas_cli.core.errors import UsageError
 from yolonas_cli.core.paths import SpecialFileError, expand_user, read_regular_text, special_file_kind
 from yolonas_cli.data.sources import IMAGE_SUFFIXES
@@ -86,8 +86,8 @@ def find_yaml(data: str | os.PathLike[str]) -> Path:
 def read_yaml(path: Path) -> dict[str, Any]:
     """The dataset YAML as a dict (validated: a split, names or nc)."""
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        spec = safe_yaml.read(path)  # bounded: an alias bomb is refused before it is built
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         reason = " ".join(str(exc).split())
         raise UsageError(f"cannot read the dataset YAML {path} ({reason})") from None
     if not isinstance(spec, dict):

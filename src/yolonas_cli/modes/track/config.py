@@ -19,6 +19,7 @@ from typing import Any, Callable, Union
 
 import yaml
 
+from yolonas_cli.core import safe_yaml
 from yolonas_cli.core.errors import UsageError
 from yolonas_cli.core.paths import expand_user
 
@@ -182,7 +183,7 @@ def load_tracker_config(tracker: str | os.PathLike[str]) -> TrackerConfig:
     if not path.is_file():
         raise UsageError(f"{source}: no such file; use {' or '.join(SHIPPED)} or the path of a tracker YAML")
     try:
-        data = yaml.safe_load(_read_text(path, source))
+        data = safe_yaml.load(_read_text(path, source))  # bounded: an alias bomb is refused before it is built
     except yaml.YAMLError as exc:
         reason = " ".join(str(exc).split())
         raise UsageError(f"{source}: not valid YAML ({reason})") from None
