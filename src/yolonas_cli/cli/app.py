@@ -5,7 +5,8 @@ special commands (help, version, checks, cfg), per-mode help, the key=value gram
 dispatch. A mode runs through a lazy registry, `MODE_RUNNERS[mode] = "module:function"`; the function is
 called as `run(args) -> int | None` with the mode's validated dataclass, and its return value is the exit
 code (None = 0). Errors become one line on stderr: `YoloNasError` → its `exit_code` (2 for `UsageError`),
-Ctrl-C → 130, anything else → 1 ("internal error"); `YOLONAS_DEBUG=1` re-raises for the traceback.
+Ctrl-C → 130, SIGTERM → 143 and SIGHUP → 129 (handled like Ctrl-C, see `core.signals`), anything else → 1
+("internal error"); `YOLONAS_DEBUG=1` re-raises for the traceback.
 Importing this module does not import torch.
 """
 
@@ -24,7 +25,7 @@ import typer
 
 from yolonas_cli.cfg import MODES, args_class, describe
 from yolonas_cli.cli.parse import parse_args
-from yolonas_cli.core import console
+from yolonas_cli.core import console, signals
 from yolonas_cli.core.checks import did_you_mean, format_value
 from yolonas_cli.core.errors import UsageError, YoloNasError
 from yolonas_cli.core.version import __version__
@@ -347,15 +348,16 @@ def run_cli(tokens: Sequence[str]) -> int:
     """Run one command line (without the program name) and return its exit code; never raises,
     except with YOLONAS_DEBUG=1."""
     try:
-        return _dispatch(list(tokens))
+        with signals.terminations_as_interrupts():
+            return _dispatch(list(tokens))
     except YoloNasError as exc:
         if _debug():
             raise
         console.error(_one_line(str(exc)) or type(exc).__name__)
         return exc.exit_code
-    except KeyboardInterrupt:
-        console.error("interrupted")
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP: the mode has kept what it finished
+        console.error(signals.describe(exc))
+        return signals.exit_code(exc)
     except OSError as exc:
         if _debug():
             raise

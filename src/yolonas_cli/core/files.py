@@ -86,19 +86,33 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, fsync: bool
     return atomic_write_chunks(path, (data,), fsync=fsync)
 
 
+JPEG_MAX_SIDE = 65500
+"""The largest image side the JPEG format (libjpeg) can encode."""
+
+
 def atomic_imwrite(path: str | os.PathLike[str], img: np.ndarray, ext: str | None = None) -> Path:
-    """Encode `img` (BGR) as `ext` (default: the suffix of `path`, e.g. ".jpg") and write it atomically."""
+    """Encode `img` (BGR) as `ext` (default: the suffix of `path`, e.g. ".jpg") and write it atomically.
+
+    An image OpenCV cannot encode is one YoloNasError naming its size and the file (OpenCV's own multi-line
+    log of the failure is silenced)."""
     import cv2
 
     path = Path(path)
     ext = ext or path.suffix or ".jpg"
     ext = ext if ext.startswith(".") else f".{ext}"
+    logging = cv2.utils.logging
+    level = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
     try:
         ok, buf = cv2.imencode(ext, img)
     except cv2.error:
         ok = False
+    finally:
+        logging.setLogLevel(level)
     if not ok:
-        raise YoloNasError(f"cannot encode an image as '{ext}' for {path}")
+        size = "x".join(map(str, img.shape[:2]))
+        hint = f" (JPEG sides are at most {JPEG_MAX_SIDE} pixels)" if ext.lower() in (".jpg", ".jpeg") else ""
+        raise YoloNasError(f"cannot encode a {size} image as '{ext}' for {path}{hint}")
     return atomic_write_bytes(path, buf.tobytes())
 
 

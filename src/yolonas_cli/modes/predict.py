@@ -6,10 +6,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Callable, cast
 
 from yolonas_cli.cfg import PredictArgs, make_args
 from yolonas_cli.core import console
+from yolonas_cli.core.errors import YoloNasError, one_line
 from yolonas_cli.core.files import atomic_imwrite
 from yolonas_cli.core.sizes import imgsz_pair
 from yolonas_cli.data.frames import Frame
@@ -61,6 +62,7 @@ def predict_stream(model: Detector, args: PredictArgs) -> Iterator[Result]:
         raise
     run.close()
     _print_summary(engine, run, seen, time.perf_counter() - started)
+    run.report_failures(seen)
 
 
 def _open(args: PredictArgs) -> Source:
@@ -76,7 +78,12 @@ def _progress_total(source: Source) -> int | None:
 
 
 class PredictOutputs:
-    """The sinks of one predict run. The run folder is claimed only when something is saved."""
+    """The sinks of one predict run. The run folder is claimed only when something is saved.
+
+    An output that cannot be made for one image (OpenCV cannot encode or draw it, e.g. a 1x100000 image as
+    JPEG) is a warning naming the image, and the run goes on: the other outputs of that image and every
+    other image are still saved, and `report_failures` says at the end how many failed. A failure of the
+    disk itself (OSError: full, read-only, no permission) still ends the run."""
 
     def __init__(self, args: PredictArgs):
         self.args = args
@@ -88,25 +95,48 @@ class PredictOutputs:
         self.videos: dict[str, VideoSink] = {}
         self.stems: dict[str, str] = {}
         self.labels_written = 0
+        self.failed: dict[str, int] = {}  # input path -> outputs that could not be made for it
 
     def handle(self, frame: Frame, result: Result) -> None:
         """Print the image's line and write its outputs."""
         h, w = result.input_shape or result.orig_shape
         console.info(f"{frame.prefix}{h}x{w} {result.verbose()}{result.speed['inference']:.1f}ms")
-        if self.run_dir is None:
+        run_dir = self.run_dir
+        if run_dir is None:
             return
         stem = self._stem(frame.path)
         if self.args.save:
-            self._save_image(frame, result, stem)
+            self._guarded(frame, "the annotated image", lambda: self._save_image(frame, result, stem))
         if self.args.save_txt:
             name = f"{stem}_{frame.frame}" if frame.kind != "image" else stem
-            if result.save_txt(self.run_dir / "labels" / f"{name}.txt", save_conf=self.args.save_conf):
+            if result.save_txt(run_dir / "labels" / f"{name}.txt", save_conf=self.args.save_conf):
                 self.labels_written += 1
         if self.args.save_crop:
             crop_stem = f"{stem}_{frame.frame}" if frame.kind != "image" else stem
-            result.save_crop(self.run_dir, crop_stem)
+            self._guarded(frame, "the crops", lambda: result.save_crop(run_dir, crop_stem))
         if self.json is not None:
             self.json.add(result)
+
+    def _guarded(self, frame: Frame, what: str, save: Callable[[], object]) -> None:
+        """Run `save`; an image-specific failure (YoloNasError, cv2.error) becomes a warning, once per input."""
+        import cv2
+
+        try:
+            save()
+        except (YoloNasError, cv2.error) as exc:
+            first = frame.path not in self.failed
+            self.failed[frame.path] = self.failed.get(frame.path, 0) + 1
+            if first:
+                where = f" (frame {frame.frame})" if frame.frame is not None else ""
+                console.warn(f"could not save {what} of '{frame.path}'{where}: {one_line(str(exc))}; going on")
+
+    def report_failures(self, seen: int) -> None:
+        """The closing warning: how many inputs had outputs that could not be saved."""
+        if self.failed:
+            console.warn(
+                f"{len(self.failed)} of the inputs ({seen} images or frames in all) had outputs that could not be "
+                "saved; see the warnings above"
+            )
 
     def _save_image(self, frame: Frame, result: Result, stem: str) -> None:
         annotated = result.plot(line_width=self.args.line_width, labels=self.args.show_labels, conf=self.args.show_conf)
