@@ -484,3 +484,77 @@ def test_a_dataset_yaml_alias_bomb_is_one_usage_error(tmp_path: Path) -> None:
     path.write_text(yaml_laughs(7) + "val: images\nnames: *l7\n")  # 10**7 strings
     with pytest.raises(UsageError, match=r"cannot read the dataset YAML .*more than 100,000 nodes"):
         read_yaml(path)
+
+
+def _coco_dataset(tmp_path: Path, ann: object) -> Path:
+    path = write_yolo_dataset(tmp_path / "ds", names=["cat", "dog"])
+    (path.parent / "ann.json").write_text(json.dumps(ann))
+    spec = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**spec, "annotations": {"val": "ann.json"}}))
+    return path
+
+
+_IMAGE = {"id": 1, "file_name": "0.png"}
+_ANN = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4]}
+_CATS = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]
+
+
+@pytest.mark.parametrize(
+    ("ann", "expected"),
+    [
+        ([_IMAGE], "the top level is a JSON list, not an object"),
+        ({"images": {"0": _IMAGE}, "annotations": [], "categories": _CATS}, "'images' is a JSON object, not a list"),
+        ({"images": [{"id": 1}], "annotations": [], "categories": _CATS}, "images[0] has no 'file_name'"),
+        ({"images": [_IMAGE, "0.png"], "annotations": [], "categories": _CATS}, "images[1] is a JSON string"),
+        ({"images": [_IMAGE], "annotations": [_ANN, {**_ANN, "id": 2}], "categories": _CATS}, None),
+        (
+            {
+                "images": [_IMAGE],
+                "annotations": [{k: v for k, v in _ANN.items() if k != "image_id"}],
+                "categories": _CATS,
+            },
+            "annotations[0] has no 'image_id'",
+        ),
+        (
+            {"images": [_IMAGE], "annotations": [_ANN, {**_ANN, "bbox": "1,2,3,4"}], "categories": _CATS},
+            "annotations[1].bbox is not [x, y, width, height]",
+        ),
+        (
+            {"images": [_IMAGE], "annotations": [{**_ANN, "bbox": [1, 2, float("inf"), 4]}], "categories": _CATS},
+            "annotations[0].bbox",
+        ),
+        ({"images": [_IMAGE], "annotations": [{**_ANN, "category_id": "1"}], "categories": _CATS}, "category_id"),
+        ({"images": [_IMAGE], "annotations": [], "categories": [{"id": 1}]}, "categories[0] has no 'name'"),
+    ],
+)
+def test_malformed_coco_json_is_one_line_naming_the_entry(tmp_path, ann, expected):
+    path = _coco_dataset(tmp_path, ann)
+    if expected is None:  # the control: a well-formed file loads
+        assert len(load_dataset(path)) == 1
+        return
+    with pytest.raises(YoloNasError) as err:
+        load_dataset(path)
+    message = str(err.value)
+    assert "ann.json" in message and expected in message and "\n" not in message
+    assert not isinstance(err.value, KeyError)
+
+
+def test_coco_json_defaults_area_crowd_and_id(tmp_path):
+    path = _coco_dataset(
+        tmp_path,
+        {
+            "images": [_IMAGE],
+            "annotations": [{"image_id": 1, "category_id": 2, "bbox": [1, 2, 3, 4]}],
+            "categories": _CATS,
+        },
+    )
+    ds = load_dataset(path)
+    assert ds.coco is not None and ds.coco.data["annotations"][0] == {
+        "image_id": 1,
+        "category_id": 2,
+        "bbox": [1, 2, 3, 4],
+        "area": 12,
+        "iscrowd": 0,
+        "id": 1,
+    }
+    assert ds.load(0).labels.cls.tolist() == [1]
