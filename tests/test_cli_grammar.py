@@ -88,7 +88,7 @@ GOOD = [
 ]
 
 _HELP = "Run 'yolo-nas {mode} --help' to list the arguments."
-_IMGSZ = "use a positive whole number or (h, w), e.g. imgsz=640 or imgsz=640,480"
+_IMGSZ = "use a whole number from 1 to 8192 or (h, w), e.g. imgsz=640 or imgsz=640,480"
 _DEVICE = "use auto, cpu, cuda, cuda:N (or just N) or mps"
 _SOURCE = "use a path, URL, glob or stream, or a webcam index >= 0"
 _CLASSES = "use class ids >= 0, e.g. classes=0 or classes=[0,2]"
@@ -126,6 +126,8 @@ BAD = [
     ("predict", "verbose=None", "verbose=None is not a boolean: use verbose=True or verbose=False"),
     ("predict", "imgsz=0", "imgsz=0 is out of range: " + _IMGSZ),
     ("predict", "imgsz=640,-1", "imgsz=640,-1 is out of range: " + _IMGSZ),
+    ("predict", "imgsz=100000", "imgsz=100000 is out of range: " + _IMGSZ),
+    ("val", "imgsz=640,8193", "imgsz=640,8193 is out of range: " + _IMGSZ),
     ("predict", "imgsz=abc", "imgsz=abc is not valid: " + _IMGSZ),
     ("predict", "imgsz=640.5", "imgsz=640.5 is not valid: " + _IMGSZ),
     ("predict", "imgsz=True", "imgsz=True is not valid: " + _IMGSZ),

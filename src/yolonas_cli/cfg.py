@@ -157,7 +157,7 @@ class CommonArgs:
     )
     verbose: bool = _flag(True, "print progress and results (False = errors only)")
     device: str = arg("auto", "auto, cpu, cuda, cuda:N (or just N) or mps", device, (str, int))
-    imgsz: int | tuple[int, int] = arg(640, "input size N or h,w; rounded up to a multiple of 32", imgsz)
+    imgsz: int | tuple[int, int] = arg(640, "input size N or h,w (at most 8192); rounded up to a multiple of 32", imgsz)
 
     def __post_init__(self) -> None:
         given = self.imgsz

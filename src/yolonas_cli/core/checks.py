@@ -16,7 +16,7 @@ import reprlib
 from typing import Any, Callable
 
 from yolonas_cli.core.errors import UsageError
-from yolonas_cli.core.sizes import round_up
+from yolonas_cli.core.sizes import MAX_IMGSZ, round_up
 
 Check = Callable[[str, Any], Any]
 
@@ -172,14 +172,14 @@ def choice(options: tuple[str, ...], aliases: dict[str, str] | None = None) -> C
 
 def imgsz(name: str, value: Any) -> int | tuple[int, int]:
     """An int or an (h, w) pair of positive ints, each rounded up to a multiple of 32."""
-    allowed = "use a positive whole number or (h, w), e.g. imgsz=640 or imgsz=640,480"
+    allowed = f"use a whole number from 1 to {MAX_IMGSZ} or (h, w), e.g. imgsz=640 or imgsz=640,480"
     if _is_int(value):
         sizes = [value]
     elif isinstance(value, (list, tuple)) and len(value) == 2 and all(map(_is_int, value)):
         sizes = list(value)
     else:
         raise bad_value(name, value, "is not valid", allowed)
-    if min(sizes) < 1:
+    if min(sizes) < 1 or max(sizes) > MAX_IMGSZ:
         raise bad_value(name, value, "is out of range", allowed)
     rounded = [round_up(int(s)) for s in sizes]
     return rounded[0] if len(rounded) == 1 else (rounded[0], rounded[1])

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from yolonas_cli.core.errors import UsageError
+from yolonas_cli.core.errors import UsageError, WeightsError
 from yolonas_cli.engine.postprocess import detections_from_end2end
 
 
@@ -69,9 +69,38 @@ def check_input(images: np.ndarray, fixed: tuple[int, int] | None, where: str) -
         )
 
 
-def outputs_to_raw(outputs: Sequence[np.ndarray], end2end: bool) -> Any:
-    """Runtime output arrays -> what the engine expects: (boxes, scores) tensors, or per-image detections."""
+def outputs_to_raw(
+    outputs: Sequence[np.ndarray], end2end: bool, where: str = "the exported model", num_classes: int | None = None
+) -> Any:
+    """Runtime output arrays -> what the engine expects: (boxes, scores) tensors, or per-image detections.
+
+    WeightsError naming `where` when the arrays are not what a YOLO-NAS export gives (see `outputs_problem`)."""
+    check_outputs([np.shape(o) for o in outputs], end2end, where, num_classes)
     tensors = [torch.from_numpy(np.ascontiguousarray(o)) for o in outputs]
     if end2end:
         return detections_from_end2end(*tensors)
     return tensors[0].float(), tensors[1].float()
+
+
+def outputs_problem(shapes: Sequence[tuple[int, ...]], end2end: bool, num_classes: int | None = None) -> str | None:
+    """Why outputs of these shapes are not a YOLO-NAS export's (None when they are): boxes [B, N, 4] and scores
+    [B, N, C] (C = `num_classes` when given), or num_dets [B, 1], det_boxes [B, K, 4], det_scores and
+    det_classes [B, K]."""
+    shapes = [tuple(s) for s in shapes]
+    if end2end:
+        good = len(shapes) == 4 and len(shapes[0]) == 2 and len(shapes[1]) == 3 and shapes[1][2:] == (4,)
+        good = good and shapes[2] == shapes[3] == shapes[1][:2] and shapes[0][0] == shapes[1][0]
+        return None if good else f"outputs of shapes {shapes[:4]}, not num_dets, det_boxes, det_scores, det_classes"
+    if len(shapes) != 2 or len(shapes[0]) != 3 or shapes[0][2:] != (4,):
+        return f"outputs of shapes {shapes[:4]}, not boxes [B, N, 4] and scores [B, N, C]"
+    classes = (num_classes,) if num_classes is not None else shapes[1][2:]
+    if shapes[1] != (*shapes[0][:2], *classes):
+        return f"scores of shape {shapes[1]} for boxes of shape {shapes[0]} (expected [B, N, {classes[0]}])"
+    return None
+
+
+def check_outputs(shapes: Sequence[tuple[int, ...]], end2end: bool, where: str, num_classes: int | None = None) -> None:
+    """WeightsError naming `where` when `outputs_problem` finds one."""
+    problem = outputs_problem(shapes, end2end, num_classes)
+    if problem is not None:
+        raise WeightsError(f"'{where}' is not a YOLO-NAS export: it gives {problem}; export the model again")

@@ -68,6 +68,22 @@ class ExportMetadata:
     def output_names(self) -> tuple[str, ...]:
         return END2END_OUTPUTS if self.nms else DECODED_OUTPUTS
 
+    def signature_problem(self, inputs: list[tuple[Any, ...]], outputs: dict[str, tuple[Any, ...]]) -> str | None:
+        """Why a graph with these input shapes and {output name: shape} is not the YOLO-NAS export this
+        metadata describes (None when it may be). A dimension that is not an int is dynamic and matches anything.
+
+        Decoded graphs: one input [B, 3, H, W]; outputs boxes [B, N, 4] and scores [B, N, classes]. Graphs with
+        NMS: num_dets [B, 1], det_boxes [B, K, 4], det_scores [B, K], det_classes [B, K]."""
+        if len(inputs) != 1 or not _fits(inputs[0], (None, 3, None, None)):
+            return f"its inputs are {_shapes(inputs)}, not one image batch [B, 3, H, W]"
+        if list(outputs) != list(self.output_names):
+            return f"its outputs are {', '.join(list(outputs)[:6]) or 'none'}, not {', '.join(self.output_names)}"
+        expected = _END2END_SHAPES if self.nms else {"boxes": (None, None, 4), "scores": (None, None, len(self.names))}
+        for name, shape in expected.items():
+            if not _fits(outputs[name], shape):
+                return f"its output {name} has the shape {_shapes([outputs[name]])}, not {_shapes([shape])}"
+        return None
+
     def to_pairs(self) -> dict[str, str]:
         """Flat text pairs: text fields as is, others as JSON (class ids become JSON object keys)."""
         out = {}
@@ -98,6 +114,27 @@ class ExportMetadata:
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (for printing and for the TorchScript/TensorRT JSON blob)."""
         return _jsonable(asdict(self))
+
+
+_END2END_SHAPES: dict[str, tuple[Any, ...]] = {
+    "num_dets": (None, 1),
+    "det_boxes": (None, None, 4),
+    "det_scores": (None, None),
+    "det_classes": (None, None),
+}
+
+
+def _fits(shape: tuple[Any, ...], pattern: tuple[Any, ...]) -> bool:
+    """Same rank, and equal wherever both the shape and the pattern have an int."""
+    if len(shape) != len(pattern):
+        return False
+    return all(not (type(a) is int and type(b) is int) or a == b for a, b in zip(shape, pattern))
+
+
+def _shapes(shapes: list[tuple[Any, ...]]) -> str:
+    return ", ".join(
+        "[" + ", ".join(str(d) if type(d) is int else "?" for d in shape[:8]) + "]" for shape in shapes[:4]
+    )
 
 
 def _jsonable(value: Any) -> Any:

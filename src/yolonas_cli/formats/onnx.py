@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from yolonas_cli.core import console
-from yolonas_cli.core.errors import MissingExtraError
+from yolonas_cli.core.errors import MissingExtraError, WeightsError, one_line
 from yolonas_cli.core.files import atomic_file
 from yolonas_cli.engine.backend import check_input, outputs_to_raw, run_in_batches
 from yolonas_cli.formats.calibration import calibration_for
@@ -82,9 +82,13 @@ class OnnxRuntimeBackend:
         options.intra_op_num_threads = threads
         # No busy-waiting between runs: spinning workers starve the pre- and postprocessing around them.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(self.path), options, providers=providers_for(ort, device))
+        self.session = _session(ort, self.path, options, providers_for(ort, device))
         meta_map = dict(self.session.get_modelmeta().custom_metadata_map)
         self.metadata = ExportMetadata.from_pairs(meta_map, str(self.path))
+        inputs = [tuple(i.shape) for i in self.session.get_inputs()]
+        problem = self.metadata.signature_problem(inputs, {o.name: tuple(o.shape) for o in self.session.get_outputs()})
+        if problem is not None:
+            raise WeightsError(f"'{self.path}' carries yolo-nas metadata but is not a YOLO-NAS export: {problem}")
         self.graph_nms = self.metadata.graph_nms
         self.device = torch.device("cpu")  # outputs come back as host arrays
         self.input_name = self.session.get_inputs()[0].name
@@ -99,10 +103,30 @@ class OnnxRuntimeBackend:
         """float32 [B,3,H,W] RGB 0-1 -> (boxes, scores) tensors, or per-image detections (graph NMS)."""
         check_input(images, self.fixed_input, self.path.name)
         images = np.ascontiguousarray(images, dtype=np.float32)
-        return outputs_to_raw(run_in_batches(self.run, images, self.fixed_batch), self.graph_nms is not None)
+        outputs = run_in_batches(self.run, images, self.fixed_batch)
+        return outputs_to_raw(outputs, self.graph_nms is not None, str(self.path), len(self.metadata.names))
 
     def synchronize(self) -> None:
         """Session runs are synchronous."""
+
+
+def _session(ort: Any, path: Path, options: Any, providers: list[Any]) -> Any:
+    """An ONNX Runtime session of `path`, after checking where its external data lies (when `onnx` is
+    installed; ONNX Runtime checks that too); any failure to load is one WeightsError naming the file."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnx") is not None:
+        from yolonas_cli.formats.onnx_graph import external_data_problem
+
+        problem = external_data_problem(path)
+        if problem is not None:
+            raise WeightsError(f"refusing to load '{path}': {problem}; export the model again")
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:  # onnxruntime's Fail, InvalidGraph, InvalidProtobuf, NoSuchFile, ...
+        reason = one_line(str(exc))
+        reason = reason if len(reason) <= 300 else reason[:297] + "..."
+        raise WeightsError(f"ONNX Runtime cannot load '{path}': {reason}") from None
 
 
 def open_backend(path: Path, device: torch.device) -> OnnxRuntimeBackend:

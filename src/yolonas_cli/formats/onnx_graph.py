@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from yolonas_cli.core.errors import MissingExtraError, UsageError
+from yolonas_cli.core.errors import MissingExtraError, UsageError, WeightsError
 from yolonas_cli.formats.metadata import INPUT_NAME, ExportMetadata
 
 if TYPE_CHECKING:
@@ -119,11 +119,61 @@ def write_metadata(model: Any, meta: ExportMetadata) -> None:
     model.doc_string = f"YOLO-NAS {meta.model} exported by yolo-nas {__version__}"
 
 
+def load_header(path: Path) -> Any:
+    """The ONNX model proto without its external data; WeightsError when the file is not ONNX."""
+    onnx = require("onnx", "onnx", "to read ONNX metadata")
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and friends: the bytes are not an ONNX model
+        raise WeightsError(f"'{path}' is not a readable ONNX model ({type(exc).__name__}); export it again") from None
+
+
 def read_metadata(path: Path) -> ExportMetadata:
     """The metadata of an ONNX file we wrote (only the header is parsed, not the weights)."""
-    onnx = require("onnx", "onnx", "to read ONNX metadata")
-    model = onnx.load(str(path), load_external_data=False)
+    model = load_header(path)
     return ExportMetadata.from_pairs({p.key: p.value for p in model.metadata_props}, str(path))
+
+
+def external_data_problem(path: Path) -> str | None:
+    """Why the external data of the ONNX model at `path` must not be read (None when it has none or all is
+    fine): every tensor stored outside the .onnx must name a regular file inside the model's own folder (no
+    absolute path, no `..`, no link out, no pipe or device) that holds the bytes it declares."""
+    from onnx import TensorProto
+
+    folder = path.parent.resolve()
+    for tensor in _all_tensors(load_header(path).graph):
+        if tensor.data_location != TensorProto.EXTERNAL:
+            continue
+        info = {entry.key: entry.value for entry in tensor.external_data}
+        location = info.get("location", "")
+        target = (folder / location).resolve()
+        if not location or Path(location).is_absolute() or ".." in Path(location).parts or folder not in target.parents:
+            return f"tensor '{tensor.name[:60]}' keeps its data at {location[:100]!r}, outside the model's folder"
+        if not target.is_file():
+            return f"tensor '{tensor.name[:60]}' keeps its data in {location[:100]!r}, which is missing or not a file"
+        try:
+            end = int(info.get("offset", 0)) + int(info.get("length", 0))
+        except ValueError:
+            return f"tensor '{tensor.name[:60]}' has an unreadable offset or length"
+        if end > target.stat().st_size:
+            return f"tensor '{tensor.name[:60]}' needs {end} bytes of {location[:100]!r}, which is shorter"
+    return None
+
+
+def _all_tensors(graph: Any, depth: int = 0) -> Any:
+    """Every tensor of `graph`: initializers and tensor attributes, in subgraphs too (at most 8 levels deep)."""
+    yield from graph.initializer
+    if depth >= 8:
+        return
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            if attribute.HasField("g"):
+                yield from _all_tensors(attribute.g, depth + 1)
+            for subgraph in attribute.graphs:
+                yield from _all_tensors(subgraph, depth + 1)
 
 
 def build_onnx(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,7 +64,30 @@ def report_cost(fp32_onnx: Path, folder: Path, job: ExportJob) -> None:
 
 def read_metadata(path: Path) -> ExportMetadata:
     """The metadata in the IR's rt_info (the model is read, not compiled)."""
-    return read_rt_info(load_openvino().Core().read_model(str(find_xml(path))), str(path))
+    return read_rt_info(read_model(load_openvino().Core(), path), str(path))
+
+
+def read_model(core: Any, path: Path) -> Any:
+    """The IR of an exported folder (or .xml) read by OpenVINO, its `.bin` checked first; a missing, truncated
+    or damaged file is one WeightsError naming it (OpenVINO's own message is a multi-line C++ trace)."""
+    xml = find_xml(path)
+    weights = xml.with_suffix(".bin")
+    if not weights.is_file():
+        raise WeightsError(f"'{path}' is missing its weights file {weights.name} (beside {xml.name}); export it again")
+    try:
+        return core.read_model(str(xml))
+    except RuntimeError as exc:
+        raise WeightsError(
+            f"OpenVINO cannot read '{path}' ({_openvino_reason(exc)}): its {weights.name} or {xml.name} is "
+            "truncated or damaged; export it again"
+        ) from None
+
+
+def _openvino_reason(exc: BaseException) -> str:
+    """The last sentence of an OpenVINO exception (after its `file.cpp:line:` prefixes), one line."""
+    text = " ".join(str(exc).split())
+    reason = re.split(r"\.(?:cpp|hpp):\d+:\s*", text)[-1].strip()
+    return reason[:200] or type(exc).__name__
 
 
 def open_backend(path: Path, device: torch.device) -> OpenVinoBackend:
@@ -165,8 +189,13 @@ class OpenVinoBackend:
         if device.type != "cpu":
             console.warn(f"OpenVINO runs on the CPU here; device={device} is not used")
         core = ov.Core()
-        model = core.read_model(str(find_xml(self.path)))
+        model = read_model(core, self.path)
         self.metadata = read_rt_info(model, str(self.path))
+        inputs = [tuple(_dims(port.partial_shape)) for port in model.inputs]
+        outputs = {next(iter(port.names), ""): tuple(_dims(port.partial_shape)) for port in model.outputs}
+        problem = self.metadata.signature_problem(inputs, outputs)
+        if problem is not None:
+            raise WeightsError(f"'{self.path}' carries yolo-nas metadata but is not a YOLO-NAS export: {problem}")
         self.graph_nms = self.metadata.graph_nms
         self.device = torch.device("cpu")
         self.compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
@@ -190,7 +219,8 @@ class OpenVinoBackend:
         """float32 [B,3,H,W] RGB 0-1 -> (boxes, scores) tensors, or per-image detections (graph NMS)."""
         check_input(images, self.fixed_input, self.path.name)
         images = np.ascontiguousarray(images, dtype=np.float32)
-        return outputs_to_raw(run_in_batches(self.run, images, self.fixed_batch), self.graph_nms is not None)
+        outputs = run_in_batches(self.run, images, self.fixed_batch)
+        return outputs_to_raw(outputs, self.graph_nms is not None, str(self.path), len(self.metadata.names))
 
     def synchronize(self) -> None:
         """Inference calls are synchronous."""

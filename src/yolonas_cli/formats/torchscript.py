@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from yolonas_cli.core.errors import WeightsError
+from yolonas_cli.core.errors import WeightsError, one_line
 from yolonas_cli.core.files import atomic_file
-from yolonas_cli.engine.backend import GraphNMS, check_input
+from yolonas_cli.engine.backend import GraphNMS, check_input, check_outputs
 from yolonas_cli.formats.job import ExportJob
 from yolonas_cli.formats.metadata import ExportMetadata, metadata_from_json, metadata_json
 from yolonas_cli.formats.pytorch import no_tf32
@@ -64,7 +64,11 @@ class TorchScriptBackend:
         extra = {METADATA_FILE: ""}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.jit deprecation
-            self.module = torch.jit.load(str(self.path), map_location=device, _extra_files=extra).eval()
+            try:
+                self.module = torch.jit.load(str(self.path), map_location=device, _extra_files=extra).eval()
+            except RuntimeError as exc:
+                reason = one_line(str(exc))[:200]
+                raise WeightsError(f"torch cannot load the TorchScript file '{self.path}' ({reason})") from None
         if device.type == "cpu":  # as TorchBackend: NHWC convolutions are about 2x faster on a CPU
             self.module = self.module.to(memory_format=torch.channels_last)
         self.metadata = metadata_from_json(extra[METADATA_FILE], str(self.path))
@@ -77,7 +81,11 @@ class TorchScriptBackend:
         check_input(images, self.fixed_input, self.path.name)
         with torch.inference_mode(), no_tf32():
             batch = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(self.device)
-            boxes, scores = self.module(batch)
+            outputs = self.module(batch)
+        tensors = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+        shapes = [tuple(t.shape) if isinstance(t, torch.Tensor) else () for t in tensors]
+        check_outputs(shapes, False, str(self.path), len(self.metadata.names))
+        boxes, scores = tensors
         return boxes.float(), scores.float()
 
     def synchronize(self) -> None:
