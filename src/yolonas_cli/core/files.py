@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from yolonas_cli.core import cvlog
 from yolonas_cli.core.errors import YoloNasError
 
 
@@ -100,15 +101,11 @@ def atomic_imwrite(path: str | os.PathLike[str], img: np.ndarray, ext: str | Non
     path = Path(path)
     ext = ext or path.suffix or ".jpg"
     ext = ext if ext.startswith(".") else f".{ext}"
-    logging = cv2.utils.logging
-    level = logging.getLogLevel()
-    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
     try:
-        ok, buf = cv2.imencode(ext, img)
+        with cvlog.quiet():
+            ok, buf = cv2.imencode(ext, img)
     except cv2.error:
         ok = False
-    finally:
-        logging.setLogLevel(level)
     if not ok:
         size = "x".join(map(str, img.shape[:2]))
         hint = f" (JPEG sides are at most {JPEG_MAX_SIDE} pixels)" if ext.lower() in (".jpg", ".jpeg") else ""

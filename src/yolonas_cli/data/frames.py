@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from yolonas_cli.core import console
+from yolonas_cli.core import console, cvlog
 from yolonas_cli.core.errors import YoloNasError
 from yolonas_cli.core.paths import read_regular_bytes
 
@@ -79,7 +79,8 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray | None:
     if data.size == 0:
         return None
     flags = _JPEG_FLAGS if Path(path).suffix.lower() in (".jpg", ".jpeg") else cv2.IMREAD_UNCHANGED
-    return cv2.imdecode(data, flags)
+    with cvlog.quiet():  # a damaged file is reported by the caller in one line; OpenCV's own lines are noise
+        return cv2.imdecode(data, flags)
 
 
 def image_frames(item: SourceItem, index: int, total: int) -> Iterator[Frame]:
