@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from formula import FIXTURES
@@ -80,7 +81,7 @@ def test_cli_save_json_matches_the_original_pipeline(s_checkpoint, tmp_path, con
         cwd=tmp_path,
     )
     assert result.exit_code == 0, result.output
-    entries = json.loads((tmp_path / "runs/predict/exp/predictions.json").read_text())
+    entries = json.loads((tmp_path / "runs/detect/predict/predictions.json").read_text())
     assert sorted(Path(e["path"]).name for e in entries) == [
         "astronaut.png",
         "chelsea.png",
@@ -142,7 +143,7 @@ def test_directory_source_saves_annotated_images_labels_crops_and_json(tiny_chec
         "save_crop",
         "save_json",
     )
-    run_dir = tmp_path / "runs/predict/exp"
+    run_dir = tmp_path / "runs/detect/predict"
     entries = {Path(e["path"]).name: e for e in json.loads((run_dir / "predictions.json").read_text())}
     assert set(entries) == {p.name for p in images}
     for image in images:
@@ -178,13 +179,13 @@ def test_directory_source_saves_annotated_images_labels_crops_and_json(tiny_chec
 def test_video_source_keeps_frame_count_and_vid_stride(tiny_checkpoint, tmp_path):
     video = write_video(tmp_path / "clip.avi", 10)
     out = predict_cli(tiny_checkpoint, tmp_path, f"source={video}", "save_txt")
-    saved = cv2.VideoCapture(str(tmp_path / "runs/predict/exp/clip.avi"))
+    saved = cv2.VideoCapture(str(tmp_path / "runs/detect/predict/clip.avi"))
     assert int(saved.get(cv2.CAP_PROP_FRAME_COUNT)) == 10
     assert int(saved.get(cv2.CAP_PROP_FRAME_WIDTH)) == 128 and int(saved.get(cv2.CAP_PROP_FRAME_HEIGHT)) == 96
     saved.release()
     assert "video 1/1 (frame 10/10)" in out.stderr
     predict_cli(tiny_checkpoint, tmp_path, f"source={video}", "vid_stride=3", "name=strided")
-    strided = cv2.VideoCapture(str(tmp_path / "runs/predict/strided/clip.avi"))
+    strided = cv2.VideoCapture(str(tmp_path / "runs/detect/strided/clip.avi"))
     assert int(strided.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
     strided.release()
 
@@ -194,12 +195,12 @@ def test_glob_and_list_file_sources(tiny_checkpoint, tmp_path):
     result = predict_cli(
         tiny_checkpoint, tmp_path, f"source={tmp_path / 'imgs'}/img00[12].jpg", "save=False", "save_json"
     )
-    names = [Path(e["path"]).name for e in json.loads((tmp_path / "runs/predict/exp/predictions.json").read_text())]
+    names = [Path(e["path"]).name for e in json.loads((tmp_path / "runs/detect/predict/predictions.json").read_text())]
     assert names == ["img001.jpg", "img002.jpg"] and "image 2/2" in result.stderr
     listing = tmp_path / "list.txt"
     listing.write_text(f"imgs/{images[3].name}\n\n# a comment\n{images[0]}\n")
     predict_cli(tiny_checkpoint, tmp_path, f"source={listing}", "save=False", "save_json")
-    names = [Path(e["path"]).name for e in json.loads((tmp_path / "runs/predict/exp2/predictions.json").read_text())]
+    names = [Path(e["path"]).name for e in json.loads((tmp_path / "runs/detect/predict2/predictions.json").read_text())]
     assert names == ["img003.jpg", "img000.jpg"]
 
 
@@ -207,17 +208,17 @@ def test_http_image_source(tiny_checkpoint, tmp_path):
     image = write_images(tmp_path / "imgs", 1)[0]
     with serve({"/photo.jpg": image.read_bytes()}) as base:
         result = predict_cli(tiny_checkpoint, tmp_path, f"source={base}/photo.jpg", "save_json")
-    entries = json.loads((tmp_path / "runs/predict/exp/predictions.json").read_text())
+    entries = json.loads((tmp_path / "runs/detect/predict/predictions.json").read_text())
     assert len(entries) == 1 and (entries[0]["height"], entries[0]["width"]) == (96, 128)
-    assert cv2.imread(str(tmp_path / "runs/predict/exp/photo.jpg")).shape == (96, 128, 3)
+    assert cv2.imread(str(tmp_path / "runs/detect/predict/photo.jpg")).shape == (96, 128, 3)
     assert "photo.jpg" in result.stderr
 
 
 def test_default_source_is_the_bundled_photos_and_runs_increment(tiny_checkpoint, tmp_path):
     predict_cli(tiny_checkpoint, tmp_path)
     predict_cli(tiny_checkpoint, tmp_path)
-    for run_dir in ("exp", "exp2"):
-        assert sorted(p.name for p in (tmp_path / "runs/predict" / run_dir).iterdir()) == [
+    for run_dir in ("predict", "predict2"):
+        assert sorted(p.name for p in (tmp_path / "runs/detect" / run_dir).iterdir()) == [
             "astronaut.jpg",
             "chelsea.jpg",
             "coffee.jpg",
@@ -248,7 +249,7 @@ def test_classes_and_max_det_filter_detections(tiny_checkpoint):
     everything = model(imgsz=160, conf=0.01, verbose=False)
     assert any(len({int(c) for c in r.boxes.cls}) > 1 for r in everything)
     only = model(imgsz=160, conf=0.01, classes=[int(everything[0].boxes.cls[0])], verbose=False)
-    assert all(set(r.boxes.cls.astype(int)) <= {int(everything[0].boxes.cls[0])} for r in only)
+    assert all(set(r.boxes.cls.int().tolist()) <= {int(everything[0].boxes.cls[0])} for r in only)
     capped = model(imgsz=160, conf=0.01, max_det=2, verbose=False)
     assert all(len(r.boxes) <= 2 for r in capped)
 
@@ -264,7 +265,7 @@ def test_batches_give_the_same_detections_as_batch_one_square_and_rect(tiny_chec
         assert all(r.input_shape == shape for r in single + batched)
         assert [len(r.boxes) for r in single] == [len(r.boxes) for r in batched] and len(single[0].boxes) > 0
         for a, b in zip(single, batched):
-            assert np.array_equal(a.boxes.cls, b.boxes.cls)
+            assert torch.equal(a.boxes.cls, b.boxes.cls)
             assert np.allclose(a.boxes.xyxy, b.boxes.xyxy, atol=1e-3)
             assert np.allclose(a.boxes.conf, b.boxes.conf, atol=1e-5)
 
@@ -287,7 +288,7 @@ def test_subprocess_of_the_installed_script(tiny_checkpoint, tmp_path):
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "runs/predict/exp/img000.jpg").is_file()
+    assert (tmp_path / "runs/detect/predict/img000.jpg").is_file()
     assert "image 2/2" in done.stderr and "Traceback" not in done.stderr
 
 
@@ -334,5 +335,5 @@ def test_memory_stays_bounded_over_500_images(tiny_checkpoint, tmp_path):
 
     few = peak_kb(str(tmp_path / "many" / "img0[0-4]?.jpg"), "few")
     many = peak_kb(str(tmp_path / "many"), "many")
-    assert len(list((tmp_path / "runs/predict/many").glob("*.jpg"))) == 500
+    assert len(list((tmp_path / "runs/detect/many").glob("*.jpg"))) == 500
     assert many - few < 60 * 1024, (few, many)

@@ -207,7 +207,7 @@ def test_printed_and_saved_map_equal_independent_pycocotools(dataset, tiny_check
     truth = read_ground_truth(dataset)
     inject(noisy_detections(truth))
     out = cli(tmp_path, f"model={tiny_checkpoint}", f"data={dataset}", "imgsz=96", "batch=4", "save_json", "save_txt")
-    run_dir = tmp_path / "runs" / "exp"
+    run_dir = tmp_path / "runs" / "val"
     predictions = json.loads((run_dir / "predictions.json").read_text())
     stats = pycocotools_stats(coco_gt_json(truth), predictions)
     assert 0.2 < stats[0] < 0.95  # a meaningful, not a trivial, score
@@ -320,7 +320,7 @@ def test_classes_filter_restricts_predictions_and_ground_truth(dataset, tiny_che
         "save_json",
         "plots=False",
     )
-    run_dir = tmp_path / "runs" / "exp"
+    run_dir = tmp_path / "runs" / "val"
     predictions = json.loads((run_dir / "predictions.json").read_text())
     assert {p["category_id"] for p in predictions} <= {3, 18}
     saved = json.loads((run_dir / "metrics.json").read_text())
@@ -366,15 +366,15 @@ def test_coco_json_ground_truth_with_crowd_boxes(tmp_path, tiny_checkpoint, inje
 def test_real_model_both_protocols_and_rect(dataset, tiny_checkpoint, tmp_path):
     model, data = f"model={tiny_checkpoint}", f"data={dataset}"
     out = cli(tmp_path, model, data, "imgsz=160", "batch=4", "rect", "save_json")
-    saved = json.loads((tmp_path / "runs" / "exp" / "metrics.json").read_text())
+    saved = json.loads((tmp_path / "runs" / "val" / "metrics.json").read_text())
     stats = pycocotools_stats(
         coco_gt_json(read_ground_truth(dataset)),
-        json.loads((tmp_path / "runs" / "exp" / "predictions.json").read_text()),
+        json.loads((tmp_path / "runs" / "val" / "predictions.json").read_text()),
     )
     assert saved["all"]["mAP50-95"] == pytest.approx(max(stats[0], 0), abs=1e-6) and saved["sg"] is None
     assert HEADER in out.stdout
     sg = cli(tmp_path, model, data, "imgsz=160", "protocol=sg", "plots=False")
-    saved = json.loads((tmp_path / "runs" / "exp2" / "metrics.json").read_text())
+    saved = json.loads((tmp_path / "runs" / "val2" / "metrics.json").read_text())
     assert set(saved["sg"]) == {
         "mAP50-95",
         "mAP50",

@@ -115,20 +115,20 @@ def _flag(default: bool, help: str) -> Any:
 def _project(mode: str) -> Any:
     return arg(
         None,
-        f"folder that holds the run folders (None = runs/{mode})",
+        "folder that holds the run folders (None = runs/detect)",
         text(True),
         (str,),
-        example=f"runs/{mode}",
+        example="runs/detect",
     )
 
 
-def _name() -> Any:
+def _name(mode: str) -> Any:
     return arg(
         None,
-        "run folder name (None = exp; exp2, exp3, ... when it exists)",
+        f"run folder name (None = {mode}; {mode}2, {mode}3, ... when it exists)",
         text(True),
         (str,),
-        example="exp",
+        example=mode,
     )
 
 
@@ -180,7 +180,7 @@ class PredictArgs(CommonArgs):
         "image, video, folder, glob, URL, stream or webcam index (None = the bundled sample photos)",
         source,
         (str, int),
-        example="bus.jpg",
+        example="rocket.jpg",
     )
     conf: float = _conf(0.25)
     iou: float = _iou()
@@ -197,13 +197,17 @@ class PredictArgs(CommonArgs):
     save_crop: bool = _flag(False, "save each detected box as crops/<class>/<stem>.jpg")
     save_json: bool = _flag(False, "save every detection to predictions.json (path, size, boxes, confidences, classes)")
     project: str | None = _project("predict")
-    name: str | None = _name()
+    name: str | None = _name("predict")
     exist_ok: bool = _exist_ok()
     line_width: int | None = arg(
         None, "box line width in pixels (None = scaled to the image)", integer(1, optional=True), example=2
     )
     show_labels: bool = _flag(True, "draw class names on the boxes")
     show_conf: bool = _flag(True, "draw confidences on the boxes")
+    show_boxes: bool = _flag(True, "draw the boxes (False = annotated outputs show the plain image)")
+    show: bool = _flag(False, "show the results in a window (q stops; needs a display)")
+    save_frames: bool = _flag(False, "also save every video frame as <stem>_frames/<stem>_<frame>.jpg")
+    stream: bool = _flag(False, "Python: return a generator instead of a list (the CLI always streams)")
     stream_buffer: bool = _flag(False, "queue every stream frame (False = keep only the latest)")
 
 
@@ -232,7 +236,7 @@ class ValArgs(CommonArgs):
     save_txt: bool = _flag(False, "save predicted labels as labels/<stem>.txt")
     plots: bool = _flag(True, "save PR curves and confusion matrices")
     project: str | None = _project("val")
-    name: str | None = _name()
+    name: str | None = _name("val")
     exist_ok: bool = _exist_ok()
     workers: int = arg(2, "image decoding threads (0 = in the main thread)", integer(0))
 
@@ -304,7 +308,7 @@ class BenchmarkArgs(CommonArgs):
     half: bool = _half("also time FP16 where the backend supports it")
     int8: bool = _flag(True, "also time INT8 where the backend supports it")
     project: str | None = _project("benchmark")
-    name: str | None = _name()
+    name: str | None = _name("benchmark")
     exist_ok: bool = _exist_ok()
 
 
