@@ -104,8 +104,7 @@ def video_frames(item: SourceItem, index: int, total: int, stride: int) -> Itera
         if not cap.isOpened():
             console.warn(f"skipping '{item.name}': it cannot be opened as a video")
             return
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        frame_count = math.ceil(count / stride) if count > 0 else None
+        frame_count = _strided_count(cap, stride)
         fps = _valid_fps(cap.get(cv2.CAP_PROP_FPS))
         n = 0
         for img in _read_frames(cap, stride):
@@ -113,6 +112,22 @@ def video_frames(item: SourceItem, index: int, total: int, stride: int) -> Itera
             yield Frame(img, item.name, index, total, "video", n, frame_count, fps)
         if n == 0:
             console.warn(f"video '{item.name}' has no frames")
+    finally:
+        cap.release()
+
+
+def _strided_count(cap: cv2.VideoCapture, stride: int) -> int | None:
+    """The frames an open capture will yield at `stride` (from its container's frame count), or None."""
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    return math.ceil(count / stride) if count > 0 else None
+
+
+def video_frame_count(path: str | os.PathLike[str], stride: int = 1) -> int | None:
+    """The frames `video_frames` will yield from the video at `path` with `stride`, as its container states
+    it, or None when unknown (or the file cannot be opened)."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        return _strided_count(cap, stride) if cap.isOpened() else None
     finally:
         cap.release()
 
