@@ -227,6 +227,8 @@ class Accumulator:
             protocol="sg" if self.sg_metric is not None else "coco",
             coco={k: float(v) for k, v in zip(COCO_STAT_NAMES, scores.stats)},
             sg=self.sg_metric.compute().as_dict() if self.sg_metric is not None else None,
+            pr_curves=curves,
+            confusion_matrix=self.confusion,
         )
         return Evaluation(metrics, scores, curves, self.confusion, self.detections)
 
@@ -237,6 +239,8 @@ class Accumulator:
         classes = curves.classes
         ap = np.array([max(scores.ap.get(ids[c], 0.0), 0.0) for c in classes])
         ap50 = np.array([max(scores.ap50.get(ids[c], 0.0), 0.0) for c in classes])
+        no_ap = np.zeros(10)
+        all_ap = np.array([np.maximum(scores.ap_iou.get(ids[c], no_ap), 0.0) for c in classes]).reshape(-1, 10)
         p, r = curves.precision, curves.recall
         return BoxMetrics(
             nc=self.nc,
@@ -256,6 +260,8 @@ class Accumulator:
             images=self.images,
             instances=self.instances,
             best_conf=curves.best_conf,
+            f1=curves.f1_at_best,
+            all_ap=all_ap,
         )
 
 
