@@ -94,10 +94,9 @@ class Boxes:
     def xywh(self) -> Array:
         """[N, 4] centre x, centre y, width, height in pixels."""
         xyxy = self.xyxy
-        centre, size = (xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]
         if isinstance(xyxy, torch.Tensor):
-            return torch.cat([centre, size], dim=1)
-        return np.concatenate([centre, size], axis=1)
+            return torch.cat([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], dim=1)
+        return np.concatenate([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], axis=1)
 
     @property
     def xyxyn(self) -> Array:
@@ -285,9 +284,8 @@ class Result:
         image). `show` also shows it (see `show`); `save` also writes it to `filename`."""
         base = self._require_image("plot") if img is None else img
         picked = self.boxes.numpy() if boxes else Boxes(np.zeros((0, 6), np.float32), self.orig_shape)
-        annotated = draw_detections(
-            base, picked.xyxy, picked.conf, picked.cls, self.names, line_width=line_width, labels=labels, show_conf=conf
-        )
+        xyxy, scores, cls = (_as_numpy(v) for v in (picked.xyxy, picked.conf, picked.cls))
+        annotated = draw_detections(base, xyxy, scores, cls, self.names, line_width, labels=labels, show_conf=conf)
         if show:
             self._show(annotated)
         if save:
@@ -366,10 +364,10 @@ def _clip_to_image(boxes: Array, orig_shape: tuple[int, int]) -> Array:
         out[..., [0, 2]] = out[..., [0, 2]].clamp(0, w)
         out[..., [1, 3]] = out[..., [1, 3]].clamp(0, h)
         return out
-    out = boxes.copy() if isinstance(boxes, np.ndarray) else np.asarray(boxes, dtype=np.float32)
-    out[..., [0, 2]] = out[..., [0, 2]].clip(0, w)
-    out[..., [1, 3]] = out[..., [1, 3]].clip(0, h)
-    return out
+    rows = boxes.copy() if isinstance(boxes, np.ndarray) else np.asarray(boxes, dtype=np.float32)
+    rows[..., [0, 2]] = rows[..., [0, 2]].clip(0, w)
+    rows[..., [1, 3]] = rows[..., [1, 3]].clip(0, h)
+    return rows
 
 
 def _safe_folder_name(name: str) -> str:

@@ -161,7 +161,7 @@ class Accumulator:
         self.ignored: list[np.ndarray] = []
         self.conf: list[np.ndarray] = []
         self.cls: list[np.ndarray] = []
-        self.confusion = ConfusionMatrix(self.nc)
+        self.confusion = ConfusionMatrix(self.nc, names=dataset.names)
         self.sg_metric = SGDetectionMetric(self.nc) if original_metric else None
 
     def add(self, sample: Sample, det: np.ndarray, lb: Letterbox) -> None:
@@ -227,7 +227,6 @@ class Accumulator:
             protocol="sg" if self.sg_metric is not None else "coco",
             coco={k: float(v) for k, v in zip(COCO_STAT_NAMES, scores.stats)},
             sg=self.sg_metric.compute().as_dict() if self.sg_metric is not None else None,
-            pr_curves=curves,
             confusion_matrix=self.confusion,
         )
         return Evaluation(metrics, scores, curves, self.confusion, self.detections)
@@ -262,6 +261,7 @@ class Accumulator:
             best_conf=curves.best_conf,
             f1=curves.f1_at_best,
             all_ap=all_ap,
+            pr_curves=curves,
         )
 
 

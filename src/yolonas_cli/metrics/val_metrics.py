@@ -36,6 +36,8 @@ class BoxMetrics:
     at the best-F1 confidence, AP from COCOeval); all_ap: float [C, 10] COCOeval's AP of each class at IoU
     0.50:0.05:0.95 (its mean over the thresholds is `ap`, its first column `ap50`). mp, mr: mean P and R over
     the classes. images, instances: int [nc] per class, images containing the class and its non-crowd boxes.
+    pr_curves: the curves at IoU 0.5 behind P, R and F1 (Ultralytics' `px`, `p_curve`, `r_curve`, `f1_curve`,
+    `prec_values`, `curves_results`).
     """
 
     nc: int
@@ -57,6 +59,7 @@ class BoxMetrics:
     best_conf: float = 0.0
     f1: np.ndarray = field(default_factory=lambda: np.zeros(0))
     all_ap: np.ndarray = field(default_factory=lambda: np.zeros((0, 10)))
+    pr_curves: PRCurves | None = None
 
     @property
     def maps(self) -> np.ndarray:
@@ -65,10 +68,47 @@ class BoxMetrics:
         out[self.ap_class_index] = self.ap
         return out
 
-    @property
     def fitness(self) -> float:
-        """0.1 mAP50 + 0.9 mAP50-95."""
+        """0.1 mAP50 + 0.9 mAP50-95 (a method, as Ultralytics' `Metric.fitness()`)."""
         return 0.1 * self.map50 + 0.9 * self.map
+
+    # --- the curves at IoU 0.5, per class of `ap_class_index` -----------------------------------------
+    @property
+    def px(self) -> np.ndarray:
+        """[1000] the confidence (and recall) grid the curves are sampled on."""
+        return CONF_GRID
+
+    @property
+    def p_curve(self) -> np.ndarray:
+        """[C, 1000] precision against confidence."""
+        return self._curve("p")
+
+    @property
+    def r_curve(self) -> np.ndarray:
+        """[C, 1000] recall against confidence."""
+        return self._curve("r")
+
+    @property
+    def f1_curve(self) -> np.ndarray:
+        """[C, 1000] F1 against confidence."""
+        return self._curve("f1")
+
+    @property
+    def prec_values(self) -> np.ndarray:
+        """[C, 1000] the precision envelope against recall (the PR curve)."""
+        return self._curve("pr")
+
+    @property
+    def curves_results(self) -> list[list[Any]]:
+        """One [x [1000], y [C, 1000], x label, y label] per curve of `ValMetrics.curves`: precision against
+        recall, then F1, precision and recall against the confidence."""
+        values = (self.prec_values, self.f1_curve, self.p_curve, self.r_curve)
+        return [[CONF_GRID, y, x_label, y_label] for y, (x_label, y_label) in zip(values, _CURVE_AXES)]
+
+    def _curve(self, name: str) -> np.ndarray:
+        if self.pr_curves is None:
+            return np.zeros((0, len(CONF_GRID)))
+        return getattr(self.pr_curves, name)
 
     def mean_results(self) -> list[float]:
         """[mean P, mean R, mAP50, mAP50-95] (Ultralytics' order)."""
@@ -87,8 +127,8 @@ class ValMetrics:
     names; seen: images evaluated; skipped: corrupt images skipped; coco: every COCOeval stat by name;
     sg: the original's metric (protocol=sg, `metrics.sg.SGResult.as_dict`: mAP50-95, mAP50, mAP75, its own
     precision, recall, f1 at score_threshold, best_score_threshold, pr_definition) or None; save_dir: the run
-    folder; pr_curves: the P, R, F1 and PR curves at IoU 0.5 (see `curves_results`); confusion_matrix: the
-    `ConfusionMatrix` (`.matrix` [nc + 1, nc + 1], rows predicted, columns true, last = background).
+    folder; confusion_matrix: the `ConfusionMatrix` (`.matrix` [nc + 1, nc + 1], rows predicted, columns
+    true, the last one background).
     """
 
     box: BoxMetrics
@@ -100,12 +140,12 @@ class ValMetrics:
     sg: dict[str, Any] | None = None
     save_dir: Path | None = None
     protocol: str = "coco"
-    pr_curves: PRCurves | None = None
     confusion_matrix: ConfusionMatrix | None = None
 
     @property
     def fitness(self) -> float:
-        return self.box.fitness
+        """0.1 mAP50 + 0.9 mAP50-95."""
+        return self.box.fitness()
 
     @property
     def maps(self) -> np.ndarray:
@@ -132,13 +172,8 @@ class ValMetrics:
 
     @property
     def curves_results(self) -> list[list[Any]]:
-        """One [x [1000], y [C, 1000], x label, y label] per name of `curves`: precision against recall, and
-        F1, precision and recall against the confidence, at IoU 0.5, per class of `ap_class_index`."""
-        c = self.pr_curves
-        if c is None:
-            empty = np.zeros((0, len(CONF_GRID)))
-            return [[CONF_GRID, empty, x, y] for x, y in _CURVE_AXES]
-        return [[CONF_GRID, values, x, y] for values, (x, y) in zip((c.pr, c.f1, c.p, c.r), _CURVE_AXES)]
+        """One [x [1000], y [C, 1000], x label, y label] per name of `curves` (see `BoxMetrics.curves_results`)."""
+        return self.box.curves_results
 
     def summary(self, normalize: bool = True, decimals: int = 5) -> list[dict[str, Any]]:
         """One dict per class with targets: Class, Images, Instances, Box-P, Box-R, Box-F1, mAP50, mAP50-95
