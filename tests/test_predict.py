@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 import textwrap
@@ -14,12 +15,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 from typer.testing import CliRunner
 
 from formula import FIXTURES
 from httpserver import serve
 from yolonas_cli import NAS
 from yolonas_cli.cli.app import app
+from yolonas_cli.core.version import __version__
 from yolonas_cli.data.sources import default_source
 
 SCRIPT = Path(sys.executable).parent / "yolo-nas"
@@ -337,3 +340,102 @@ def test_memory_stays_bounded_over_500_images(tiny_checkpoint, tmp_path):
     many = peak_kb(str(tmp_path / "many"), "many")
     assert len(list((tmp_path / "runs/detect/many").glob("*.jpg"))) == 500
     assert many - few < 60 * 1024, (few, many)
+
+
+# ------------------------------------------------------------------------------------ Ultralytics-style behaviour
+
+
+def test_header_line_once_before_the_first_result(tiny_checkpoint, tmp_path):
+    """Version, the device device=auto chose, the model and its fused size; only when verbose."""
+    out = predict_cli(tiny_checkpoint, tmp_path, "save=False").stderr.splitlines()
+    fused = NAS(tiny_checkpoint).fuse().model
+    params = sum(p.numel() for p in fused.parameters())
+    with FlopCounterMode(display=False) as counter, torch.no_grad():  # torch's own count, independent of ours
+        fused(torch.zeros(1, 3, 128, 128))
+    header = [line for line in out if line.startswith("yolo-nas ")]
+    assert len(header) == 1
+    assert header[0].startswith(
+        f"yolo-nas {__version__}, Python {platform.python_version()}, torch {torch.__version__}"
+    )
+    assert ", cpu (" in header[0]  # device=auto on this CPU-only machine
+    model_part = header[0].split("; ")[1]
+    assert model_part.startswith(f"formula_tiny.pth (fused): {params:,} parameters, ")
+    assert model_part.endswith(" GFLOPs at 128x128")
+    gflops = float(model_part.split()[-4])
+    # ours counts the convolution modules, torch's every convolution call: 0.2% apart on this model
+    assert gflops == pytest.approx(counter.get_total_flops() / 1e9, rel=0.01)
+    assert out.index(header[0]) < next(i for i, line in enumerate(out) if line.startswith("image 1/4"))
+    quiet = predict_cli(tiny_checkpoint, tmp_path, "save=False", "verbose=False")
+    assert quiet.stderr == "" and quiet.stdout == ""
+
+
+def test_run_folders_are_ultralytics_and_save_dir_is_on_the_results(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = NAS(tiny_checkpoint)(imgsz=128, save=True, verbose=False)
+    second = NAS(tiny_checkpoint)(imgsz=128, save_txt=True, conf=0.01, verbose=False)
+    assert {r.save_dir for r in first} == {str(Path("runs/detect/predict"))}
+    assert {r.save_dir for r in second} == {str(Path("runs/detect/predict2"))}
+    assert (tmp_path / "runs/detect/predict/rocket.jpg").is_file()
+    assert NAS(tiny_checkpoint)(imgsz=128, verbose=False)[0].save_dir is None  # nothing saved: no folder
+    assert sorted(p.name for p in (tmp_path / "runs/detect").iterdir()) == ["predict", "predict2"]
+
+
+def test_show_on_a_headless_machine_warns_once_and_the_run_goes_on(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    result = predict_cli(tiny_checkpoint, tmp_path, "show", "stream=True")
+    warnings = [line for line in result.stderr.splitlines() if "show=True" in line]
+    assert len(warnings) == 1 and "cannot open a window" in warnings[0] and "saving is not affected" in warnings[0]
+    assert len(list((tmp_path / "runs/detect/predict").glob("*.jpg"))) == 4
+
+
+def test_save_frames_writes_every_video_frame(tiny_checkpoint, tmp_path):
+    video = write_video(tmp_path / "clip.avi", 6)
+    predict_cli(tiny_checkpoint, tmp_path, f"source={video}", "save=False", "save_frames", "vid_stride=2")
+    run_dir = tmp_path / "runs/detect/predict"
+    assert sorted(p.name for p in run_dir.iterdir()) == ["clip_frames"]  # save=False: no video
+    frames = sorted((run_dir / "clip_frames").iterdir())
+    assert [p.name for p in frames] == ["clip_1.jpg", "clip_2.jpg", "clip_3.jpg"]
+    assert all(cv2.imread(str(p)).shape == (96, 128, 3) for p in frames)
+
+
+def test_show_boxes_false_saves_the_plain_image(tiny_checkpoint, tmp_path):
+    image = write_images(tmp_path / "imgs", 1, suffix=".png")[0]
+    predict_cli(tiny_checkpoint, tmp_path, f"source={image}", "show_boxes=False", "conf=0.0")
+    saved = cv2.imread(str(tmp_path / "runs/detect/predict/img000.jpg"))
+    plain = cv2.imdecode(cv2.imencode(".jpg", cv2.imread(str(image)))[1], cv2.IMREAD_COLOR)
+    assert np.array_equal(saved, plain)
+
+
+def test_progress_total_counts_video_frames(tmp_path):
+    from yolonas_cli.data.sources import open_source
+
+    write_images(tmp_path / "mixed", 2)
+    write_video(tmp_path / "mixed" / "clip.avi", 10)
+    assert open_source(tmp_path / "mixed").frame_total() == 12
+    assert open_source(tmp_path / "mixed", vid_stride=3).frame_total() == 2 + 4
+    assert len(list(open_source(tmp_path / "mixed", vid_stride=3))) == 6
+    assert open_source([str(tmp_path / "mixed" / "clip.avi"), 0]).frame_total() is None  # a webcam: endless
+
+
+def test_an_example_source_that_is_missing_names_the_bundled_photos(tiny_checkpoint, tmp_path):
+    result = run("predict", f"model={tiny_checkpoint}", "source=bus.jpg", cwd=tmp_path)
+    assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1
+    assert "source 'bus.jpg' does not exist" in result.stderr
+    assert f"are in {default_source()}: leave source out" in result.stderr and "rocket.jpg" in result.stderr
+    ran = predict_cli(tiny_checkpoint, tmp_path, "source=rocket.jpg", "save=False")
+    assert f"using the bundled sample photo {default_source() / 'rocket.jpg'}" in ran.stderr
+    assert f"image 1/1 {default_source() / 'rocket.jpg'}: " in ran.stderr
+
+
+def test_a_static_export_given_another_imgsz_warns(tiny_checkpoint, tmp_path):
+    import shutil
+
+    weights = Path(shutil.copy(tiny_checkpoint, tmp_path / "tiny.pt"))
+    exported = NAS(weights).export(format="torchscript", imgsz=128, verbose=False)
+    warned = run("predict", f"model={exported}", "imgsz=160", "save=False", cwd=tmp_path)
+    assert warned.exit_code == 0, warned.output
+    assert "fixed input of 128x128, so it runs at that size, not at imgsz=160x160" in warned.stderr
+    assert ": 128x128 " in warned.stderr  # the images did run at the model's size
+    default = run("predict", f"model={exported}", "save=False", cwd=tmp_path)
+    assert default.exit_code == 0 and "fixed input" not in default.stderr
