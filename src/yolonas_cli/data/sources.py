@@ -252,7 +252,7 @@ class _Resolver:
             matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
             return _nonempty([_file_item(p) for p in matches if p.is_file() and _is_media(p)], text)
         bundled = _bundled_sample(text)
-        if bundled is not None and not in_list:
+        if bundled is not None:
             console.info(f"{text} is not in the current folder: using the bundled sample photo {bundled}")
             return [_file_item(bundled, strict=True)]
         raise UsageError(f"source '{text}' does not exist; {_bundled_hint()}")
