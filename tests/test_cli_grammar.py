@@ -106,7 +106,7 @@ BAD = [
     ("predict", "imgsz", "'imgsz' needs a value, e.g. imgsz=640"),
     ("predict", "conf", "'conf' needs a value, e.g. conf=0.25"),
     ("predict", "model=", "'model' needs a value, e.g. model=yolo_nas_s.pt"),
-    ("predict", "source=", "'source' needs a value, e.g. source=bus.jpg"),
+    ("predict", "source=", "'source' needs a value, e.g. source=rocket.jpg"),
     ("predict", "classes", "'classes' needs a value, e.g. classes=[0,2]"),
     ("predict", "save=", "'save' needs a value, e.g. save=True"),
     ("predict", "conf=1.5", "conf=1.5 is out of range: use a number between 0 and 1"),

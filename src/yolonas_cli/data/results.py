@@ -9,6 +9,9 @@ numpy arrays) and `Result` (boxes + image + names + timings), with drawing, show
 
 Segmentation, classification, pose and oriented boxes do not exist for YOLO-NAS: `masks`, `probs`,
 `keypoints` and `obb` are None so that generic code runs.
+
+Importing this module does not import torch (results of numpy arrays can be drawn and saved in light
+processes): data that is a tensor means torch is already imported, and the few torch calls import it then.
 """
 
 from __future__ import annotations
@@ -19,13 +22,13 @@ import io
 import json
 import os
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union, cast
 
 import numpy as np
-import torch
 
 from yolonas_cli.core import console
 from yolonas_cli.core.errors import YoloNasError
@@ -34,13 +37,30 @@ from yolonas_cli.core.install import require
 from yolonas_cli.data.display import display_problem, show_image
 from yolonas_cli.data.plotting import as_bgr_uint8, draw_detections
 
-Array = Union[torch.Tensor, np.ndarray]
+if TYPE_CHECKING:
+    from typing import TypeGuard
+
+    import torch
+
+Array = Union["torch.Tensor", np.ndarray]
 BOX_KEYS = ("x1", "y1", "x2", "y2")
+
+
+def _is_tensor(values: Any) -> TypeGuard[torch.Tensor]:
+    """True for a torch.Tensor (without importing torch: a tensor exists only once torch is imported)."""
+    torch_module = sys.modules.get("torch")
+    return torch_module is not None and isinstance(values, torch_module.Tensor)
 
 
 def _as_numpy(values: Array) -> np.ndarray:
     """A numpy view (CPU tensors) or copy (other devices) of `values`."""
-    return values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+    return values.detach().cpu().numpy() if _is_tensor(values) else np.asarray(values)
+
+
+def _as_tensor(values: Array) -> torch.Tensor:
+    import torch
+
+    return torch.as_tensor(values)
 
 
 class Boxes:
@@ -53,7 +73,7 @@ class Boxes:
     """
 
     def __init__(self, boxes: Array | list[Any], orig_shape: tuple[int, int]):
-        data = boxes if isinstance(boxes, (torch.Tensor, np.ndarray)) else np.asarray(boxes, dtype=np.float32)
+        data = boxes if isinstance(boxes, np.ndarray) or _is_tensor(boxes) else np.asarray(boxes, dtype=np.float32)
         if data.ndim == 1:
             data = data.reshape(0, 6) if data.shape[0] == 0 else data[None, :]
         if data.ndim != 2 or data.shape[1] not in (6, 7):
@@ -94,7 +114,9 @@ class Boxes:
     def xywh(self) -> Array:
         """[N, 4] centre x, centre y, width, height in pixels."""
         xyxy = self.xyxy
-        if isinstance(xyxy, torch.Tensor):
+        if _is_tensor(xyxy):
+            import torch
+
             return torch.cat([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], dim=1)
         return np.concatenate([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], axis=1)
 
@@ -115,9 +137,11 @@ class Boxes:
 
     def _scale(self) -> Array:
         h, w = self.orig_shape
-        if isinstance(self.data, torch.Tensor):
+        if _is_tensor(self.data):
+            import torch
+
             return torch.tensor([w, h, w, h], dtype=self.data.dtype, device=self.data.device)
-        return np.array([w, h, w, h], dtype=self.data.dtype)
+        return np.array([w, h, w, h], dtype=cast(np.ndarray, self.data).dtype)
 
     # --- container -------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -131,14 +155,14 @@ class Boxes:
             yield self[i]
 
     def __repr__(self) -> str:
-        kind = f"tensor on {self.data.device}" if isinstance(self.data, torch.Tensor) else "numpy"
+        kind = f"tensor on {self.data.device}" if _is_tensor(self.data) else "numpy"
         track = ", tracked" if self.is_track else ""
         return f"Boxes(n={len(self)}, orig_shape={self.orig_shape}, {kind}{track})"
 
     # --- devices and kinds -----------------------------------------------------------------------------
     def cpu(self) -> Boxes:
         """The boxes with `data` on the CPU (numpy data stays numpy)."""
-        return Boxes(self.data.cpu(), self.orig_shape) if isinstance(self.data, torch.Tensor) else self
+        return Boxes(self.data.cpu(), self.orig_shape) if _is_tensor(self.data) else self
 
     def numpy(self) -> Boxes:
         """The boxes with `data` as a numpy array."""
@@ -146,11 +170,11 @@ class Boxes:
 
     def cuda(self) -> Boxes:
         """The boxes with `data` as a tensor on the current CUDA device."""
-        return Boxes(torch.as_tensor(self.data).cuda(), self.orig_shape)
+        return Boxes(_as_tensor(self.data).cuda(), self.orig_shape)
 
     def to(self, *args: Any, **kwargs: Any) -> Boxes:
         """The boxes with `data` as a tensor moved/cast by `torch.Tensor.to(*args, **kwargs)`."""
-        return Boxes(torch.as_tensor(self.data).to(*args, **kwargs), self.orig_shape)
+        return Boxes(_as_tensor(self.data).to(*args, **kwargs), self.orig_shape)
 
 
 @dataclass(eq=False)
@@ -359,7 +383,7 @@ class Result:
 def _clip_to_image(boxes: Array, orig_shape: tuple[int, int]) -> Array:
     """A copy of [N, 6|7] rows with x1, x2 clipped to [0, w] and y1, y2 to [0, h]."""
     h, w = orig_shape
-    if isinstance(boxes, torch.Tensor):
+    if _is_tensor(boxes):
         out = boxes.clone()
         out[..., [0, 2]] = out[..., [0, 2]].clamp(0, w)
         out[..., [1, 3]] = out[..., [1, 3]].clamp(0, h)

@@ -251,11 +251,11 @@ class _Resolver:
         if any(c in text for c in _GLOB_CHARS):
             matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
             return _nonempty([_file_item(p) for p in matches if p.is_file() and _is_media(p)], text)
-        bundled = _bundled_sample(text)
+        bundled = None if in_list else _bundled_sample(text)
         if bundled is not None:
             console.info(f"{text} is not in the current folder: using the bundled sample photo {bundled}")
             return [_file_item(bundled, strict=True)]
-        raise UsageError(f"source '{text}' does not exist; {_bundled_hint()}")
+        raise UsageError(f"source '{text}' does not exist" + ("" if in_list else f"; {_bundled_hint()}"))
 
     def _expand_list(self, list_file: Path) -> list[SourceItem]:
         items: list[SourceItem] = []
