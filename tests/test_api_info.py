@@ -20,6 +20,7 @@ from yolonas_cli import NAS
 from yolonas_cli.cli.app import app
 from yolonas_cli.core.devices import resolve_half, select_device
 from yolonas_cli.core.errors import UsageError, WeightsError
+from yolonas_cli.core.version import __version__
 from yolonas_cli.model.blocks import QARepVGGBlock, reparameterize_model
 from yolonas_cli.model.yolo_nas import arch_from_state_dict, build_model
 from yolonas_cli.weights.checkpoint import save_checkpoint
@@ -281,3 +282,5 @@ def test_verbose_false_is_silent_for_predict_val_and_export(tiny_checkpoint, tmp
     loud = capfd.readouterr()
     assert "image 1/4" in loud.err and "Results saved to" in loud.err and "all " in loud.out
     assert loud.err.count("Predict:  yolo-nas predict model=") == 1  # the hint once per export
+    assert loud.err.count(f"yolo-nas {__version__}, Python ") == 1  # the header once per model, as Ultralytics'
+    assert loud.err.index(f"yolo-nas {__version__}, Python ") < loud.err.index("image 1/4")

@@ -46,6 +46,11 @@ def show_image(title: str, image: np.ndarray, wait_ms: int) -> bool:
     return key not in QUIT_KEYS
 
 
+def close_window(title: str) -> None:
+    """Close the window `title`."""
+    cv2.destroyWindow(title)
+
+
 def close_windows() -> None:
     """Close every window this process opened."""
     cv2.destroyAllWindows()

@@ -34,7 +34,7 @@ from yolonas_cli.core import console
 from yolonas_cli.core.errors import YoloNasError
 from yolonas_cli.core.files import atomic_imwrite, atomic_write_bytes
 from yolonas_cli.core.install import require
-from yolonas_cli.data.display import display_problem, show_image
+from yolonas_cli.data.display import close_window, display_problem, show_image
 from yolonas_cli.data.plotting import as_bgr_uint8, draw_detections
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ class Boxes:
         return Boxes(_as_tensor(self.data).to(*args, **kwargs), self.orig_shape)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class Result:
     """The detections of one image (or video frame): Ultralytics' `Results` for detection.
 
@@ -206,6 +206,9 @@ class Result:
     # --- container, devices ----------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.boxes)
+
+    def __repr__(self) -> str:
+        return f"Result(path={self.path!r}, orig_shape={self.orig_shape}, boxes={self.boxes!r}, speed={self.speed})"
 
     def __getitem__(self, index: Any) -> Result:
         return self._with_boxes(self.boxes[index])
@@ -327,6 +330,7 @@ class Result:
             console.warn(f"show(): cannot open a window: {problem}; use save() or plot() instead")
             return
         show_image(str(self.path), annotated, wait_ms=0)
+        close_window(str(self.path))
 
     def save(self, filename: str | os.PathLike[str] | None = None, **plot_args: Any) -> str:
         """Plot and write the annotated image atomically (default name `results_<image name>`); returns the

@@ -18,7 +18,6 @@ from yolonas_cli.core.version import __version__
 from yolonas_cli.detector import Detector
 from yolonas_cli.engine.engine import Engine
 from yolonas_cli.formats.registry import BY_NAME
-from yolonas_cli.model.profile import count_flops, count_parameters
 
 
 def header_line(model: Detector, engine: Engine) -> str:
@@ -36,14 +35,16 @@ def _model_text(model: Detector, engine: Engine) -> str:
         return f"{model.path.name} ({BY_NAME[meta.format].runtime}, {meta.precision.upper()}, {kind} input) at {h}x{w}"
     name = model.variant or model.path.name
     fused = " (fused)" if model.fused else ""
-    params, flops = count_parameters(model.model), count_flops(model.model, h, w)
+    params, flops = model.profile((h, w))
     return f"{name}{fused}: {params:,} parameters, {flops / 1e9:.3g} GFLOPs at {h}x{w}"
 
 
 def print_header(model: Detector, engine: Engine) -> None:
-    """Print the header line (verbose only)."""
-    if console.is_verbose():
+    """Print the header line (verbose only) before the first run of `model`, as Ultralytics prints its model
+    summary once: a Python loop calling `model(frame)` prints it once, not once per frame."""
+    if console.is_verbose() and not model.header_shown:
         console.info(header_line(model, engine))
+        model.header_shown = True
 
 
 def warn_fixed_size(engine: Engine, imgsz: int | tuple[int, int], default: int | tuple[int, int]) -> None:
