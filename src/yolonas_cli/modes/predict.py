@@ -36,7 +36,13 @@ def engine_settings(args: PredictArgs) -> EngineSettings:
 
 
 def predict_stream(model: Detector, args: PredictArgs) -> Iterator[Result]:
-    """Run predict over `args.source`, saving and printing as `args` says; yields one Result per image/frame."""
+    """Run predict over `args.source`, saving and printing as `args` says; yields one Result per image/frame.
+    With `args.ray`, the images are spread over Ray actors (`modes.ray_predict`)."""
+    if args.ray is not None:
+        from yolonas_cli.modes.ray_predict import ray_predict_stream
+
+        yield from ray_predict_stream(model, args, engine_settings(args))
+        return
     source = _open(args)
     engine = model.make_engine(engine_settings(args), args.device, args.half)
     run = PredictOutputs(args)
