@@ -27,7 +27,7 @@ from yolonas_cli.core.errors import UsageError, YoloNasError
 from yolonas_cli.data.frames import read_image
 from yolonas_cli.data.results import Boxes, Result
 from yolonas_cli.detector import Detector
-from yolonas_cli.distributed.cluster import ActorShape, import_ray
+from yolonas_cli.distributed.cluster import ActorShape, import_ray, quiet_logger
 from yolonas_cli.distributed.shipping import ShippedModel, fetch_model
 from yolonas_cli.engine.batching import shape_batches
 from yolonas_cli.engine.engine import PREDICT, EngineSettings, Pipeline
@@ -157,7 +157,8 @@ def detect_on_ray(
         for s in range(0, len(paths), batch)
     ]
     per_block = max(1, IMAGES_PER_BLOCK // batch)
-    dataset = data.from_items(chunks, override_num_blocks=max(1, -(-len(chunks) // per_block)))
+    blocks = min(len(chunks), max(-(-len(chunks) // per_block), 2 * actors.count))  # every actor gets work
+    dataset = data.from_items(chunks, override_num_blocks=max(blocks, 1))
     dataset.context.execution_options.preserve_order = True
     dataset.context.enable_progress_bars = False
     with warnings.catch_warnings():  # Ray 2.60 deprecates passing these, and offers no other way to bound them
@@ -171,15 +172,16 @@ def detect_on_ray(
             max_restarts=RETRIES,
             max_task_retries=RETRIES,
         )
-    rows = iter(dataset.iter_rows())
-    while True:
-        try:
-            row = next(rows)
-        except StopIteration:
-            return
-        except Exception as exc:
-            raise worker_failure(exc) from None
-        yield remote_image(row)
+    with quiet_logger("ray.data"):
+        rows = iter(dataset.iter_rows())
+        while True:
+            try:
+                row = next(rows)
+            except StopIteration:
+                return
+            except Exception as exc:
+                raise worker_failure(exc) from None
+            yield remote_image(row)
 
 
 def remote_image(row: dict[str, Any]) -> RemoteImage:

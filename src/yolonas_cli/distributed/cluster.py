@@ -77,7 +77,7 @@ def ray_cluster(target: str, num_cpus: int | None = None) -> Iterator[Cluster]:
 
 
 def _connect(ray: Any, target: str, num_cpus: int | None) -> None:
-    quiet = {"logging_level": logging.WARNING, "configure_logging": True}
+    quiet = {"logging_level": logging.ERROR, "configure_logging": True}  # our console reports the run
     try:
         if target == "local":
             console.info(f"starting a local Ray cluster on {LOOPBACK}")
@@ -93,6 +93,18 @@ def _connect(ray: Any, target: str, num_cpus: int | None) -> None:
     except ConnectionError as exc:
         hint = "start one with `ray start --head`, or use ray=local" if target == "auto" else "check the address"
         raise YoloNasError(f"ray={target}: no Ray cluster could be reached ({exc}); {hint}") from None
+
+
+@contextmanager
+def quiet_logger(name: str, level: int = logging.ERROR) -> Iterator[None]:
+    """The logger `name` (e.g. "ray.data", whose INFO lines narrate every run) at `level` for the block."""
+    logger = logging.getLogger(name)
+    previous = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 def actor_shape(cluster: Cluster, workers: int, device: str) -> ActorShape:
