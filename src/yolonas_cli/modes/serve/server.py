@@ -28,11 +28,11 @@ BACKLOG = 128
 def serve_locally(args: ServeArgs) -> int:
     """`yolo-nas serve` without Ray: blocks until stopped; returns the exit code."""
     uvicorn = require_serve_extra()
+    sock = bind(args.host, args.port)  # first: a busy port fails before the model loads
+    host, port = sock.getsockname()[:2]
     model = Detector(args.model, weights_dir=args.weights_dir)
     engine = model.make_engine(server_settings(args), args.device, args.half)
     batcher = DynamicBatcher(engine, args.batch, args.max_wait_ms, args.max_queue)
-    sock = bind(args.host, args.port)
-    host, port = sock.getsockname()[:2]
     served = served_model(model, args, str(engine.backend.device))
     app = create_app(batcher, served, lifespan=_lifespan(batcher, engine, served, f"http://{_url_host(host)}:{port}"))
     config = uvicorn.Config(
