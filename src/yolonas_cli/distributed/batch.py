@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -61,7 +62,9 @@ class WorkerSpec:
 @dataclass(frozen=True)
 class RemoteImage:
     """One file's outcome. `detections` float32 [K, 6] (x1, y1, x2, y2, conf, class) in original pixels;
-    `error` says why the file was skipped ("" when it was not); `speed` ms per stage; `worker` host:pid."""
+    `error` says why the file was skipped ("" when it was not); `speed` ms per stage; `worker` host:pid of the
+    actor that ran it and `worker_started` when that actor started (seconds since the epoch: a restarted
+    actor is a new one)."""
 
     index: int
     path: str
@@ -70,6 +73,7 @@ class RemoteImage:
     detections: np.ndarray
     speed: dict[str, float]
     worker: str
+    worker_started: float
     error: str = ""
 
 
@@ -83,6 +87,7 @@ class ImageWorker:
         self.names = detector.names
         self.spec = spec
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.started = time.time()
 
     def __call__(self, chunk: dict[str, Any]) -> list[dict[str, Any]]:
         """chunk: {start, paths, tags} -> rows of `RemoteImage` fields, in the chunk's order."""
@@ -137,6 +142,7 @@ class ImageWorker:
             "detections": np.ascontiguousarray(det if det is not None else np.zeros((0, 6)), np.float32).tobytes(),
             "speed": [float(speed.get(stage, 0.0)) for stage in STAGES],
             "worker": self.worker,
+            "worker_started": self.started,
             "error": error,
         }
 
@@ -194,6 +200,7 @@ def remote_image(row: dict[str, Any]) -> RemoteImage:
         detections=np.frombuffer(row["detections"], dtype=np.float32).reshape(-1, 6).copy(),
         speed=dict(zip(STAGES, map(float, row["speed"]))),
         worker=str(row["worker"]),
+        worker_started=float(row["worker_started"]),
         error=str(row["error"]),
     )
 
