@@ -323,3 +323,70 @@ def test_a_busy_port_is_a_usage_error(tiny_checkpoint, server):
     )
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().startswith("Error: cannot listen on 127.0.0.1:") and "Traceback" not in done.stderr
+
+
+# ---------------------------------------------------------------------------------------- the parts
+
+
+def jpegs() -> dict[str, bytes]:
+    """The same photo as baseline, progressive and restart-marker JPEGs."""
+    image = cv2.imread(str(PHOTOS[-1]))
+    flags = {
+        "baseline": [],
+        "progressive": [cv2.IMWRITE_JPEG_PROGRESSIVE, 1],
+        "restart markers": [cv2.IMWRITE_JPEG_RST_INTERVAL, 4],
+    }
+    return {name: cv2.imencode(".jpg", image, f)[1].tobytes() for name, f in flags.items()}
+
+
+@pytest.mark.parametrize("kind", ["baseline", "progressive", "restart markers"])
+def test_a_jpeg_is_complete_only_up_to_its_end_marker(kind):
+    from yolonas_cli.modes.serve.images import jpeg_is_complete
+
+    data = jpegs()[kind]
+    assert data.count(b"\xff\xda") >= 1 and data.endswith(b"\xff\xd9")
+    assert jpeg_is_complete(data)
+    assert jpeg_is_complete(data + b"camera trailer \xff\xda\x00\x04 after the end")
+    for cut in (len(data) // 3, len(data) - 300, len(data) - 2, len(data) - 1):
+        assert not jpeg_is_complete(data[:cut]), cut
+    assert not jpeg_is_complete(b"\x89PNG\r\n\x1a\n")
+
+
+def test_request_settings_are_checked_like_the_command_line():
+    from yolonas_cli.engine.engine import EngineSettings
+    from yolonas_cli.modes.serve.inputs import Limits, request_settings
+    from yolonas_cli.modes.serve.problems import HTTPProblem
+
+    limits = Limits(max_body_bytes=1000, max_pixels=1000, timeout_s=1.0, max_imgsz=1280)
+    defaults = EngineSettings(imgsz=(640, 640), conf=0.25, batch=8)
+    got = request_settings(defaults, {"conf": "0.5", "classes": "[0,2]"}, {"imgsz": "640,480", "max_det": "7"}, limits)
+    assert got == EngineSettings(imgsz=(640, 480), conf=0.5, classes=(0, 2), max_det=7, batch=8)
+    assert request_settings(defaults, {"classes": "3", "imgsz": "100"}, {}, limits).classes == (3,)
+    assert request_settings(defaults, {"imgsz": "100"}, {}, limits).imgsz == (128, 128)  # rounded up to 32
+    for query, fields, word in [
+        ({"conf": "abc"}, {}, "conf=abc is not a number"),
+        ({"conf": "nan"}, {}, "out of range"),
+        ({"max_det": "1.5"}, {}, "not a whole number"),
+        ({"classes": "-1"}, {}, "classes"),
+        ({"imgsz": "1312"}, {}, "over the limit of 1280"),
+        ({"iou": "0.5"}, {"iou": "0.6"}, "given both"),
+        ({"agnostic_nms": "true"}, {}, "not a setting"),
+    ]:
+        with pytest.raises(HTTPProblem, match=word) as caught:
+            request_settings(defaults, query, fields, limits)
+        assert caught.value.status == 422
+
+
+def test_requests_with_other_settings_run_in_separate_model_calls(tiny_checkpoint):
+    from yolonas_cli.engine.engine import EngineSettings
+    from yolonas_cli.modes.serve.batcher import run_requests
+
+    engine = NAS(tiny_checkpoint).make_engine(EngineSettings(imgsz=(IMGSZ, IMGSZ)), "cpu")
+    image = cv2.imread(str(PHOTOS[0]))  # 85 detections at conf 0.25
+    strict = EngineSettings(imgsz=(IMGSZ, IMGSZ), conf=0.4)
+    outcomes = run_requests(engine, [image, image, image], [engine.settings, strict, engine.settings])
+    assert [o.batch_size for o in outcomes] == [2, 1, 2]
+    lone = engine.with_settings(strict).run_batch([image])[0][0]
+    assert np.array_equal(outcomes[1].detections, lone)  # a call of its own: exactly the lone run
+    assert 0 < len(lone) < len(outcomes[0].detections) and (lone[:, 4] > 0.4).all()
+    assert np.array_equal(outcomes[0].detections, outcomes[2].detections)
