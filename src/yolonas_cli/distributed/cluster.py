@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from yolonas_cli.core import console
-from yolonas_cli.core.errors import MissingExtraError, YoloNasError
+from yolonas_cli.core.errors import MissingExtraError, UsageError, YoloNasError
 
 LOOPBACK = "127.0.0.1"
 
@@ -37,6 +37,13 @@ def import_ray(part: str = "") -> Any:
         what = f"ray[{part}]" if part else "ray"
         raise MissingExtraError(f"{what} is not installed (needed for ray=): pip install 'yolo-nas[ray]'") from None
     return ray
+
+
+def ray_target(value: str | None) -> str:
+    """The `ray=` value of a run that needs Ray (UsageError when it is None)."""
+    if value is None:
+        raise UsageError("this needs ray= (auto, local or a cluster address such as ray://host:10001)")
+    return value
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from yolonas_cli.data.sinks import JsonSink, make_run_dir
 from yolonas_cli.data.sources import Source, default_source, open_source
 from yolonas_cli.detector import Detector
 from yolonas_cli.distributed.batch import RemoteImage, WorkerSpec, detect_on_ray
-from yolonas_cli.distributed.cluster import actor_shape, ray_cluster
+from yolonas_cli.distributed.cluster import actor_shape, ray_cluster, ray_target
 from yolonas_cli.distributed.shipping import ship_model
 from yolonas_cli.engine.engine import EngineSettings
 
@@ -61,7 +61,6 @@ def save_pixels(outputs: PixelOutputs, result: Result, stem: str) -> None:
 def ray_predict_stream(model: Detector, args: PredictArgs, settings: EngineSettings) -> Iterator[Result]:
     """Predict over the image files of `args.source` on Ray (see the module docstring); yields one Result per
     decoded image (without its pixels: `orig_img` is None), in input order."""
-    assert args.ray is not None
     paths = image_paths(args)
     stems = unique_stems(paths)
     saving = args.save or args.save_txt or args.save_crop or args.save_json
@@ -74,7 +73,7 @@ def ray_predict_stream(model: Detector, args: PredictArgs, settings: EngineSetti
         )
     tally = Tally()
     try:
-        with ray_cluster(args.ray) as cluster:
+        with ray_cluster(ray_target(args.ray)) as cluster:
             actors = actor_shape(cluster, args.workers, args.device)
             _check_device(args.device, cluster.gpus)
             spec = WorkerSpec(
@@ -95,6 +94,12 @@ def ray_predict_stream(model: Detector, args: PredictArgs, settings: EngineSetti
                 if json_sink is not None:
                     json_sink.add(result)
                 yield result
+    except (GeneratorExit, KeyboardInterrupt) as stop:  # as a local run: what was saved so far is kept
+        if json_sink is not None:
+            json_sink.close()
+        if isinstance(stop, KeyboardInterrupt):
+            console.warn(f"interrupted after {tally.seen} images; the files saved so far are complete")
+        raise
     except BaseException:
         if json_sink is not None:
             json_sink.abort()

@@ -16,7 +16,7 @@ from yolonas_cli.data.datasets.dataset import Dataset
 from yolonas_cli.data.datasets.labels import CorruptSample
 from yolonas_cli.detector import Detector
 from yolonas_cli.distributed.batch import UNREADABLE, RemoteImage, WorkerSpec, detect_on_ray
-from yolonas_cli.distributed.cluster import actor_shape, ray_cluster
+from yolonas_cli.distributed.cluster import actor_shape, ray_cluster, ray_target
 from yolonas_cli.distributed.shipping import ship_model
 from yolonas_cli.engine.engine import Engine, StageTimer
 from yolonas_cli.metrics.evaluate import Detected, Evaluation, OnImage, score
@@ -34,10 +34,9 @@ def ray_evaluate(
 ) -> Evaluation:
     """`metrics.evaluate.evaluate` with the images run on Ray (`args.ray`, `args.workers` actors); `engine` is
     the one a local run would use (its settings and pipeline go to the workers, its letterbox plans stay here)."""
-    assert args.ray is not None
     paths = [str(path.absolute()) for path in dataset.files]
     timer = StageTimer()
-    with ray_cluster(args.ray) as cluster:
+    with ray_cluster(ray_target(args.ray)) as cluster:
         actors = actor_shape(cluster, args.workers, args.device)
         spec = WorkerSpec(
             ship_model(model.path),

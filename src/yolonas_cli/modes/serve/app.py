@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from yolonas_cli.core import console
 from yolonas_cli.core.version import __version__
@@ -120,6 +121,10 @@ def create_app(service: Service, served: ServedModel, lifespan: Callable[[Any], 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"error": f"invalid request: {exc.errors()}", "status": 422}, status_code=422)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> JSONResponse:  # nobody reads the answer
+        return JSONResponse({"error": "the client went away", "status": 400}, status_code=400)
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:

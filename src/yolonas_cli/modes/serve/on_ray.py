@@ -23,7 +23,7 @@ from yolonas_cli.cfg import ServeArgs
 from yolonas_cli.core import console
 from yolonas_cli.core.errors import UsageError
 from yolonas_cli.detector import Detector
-from yolonas_cli.distributed.cluster import actor_shape, import_ray, quiet_logger, ray_cluster
+from yolonas_cli.distributed.cluster import actor_shape, import_ray, quiet_logger, ray_cluster, ray_target
 from yolonas_cli.distributed.shipping import ShippedModel, fetch_model, ship_model
 from yolonas_cli.engine.engine import EngineSettings
 from yolonas_cli.modes.serve.batcher import BatchStats, Detection, run_requests
@@ -44,14 +44,12 @@ class ReplicaSpec:
 
 def serve_on_ray(args: ServeArgs) -> int:
     """Deploy, print where, block until Ctrl-C or SIGTERM, shut down; returns the exit code."""
-    if args.ray is None:
-        raise UsageError("serve_on_ray needs ray= (auto, local or a cluster address)")
     if args.port == 0:
         raise UsageError("serve with ray= needs a fixed port= (Ray Serve's proxy does not pick a free one)")
     serve = import_ray("serve")
     model = Detector(args.model, weights_dir=args.weights_dir)
     quiet = {"log_level": "WARNING", "enable_access_log": False}  # our console says what matters
-    with ray_cluster(args.ray) as cluster, quiet_logger("ray.serve"):
+    with ray_cluster(ray_target(args.ray)) as cluster, quiet_logger("ray.serve"):
         shape = actor_shape(cluster, args.replicas, args.device)
         serve.start(http_options={"host": args.host, "port": args.port}, logging_config=quiet)
         deployment = replica_deployment(serve).options(
