@@ -40,6 +40,7 @@ from yolonas_cli.distributed.shipping import fetch_model, ship_model
 from yolonas_cli.engine.engine import EngineSettings
 from yolonas_cli.modes.ray_predict import unique_stems
 
+pytest.importorskip("ray", reason="the ray extra needs Python 3.10 or newer (Ray's own requirement)")
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 IMGSZ = 128
 N_IMAGES = 200
