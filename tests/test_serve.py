@@ -290,7 +290,10 @@ def test_sigterm_answers_the_request_in_flight_then_exits_0(tiny_checkpoint, ref
     try:
         with ThreadPoolExecutor(1) as pool:
             pending = pool.submit(post, f"{server.url}/predict", *body_of(PHOTOS[0]))
-            time.sleep(0.5)
+            deadline = time.monotonic() + 30
+            while request(f"{server.url}/info")[2]["batching"]["in_flight"] == 0:  # until it waits in the batcher
+                assert time.monotonic() < deadline and not pending.done()
+                time.sleep(0.05)
             code = stop_server(server, timeout=60)
             status, _, body = pending.result(timeout=60)
     finally:

@@ -61,6 +61,7 @@ class BatchStats:
     sizes: Counter[int] = field(default_factory=Counter)
     refused: int = 0  # queue full
     timed_out: int = 0
+    in_flight: int = 0  # accepted and not answered yet
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -70,6 +71,7 @@ class BatchStats:
             "batch_sizes": {str(k): v for k, v in sorted(self.sizes.items())},
             "refused": self.refused,
             "timed_out": self.timed_out,
+            "in_flight": self.in_flight,
         }
 
 
@@ -126,12 +128,15 @@ class DynamicBatcher:
         waiting = _Waiting(image, settings, asyncio.get_running_loop().create_future())
         self._waiting.append(waiting)
         self._arrived.set()
+        self.counts.in_flight += 1
         try:
             return await asyncio.wait_for(asyncio.shield(waiting.future), timeout=timeout_s)
         except asyncio.TimeoutError:
             self.counts.timed_out += 1
             waiting.future.cancel()  # dropped from the queue if it has not started
             raise HTTPProblem(503, f"no answer within {timeout_s:g} s: the server is overloaded, retry later") from None
+        finally:
+            self.counts.in_flight -= 1
 
     async def _loop(self) -> None:
         assert self._arrived is not None

@@ -120,10 +120,14 @@ def replica_deployment(serve: Any) -> Any:
             return outcomes
 
         async def detect(self, image: np.ndarray, settings: EngineSettings, timeout_s: float) -> Detection:
+            self.counts.in_flight += 1
             try:
                 return await asyncio.wait_for(self.batched((image, settings)), timeout=timeout_s)
             except asyncio.TimeoutError:
+                self.counts.timed_out += 1
                 raise HTTPProblem(503, f"no answer within {timeout_s:g} s: the server is overloaded") from None
+            finally:
+                self.counts.in_flight -= 1
 
         def stats(self) -> dict[str, Any]:
             return self.counts.as_dict()
