@@ -144,3 +144,18 @@ def test_serve_ports(value, ok):
     else:
         with pytest.raises(UsageError, match="port="):
             make_args("serve", port=value)
+
+
+def test_a_missing_listed_file_is_the_same_usage_error_with_ray(tiny_checkpoint, tmp_path, quiet_console):
+    from yolonas_cli import NAS
+
+    cv2.imwrite(str(tmp_path / "here.jpg"), np.zeros((32, 32, 3), np.uint8))
+    listing = tmp_path / "list.txt"
+    listing.write_text("here.jpg\ngone.jpg\n")
+    model = NAS(tiny_checkpoint)
+    messages = []
+    for ray in (None, "local"):  # refused before any cluster starts
+        with pytest.raises(UsageError) as caught:
+            model.predict(str(listing), ray=ray)
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1] and "gone.jpg' does not exist (line 2 of" in messages[0]
