@@ -66,7 +66,7 @@ def test_a_worker_decoding_for_val_converts_to_bgr_uint8(tiny_checkpoint, tmp_pa
     assert row["error"] == "" and seen[0].orig_img.dtype == np.uint8 and seen[0].orig_img.shape == (64, 64, 3)
 
 
-def test_a_worker_refuses_a_model_file_that_does_not_match(tiny_checkpoint, tmp_path, monkeypatch):
+def test_a_worker_refuses_a_model_file_that_does_not_match(tiny_checkpoint, tmp_path, monkeypatch, quiet_console):
     wrong = ShippedModel("tiny.pth", str(tiny_checkpoint), "0" * 64, tiny_checkpoint.stat().st_size, object())
     monkeypatch.setattr(
         "yolonas_cli.distributed.shipping.import_ray", lambda: type("R", (), {"get": staticmethod(lambda ref: b"x")})
