@@ -292,7 +292,7 @@ class Case:
 
 def saved(stem: str, shape: tuple[int, int]) -> Callable[[Path], None]:
     def check(tmp: Path) -> None:
-        out = cv2.imread(str(tmp / "runs/predict/exp" / f"{stem}.jpg"))
+        out = cv2.imread(str(tmp / "runs/detect/predict" / f"{stem}.jpg"))
         assert out is not None and out.shape[:2] == shape
 
     return check
@@ -300,7 +300,7 @@ def saved(stem: str, shape: tuple[int, int]) -> Callable[[Path], None]:
 
 def predicted_size(hw: tuple[int, int]) -> Callable[[Path], None]:
     def check(tmp: Path) -> None:
-        entries = json.loads((tmp / "runs/predict/exp/predictions.json").read_text())
+        entries = json.loads((tmp / "runs/detect/predict/predictions.json").read_text())
         assert [(e["height"], e["width"]) for e in entries] == [hw]
 
     return check
@@ -316,8 +316,8 @@ def downloaded_inside(name: str) -> Callable[[Path], None]:
         inside = cwd / "sys" / "tmp" / "yolonas_sources"
         found = list(cwd.rglob(name))
         assert [p for p in found if p.is_relative_to(inside)], found
-        assert [p for p in found if not p.is_relative_to(inside)] == [cwd / "runs/predict/exp" / name]  # annotated
-        assert len(json.loads((cwd / "runs/predict/exp/predictions.json").read_text())) == 1
+        assert [p for p in found if not p.is_relative_to(inside)] == [cwd / "runs/detect/predict" / name]  # annotated
+        assert len(json.loads((cwd / "runs/detect/predict/predictions.json").read_text())) == 1
 
     return check
 
@@ -368,7 +368,7 @@ def nothing_recorded(name: str) -> Callable[[Path], None]:
 
 def wide_run_went_on(cwd: Path) -> None:
     """The other image was saved, predictions.json holds both, and OpenCV's own log did not leak."""
-    run_dir = cwd / "runs/predict/exp"
+    run_dir = cwd / "runs/detect/predict"
     assert cv2.imread(str(run_dir / "ok.jpg")) is not None and not (run_dir / "wide.jpg").exists()
     entries = json.loads((run_dir / "predictions.json").read_text())
     assert sorted((e["height"], e["width"]) for e in entries) == [(1, 100000), (60, 80)]
@@ -736,7 +736,7 @@ def test_ctrl_c_and_termination_leave_complete_files_and_say_how_far_they_got(
     rest = proc.stderr.read()
     assert proc.wait(timeout=60) == code
     assert "interrupted after" in rest and "Traceback" not in rest
-    run_dir = tmp_path / "runs/predict/exp"
+    run_dir = tmp_path / "runs/detect/predict"
     jpgs = sorted(run_dir.glob("*.jpg"))
     assert 19 <= len(jpgs) < 400  # the image being saved at the signal may be dropped, never half-written
     assert all(cv2.imread(str(p)) is not None for p in jpgs)
