@@ -269,11 +269,12 @@ def test_verbose_false_is_silent_for_predict_val_and_export(tiny_checkpoint, tmp
 
     results = model.predict(imgsz=128, conf=0.01, save=True, save_txt=True, save_crop=True, verbose=False)
     streamed = list(model.predict("rocket.jpg", imgsz=128, stream=True, show=True, verbose=False))
+    called = model("coffee.png", imgsz=128, verbose=False)  # __call__ is predict
     metrics = model.val(data=str(data), imgsz=128, batch=2, verbose=False)
     exported = model.export(format="torchscript", imgsz=128, verbose=False)
     quiet = capfd.readouterr()
     assert (quiet.out, quiet.err) == ("", "")
-    assert len(results) == 4 and len(streamed) == 1 and metrics.box.map >= 0 and exported.is_file()
+    assert len(results) == 4 and len(streamed) == 1 and len(called) == 1 and metrics.box.map >= 0 and exported.is_file()
     assert (tmp_path / "runs/detect/predict/labels").is_dir() and (tmp_path / "runs/detect/val/metrics.json").is_file()
 
     model.predict(imgsz=128, verbose=True)
