@@ -18,14 +18,8 @@ import torch
 
 from yolonas_cli.core.coco import COCO80_NAMES
 from yolonas_cli.core.errors import WeightsError
-from yolonas_cli.model.yolo_nas import (
-    ArchitectureError,
-    ArchSpec,
-    YoloNAS,
-    arch_from_state_dict,
-    build_model,
-    variant_name,
-)
+from yolonas_cli.model.arch import ArchitectureError, ArchSpec, arch_from_state_dict, variant_name
+from yolonas_cli.model.yolo_nas import YoloNAS, build_model
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from yolonas_cli.model.yolo_nas import TrainOutputs, distances_to_boxes
+from yolonas_cli.model.heads import TrainOutputs, distances_to_boxes
 from yolonas_cli.modes.train.assigners import Assignment, ATSSAssigner, GroundTruth, TaskAlignedAssigner
 
 COMPONENT_NAMES = ("loss_cls", "loss_iou", "loss_dfl", "loss")
