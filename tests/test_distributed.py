@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -19,7 +20,7 @@ from yolonas_cli.distributed.batch import UNREADABLE, ImageWorker, WorkerSpec, r
 from yolonas_cli.distributed.cluster import ActorShape, Cluster, actor_shape
 from yolonas_cli.distributed.shipping import ShippedModel
 from yolonas_cli.engine.engine import EngineSettings
-from yolonas_cli.modes.ray_predict import unique_stems
+from yolonas_cli.modes.ray_predict import PixelOutputs, save_pixels, unique_stems
 
 
 def shipped_in_place(path: Path) -> ShippedModel:
@@ -64,6 +65,30 @@ def test_a_worker_decoding_for_val_converts_to_bgr_uint8(tiny_checkpoint, tmp_pa
     worker.spec = WorkerSpec(spec.model, spec.settings, "cpu", bgr_uint8=True, after_image=lambda r, t: seen.append(r))
     (row,) = worker({"start": 0, "paths": [str(path)], "tags": ["t"]})
     assert row["error"] == "" and seen[0].orig_img.dtype == np.uint8 and seen[0].orig_img.shape == (64, 64, 3)
+
+
+def test_a_picture_that_cannot_be_saved_is_reported_and_the_chunk_goes_on(tiny_checkpoint, tmp_path, quiet_console):
+    """A 1x100000 image cannot be encoded as JPEG (OpenCV refuses): its row carries the reason, its detections
+    come back, and the next file's annotated image is still written (issue 12, item 13, on Ray workers)."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    rng = np.random.default_rng(3)
+    cv2.imwrite(str(tmp_path / "wide.png"), rng.integers(0, 255, (1, 100000, 3), dtype=np.uint8))
+    cv2.imwrite(str(tmp_path / "ok.png"), rng.integers(0, 255, (60, 80, 3), dtype=np.uint8))
+    pixels = PixelOutputs(str(run_dir), save=True, save_crop=False, line_width=None, show_labels=True, show_conf=True)
+    spec = WorkerSpec(
+        shipped_in_place(tiny_checkpoint),
+        EngineSettings(imgsz=(64, 64)),
+        "cpu",
+        after_image=partial(save_pixels, pixels),
+    )
+    rows = ImageWorker(spec)(
+        {"start": 0, "paths": [str(tmp_path / "wide.png"), str(tmp_path / "ok.png")], "tags": ["wide", "ok"]}
+    )
+    wide, ok = (remote_image(row) for row in rows)
+    assert wide.error == "" and wide.save_error != "" and wide.orig_hw == (1, 100000)
+    assert ok.save_error == "" and cv2.imread(str(run_dir / "ok.jpg")).shape == (60, 80, 3)
+    assert not (run_dir / "wide.jpg").exists()
 
 
 def test_a_worker_refuses_a_model_file_that_does_not_match(tiny_checkpoint, tmp_path, monkeypatch, quiet_console):

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from yolonas_cli.core import console
-from yolonas_cli.core.errors import UsageError, YoloNasError
+from yolonas_cli.core.errors import UsageError, YoloNasError, one_line
 from yolonas_cli.data.frames import read_image
 from yolonas_cli.data.results import Boxes, Result
 from yolonas_cli.detector import Detector
@@ -62,7 +62,8 @@ class WorkerSpec:
 @dataclass(frozen=True)
 class RemoteImage:
     """One file's outcome. `detections` float32 [K, 6] (x1, y1, x2, y2, conf, class) in original pixels;
-    `error` says why the file was skipped ("" when it was not); `speed` ms per stage; `worker` host:pid of the
+    `error` says why the file was skipped ("" when it was not), `save_error` why its pictures could not be
+    saved; `speed` ms per stage; `worker` host:pid of the
     actor that ran it and `worker_started` when that actor started (seconds since the epoch: a restarted
     actor is a new one)."""
 
@@ -75,6 +76,7 @@ class RemoteImage:
     worker: str
     worker_started: float
     error: str = ""
+    save_error: str = ""  # why `after_image` failed on this file (the detections are still good)
 
 
 class ImageWorker:
@@ -105,8 +107,20 @@ class ImageWorker:
             for (index, path, tag, image), (det, lb, speed) in zip(group, self.engine.run_batch([g[3] for g in group])):
                 rows[index] = self._row(index, path, image.shape[:2], lb.padded_hw, det, speed)
                 if self.spec.after_image is not None:
-                    self.spec.after_image(self._result(path, image, det, lb.padded_hw, speed), tag)
+                    rows[index]["save_error"] = self._after_image(path, image, det, lb.padded_hw, speed, tag)
         return [rows[i] for i in sorted(rows)]
+
+    def _after_image(self, path: str, image: np.ndarray, det: np.ndarray, input_hw: Any, speed: dict, tag: str) -> str:
+        """Run `after_image` on one file; a failure of that file's own (YoloNasError, cv2.error: e.g. an image
+        OpenCV cannot encode) is returned as one line, so the run goes on as a local run does."""
+        import cv2
+
+        assert self.spec.after_image is not None
+        try:
+            self.spec.after_image(self._result(path, image, det, input_hw, speed), tag)
+        except (YoloNasError, cv2.error) as exc:
+            return one_line(str(exc))
+        return ""
 
     def _decode(self, path: str) -> tuple[np.ndarray | None, str]:
         image = read_image(path)
@@ -144,6 +158,7 @@ class ImageWorker:
             "worker": self.worker,
             "worker_started": self.started,
             "error": error,
+            "save_error": "",
         }
 
 
@@ -202,6 +217,7 @@ def remote_image(row: dict[str, Any]) -> RemoteImage:
         worker=str(row["worker"]),
         worker_started=float(row["worker_started"]),
         error=str(row["error"]),
+        save_error=str(row.get("save_error", "")),
     )
 
 

@@ -156,6 +156,7 @@ class Tally:
     def __init__(self) -> None:
         self.seen = 0
         self.skipped = 0
+        self.unsaved = 0
         self.started = time.perf_counter()
         self.totals = Counter[str]()
         self.per_worker = Counter[str]()
@@ -175,6 +176,9 @@ class Tally:
             dict(remote.speed),
             remote.input_hw,
         )
+        if remote.save_error:
+            console.warn(f"could not save the pictures of '{remote.path}': {remote.save_error}; going on")
+            self.unsaved += 1
         h, w = remote.input_hw
         prefix = f"image {remote.index + 1}/{total} {remote.path}: "
         console.info(f"{prefix}{h}x{w} {result.verbose()}{remote.speed['inference']:.1f}ms")
@@ -188,6 +192,11 @@ class Tally:
         if files and not self.seen:
             raise YoloNasError(
                 f"none of the {files} file(s) of the source could be decoded; check that they are valid images"
+            )
+        if self.unsaved:
+            console.warn(
+                f"{self.unsaved} of the inputs ({self.seen} images in all) had outputs that could not be saved; "
+                "see the warnings above"
             )
         seconds = time.perf_counter() - self.started
         speed = {stage: ms / max(self.seen, 1) for stage, ms in self.totals.items()}
