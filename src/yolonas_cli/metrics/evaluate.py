@@ -72,7 +72,7 @@ def evaluate(
     unclipped with the original's val pipeline); `title` names the progress bar. Raises YoloNasError when no
     image could be read."""
     tally = Accumulator(dataset, classes, original_metric)
-    batch = engine.settings.batch
+    batch = engine.images_per_batch  # 1 with slicing: the batches are then one image's tiles
     loaded = prefetch(partial(load_safely, dataset), len(dataset), workers, max(2 * batch, 4))
     with contextlib.closing(loaded), console.count_progress(title, len(dataset)) as advance:
         samples = _skip_corrupt(loaded, tally, advance)
