@@ -18,6 +18,8 @@ from yolonas_cli.cfg import (
     ExportArgs,
     InfoArgs,
     PredictArgs,
+    ServeArgs,
+    TrackArgs,
     ValArgs,
     make_args,
 )
@@ -226,10 +228,12 @@ def test_smart_value(text: str, value: object) -> None:
 def test_every_mode_has_a_dataclass_and_every_field_a_help_line() -> None:
     classes = {
         "predict": PredictArgs,
+        "track": TrackArgs,
         "val": ValArgs,
         "export": ExportArgs,
         "info": InfoArgs,
         "benchmark": BenchmarkArgs,
+        "serve": ServeArgs,
     }
     assert classes == cfg.MODE_ARGS and tuple(classes) == MODES
     for mode, klass in classes.items():

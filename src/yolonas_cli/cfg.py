@@ -1,10 +1,10 @@
 """Typed arguments of every mode: defaults, one-line help, validation and coercion.
 
-Each mode has one dataclass (`PredictArgs`, `TrackArgs`, `ValArgs`, `ExportArgs`, `InfoArgs`, `BenchmarkArgs`),
-all built on `CommonArgs`. Every field carries its help line and its check in `dataclasses.field(metadata=...)`, and
-`__post_init__` runs the checks, so an instance (from the CLI parser, from `make_args`, from direct
-construction or from `dataclasses.replace`) always holds valid, normalised values, or construction raises
-`UsageError` with one line naming the argument, the bad value and what is allowed.
+Each mode has one dataclass (`PredictArgs`, `TrackArgs`, `ValArgs`, `ExportArgs`, `InfoArgs`, `BenchmarkArgs`,
+`ServeArgs`), all built on `CommonArgs`. Every field carries its help line and its check in
+`dataclasses.field(metadata=...)`, and `__post_init__` runs the checks, so an instance (from the CLI parser, from
+`make_args`, from direct construction or from `dataclasses.replace`) always holds valid, normalised values, or
+construction raises `UsageError` with one line naming the argument, the bad value and what is allowed.
 
 Types are checked strictly (see `core.checks`):
 - a bool field takes only True or False (`save=1` is an error; the CLI parser turns true/false into bools);
@@ -41,7 +41,7 @@ from yolonas_cli.core.sizes import STRIDE, imgsz_pair
 from yolonas_cli.engine.slice_config import MATCH_METRICS, MERGE_METHODS, SliceConfig, tile_size
 from yolonas_cli.formats import registry
 
-MODES = ("predict", "track", "val", "export", "info", "benchmark")
+MODES = ("predict", "track", "val", "export", "info", "benchmark", "serve")
 EXPORT_FORMATS = registry.EXPORT_FORMATS
 BENCHMARK_FORMATS = tuple(f.name for f in registry.FORMATS)  # the PyTorch weights and every export
 FORMAT_ALIASES = registry.ALIASES
@@ -51,6 +51,31 @@ def unknown_key_message(mode: str, key: str, where: str = "") -> str:
     """The one-line error for a key that `mode` does not take (`where` names a cfg file, if any)."""
     hint = did_you_mean(key, field_names(mode)) or f" Run 'yolo-nas {mode} --help' to list the arguments."
     return f"'{key}'{where} is not a valid argument for {mode}.{hint}"
+
+
+def ray_target(name: str, value: Any) -> str | None:
+    """None (this process), auto (the running cluster), local (start one here) or a cluster address
+    (ray://host:port for Ray Client, host:port for the cluster's GCS)."""
+    allowed = "use auto, local, or a cluster address such as ray://host:10001 (None = no Ray)"
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise bad_value(name, value, "is not valid", allowed)
+    spelled = value.strip()
+    if spelled.lower() in ("auto", "local"):
+        return spelled.lower()
+    host, _, number = spelled.removeprefix("ray://").rpartition(":")
+    if not host or not number.isdigit() or not 0 < int(number) < 65536 or any(c.isspace() for c in spelled):
+        raise bad_value(name, value, "is not valid", allowed)
+    return spelled
+
+
+def tcp_port(name: str, value: Any) -> int:
+    """A TCP port 0-65535 (0 = any free port)."""
+    checked = integer(0)(name, value)
+    if checked is None or checked > 65535:
+        raise bad_value(name, value, "is out of range", "use a port between 0 and 65535 (0 = any free port)")
+    return checked
 
 
 def formats(name: str, value: Any) -> list[str] | None:
@@ -182,6 +207,16 @@ def _slice_thresh() -> Any:
     return arg(0.5, "with slice: boxes match when slice_metric is above this", number(0, 1))
 
 
+def _ray() -> Any:
+    return arg(
+        None,
+        "run on Ray: auto (the running cluster), local (start one here) or ray://host:port (None = no Ray)",
+        ray_target,
+        (str,),
+        example="local",
+    )
+
+
 # ---------------------------------------------------------------- the mode dataclasses
 
 
@@ -261,6 +296,8 @@ class PredictArgs(CommonArgs):
     slice_merge: str = _slice_merge()
     slice_metric: str = _slice_metric()
     slice_thresh: float = _slice_thresh()
+    ray: str | None = _ray()
+    workers: int = arg(0, "Ray actors with ray= (0 = one per CPU of the cluster; unused without ray)", integer(0))
 
 
 @dataclass
@@ -277,6 +314,13 @@ class TrackArgs(PredictArgs):
         "bytetrack.yaml", "tracker YAML: bytetrack.yaml, botsort.yaml (no ReID) or a path", text(), (str,)
     )
     persist: bool = _flag(False, "Python: keep the tracker and its ids from the previous track() call")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.ray is not None:
+            raise UsageError(
+                f"ray={self.ray} is not available for track (tracking follows the frames in order): drop ray="
+            )
 
 
 @dataclass
@@ -306,7 +350,10 @@ class ValArgs(CommonArgs):
     project: str | None = _project("val")
     name: str | None = _name("val")
     exist_ok: bool = _exist_ok()
-    workers: int = arg(2, "image decoding threads (0 = in the main thread)", integer(0))
+    workers: int = arg(
+        2, "image decoding threads (0 = in the main thread); with ray=, Ray actors (0 = one per CPU)", integer(0)
+    )
+    ray: str | None = _ray()
     slice: tuple[int, int] | None = _slice()
     slice_overlap: float = _slice_overlap()
     slice_full: bool = _slice_full()
@@ -386,6 +433,31 @@ class BenchmarkArgs(CommonArgs):
     exist_ok: bool = _exist_ok()
 
 
+@dataclass
+class ServeArgs(CommonArgs):
+    """Arguments of `yolo-nas serve`."""
+
+    mode: ClassVar[str] = "serve"
+
+    host: str = arg("127.0.0.1", "address to listen on (0.0.0.0 = every interface)", text(), (str,))
+    port: int = arg(8000, "TCP port to listen on (0 = any free port)", tcp_port)
+    conf: float = _conf(0.25)
+    iou: float = _iou()
+    max_det: int = _max_det()
+    classes: list[int] | None = _classes()  # noqa: RUF009 (a dataclasses.Field, not a default)
+    half: bool = _half()
+    batch: int = _batch(8, "most requests run together in one model call (dynamic batching)")
+    max_wait_ms: float = arg(5.0, "how long a batch waits for more requests, in ms", number(0, 10_000))
+    max_queue: int = arg(64, "most requests waiting for the model; more are refused with 503", integer(1))
+    max_body_mb: float = arg(20.0, "largest request body in MB (larger ones get 413)", number(0, 4096, low_open=True))
+    max_pixels: int = arg(50_000_000, "largest image in pixels, width x height (larger ones get 413)", integer(1))
+    timeout: float = arg(
+        30.0, "seconds a request may take to arrive and to be answered", number(0, 3600, low_open=True)
+    )
+    replicas: int = arg(1, "Ray Serve replicas (with ray=; without it one process serves)", integer(1))
+    ray: str | None = _ray()
+
+
 MODE_ARGS: dict[str, type[CommonArgs]] = {
     "predict": PredictArgs,
     "track": TrackArgs,
@@ -393,6 +465,7 @@ MODE_ARGS: dict[str, type[CommonArgs]] = {
     "export": ExportArgs,
     "info": InfoArgs,
     "benchmark": BenchmarkArgs,
+    "serve": ServeArgs,
 }
 
 

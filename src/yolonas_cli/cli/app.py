@@ -41,6 +41,7 @@ MODE_SUMMARIES = {
     "export": "export to ONNX, TorchScript, OpenVINO or TensorRT",
     "info": "show a model's classes, input size, layers and parameters",
     "benchmark": "time the model (and optionally its mAP) on every available backend",
+    "serve": "serve detections over HTTP (POST /predict) with dynamic batching",
 }
 COMMANDS = {
     "help": "help [MODE|COMMAND]  this text, every argument of MODE, or what COMMAND does",
@@ -119,6 +120,7 @@ def help_text() -> str:
         "  yolo-nas val model=yolo_nas_m.pt data=coco8.yaml batch=8",
         "  yolo-nas export model=yolo_nas_s.pt format=onnx imgsz=640",
         "  yolo-nas benchmark model=yolo_nas_s.pt formats=[onnx,openvino]",
+        "  yolo-nas serve model=yolo_nas_s.pt port=8000",
         "  yolo-nas predict --help",
         "",
         "Values: true/false/none (any case), numbers, lists [0,2] or 640,480; anything else is text.",

@@ -74,10 +74,20 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray | None:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError:
         return None
-    if data.size == 0:
+    return decode_image(data, jpeg=Path(path).suffix.lower() in (".jpg", ".jpeg"))
+
+
+def decode_image(data: bytes | np.ndarray, jpeg: bool | None = None) -> np.ndarray | None:
+    """Decode encoded image bytes as `read_image` decodes a file (None when they are not a decodable image).
+
+    `jpeg`: decode as a JPEG (EXIF-rotated) or as stored; None tells JPEG by its magic bytes (a file is told by
+    its suffix)."""
+    buffer = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    if buffer.size == 0:
         return None
-    flags = _JPEG_FLAGS if Path(path).suffix.lower() in (".jpg", ".jpeg") else cv2.IMREAD_UNCHANGED
-    return cv2.imdecode(data, flags)
+    if jpeg is None:
+        jpeg = bytes(buffer[:3]) == b"\xff\xd8\xff"
+    return cv2.imdecode(buffer, _JPEG_FLAGS if jpeg else cv2.IMREAD_UNCHANGED)
 
 
 def image_frames(item: SourceItem, index: int, total: int) -> Iterator[Frame]:

@@ -53,8 +53,18 @@ def engine_settings(args: PredictArgs) -> EngineSettings:
 
 def predict_stream(model: Detector, args: PredictArgs) -> Iterator[Result]:
     """Run predict over `args.source`, saving, showing and printing as `args` says; yields one Result per
-    image/frame. The console follows `args.verbose` while the run works (not while the caller holds a result)."""
-    return console.each_step_with_verbosity(run_frames(model, args, PredictOutputs), args.verbose)
+    image/frame. The console follows `args.verbose` while the run works (not while the caller holds a result).
+    With `args.ray`, the images are spread over Ray actors (`modes.ray_predict`)."""
+    return console.each_step_with_verbosity(_predict(model, args), args.verbose)
+
+
+def _predict(model: Detector, args: PredictArgs) -> Iterator[Result]:
+    if args.ray is not None:
+        from yolonas_cli.modes.ray_predict import ray_predict_stream
+
+        yield from ray_predict_stream(model, args, engine_settings(args))
+        return
+    yield from run_frames(model, args, PredictOutputs)
 
 
 def run_frames(

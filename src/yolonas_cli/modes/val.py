@@ -34,7 +34,7 @@ from yolonas_cli.core import console
 from yolonas_cli.core.errors import UsageError
 from yolonas_cli.core.files import atomic_write_bytes, atomic_write_chunks
 from yolonas_cli.core.sizes import imgsz_pair
-from yolonas_cli.data.datasets.dataset import Dataset, Sample, load_dataset
+from yolonas_cli.data.datasets.dataset import Dataset, ImageTruth, Sample, load_dataset
 from yolonas_cli.data.results import Boxes, Result
 from yolonas_cli.data.sinks import make_run_dir
 from yolonas_cli.detector import Detector
@@ -84,15 +84,23 @@ def validate(model: Detector, args: ValArgs) -> ValMetrics:
             )
         run_dir = make_run_dir(args.project, args.name, args.exist_ok, "val", create=True)
         labels = LabelWriter(run_dir, dataset) if args.save_txt else None
-        evaluation = evaluate(
-            engine,
-            dataset,
-            classes=args.classes,
-            original_metric=original,
-            workers=args.workers,
-            on_image=labels.write if labels else None,
-            title=HEADER,
-        )
+        on_image = labels.write if labels else None
+        if args.ray is not None:
+            from yolonas_cli.modes.ray_val import ray_evaluate
+
+            evaluation = ray_evaluate(
+                model, args, engine, dataset, original_metric=original, on_image=on_image, title=HEADER
+            )
+        else:
+            evaluation = evaluate(
+                engine,
+                dataset,
+                classes=args.classes,
+                original_metric=original,
+                workers=args.workers,
+                on_image=on_image,
+                title=HEADER,
+            )
         return _report(evaluation, args, run_dir)
 
 
@@ -145,11 +153,11 @@ class LabelWriter:
         self.names = dataset.names
         self.unique_stems = len({p.stem for p in dataset.files}) == len(dataset.files)
 
-    def stem(self, sample: Sample) -> str:
+    def stem(self, sample: Sample | ImageTruth) -> str:
         """A file stem unique in the run (the image's stem, or its id when stems repeat)."""
         return sample.path.stem if self.unique_stems else str(sample.image_id).replace("/", "__")
 
-    def write(self, sample: Sample, det: np.ndarray) -> None:
+    def write(self, sample: Sample | ImageTruth, det: np.ndarray) -> None:
         result = Result(Boxes(clipped(det, sample.hw), sample.hw), self.names, None, sample.hw, str(sample.path))
         result.save_txt(self.folder / f"{self.stem(sample)}.txt", save_conf=True)
 
