@@ -8,7 +8,8 @@ The loop is predict's (`modes.predict.run_frames`: sources, engine, batching, sl
 per-frame handler `TrackOutputs` tracks each result (`session.TrackSession`: sequences, resets, `persist`)
 before saving it. Outputs in `runs/detect/track` (`track2`, ...), as predict's except:
 
-- annotated images and videos: "id:7 person 0.87" labels and each track's trail (its last 30 centres);
+- annotated images and videos: "id:7 person 0.87" labels and the trail of each track of the frame (its last 30
+  centres);
 - `save_txt`: one MOTChallenge file per sequence, `labels/<video stem>.txt` (images: `<image stem>.txt` for a
   single image, else `<folder name>.txt`), lines `frame,id,x,y,w,h,conf,-1,-1,-1` (`data.sinks.MotSink`);
 - `save_json`: each frame's entry has its `frame` number and each detection its `id`.
@@ -83,7 +84,7 @@ class TrackOutputs(PredictOutputs):
         if not self.args.show_boxes:
             return image
         width = self.args.line_width or default_line_width(image.shape)
-        return draw_trails(image, self.session.trails.points(), width)
+        return draw_trails(image, self.session.trails.points(result.boxes.numpy().id.tolist()), width)
 
     def _save_labels(self, frame: Frame, result: Result, named: str) -> None:
         """`save_txt`: the frame's tracks appended to its sequence's MOTChallenge file."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,9 +74,11 @@ class Trails:
         for key in [k for k, seen in self._last_seen.items() if self._frame - seen >= self.length]:
             del self._points[key], self._last_seen[key]
 
-    def points(self) -> dict[int, Sequence[tuple[float, float]]]:
-        """Track id -> its recent centres [(x, y), ...], oldest first."""
-        return {key: tuple(points) for key, points in self._points.items()}
+    def points(self, ids: Iterable[int] | None = None) -> dict[int, Sequence[tuple[float, float]]]:
+        """Track id -> its recent centres [(x, y), ...], oldest first; only of `ids` when given (the tracks of
+        the current frame: a lost track's trail is not drawn)."""
+        keep = None if ids is None else {int(i) for i in ids}
+        return {key: tuple(points) for key, points in self._points.items() if keep is None or key in keep}
 
 
 @dataclass
