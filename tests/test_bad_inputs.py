@@ -234,7 +234,7 @@ CASES = [
     Case("tracker yaml with a bad threshold", f"{TRACK} tracker={{tmp}}/bad_thresh.yaml", 2, "track_high_thresh=1.5"),
     Case("tracker yaml with a bad gmc_method", f"{TRACK} tracker={{tmp}}/bad_gmc.yaml", 2, "gmc_method='magic'"),
     Case("missing tracker yaml", f"{TRACK} tracker={{tmp}}/nope.yaml", 2, "bytetrack.yaml or botsort.yaml"),
-    Case("track on ray", f"{TRACK} ray=local", 2, "ray=local is not available for track"),
+    Case("track on ray", f"{TRACK} ray=local", 2, "'ray' is not a valid argument for track"),
     Case("track one image", f"{TRACK} source={{tmp}}/astronaut.png save_txt", 0, check=tracked_once("astronaut")),
     Case("slice too small", f"{PREDICT} slice=32", 2, "slice=32 is too small"),
     Case("slice not a size", f"{PREDICT} slice=100,abc", 2, "slice='100,abc'"),

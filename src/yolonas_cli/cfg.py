@@ -1,10 +1,11 @@
 """Typed arguments of every mode: defaults, one-line help, validation and coercion.
 
 Each mode has one dataclass (`PredictArgs`, `TrackArgs`, `ValArgs`, `ExportArgs`, `InfoArgs`, `BenchmarkArgs`,
-`ServeArgs`), all built on `CommonArgs`. Every field carries its help line and its check in
-`dataclasses.field(metadata=...)`, and `__post_init__` runs the checks, so an instance (from the CLI parser, from
-`make_args`, from direct construction or from `dataclasses.replace`) always holds valid, normalised values, or
-construction raises `UsageError` with one line naming the argument, the bad value and what is allowed.
+`ServeArgs`), all built on `CommonArgs` (predict's and track's on `FrameArgs`, what they share). Every field
+carries its help line and its check in `dataclasses.field(metadata=...)`, and `__post_init__` runs the checks, so
+an instance (from the CLI parser, from `make_args`, from direct construction or from `dataclasses.replace`) always
+holds valid, normalised values, or construction raises `UsageError` with one line naming the argument, the bad
+value and what is allowed.
 
 Types are checked strictly (see `core.checks`):
 - a bool field takes only True or False (`save=1` is an error; the CLI parser turns true/false into bools);
@@ -251,8 +252,9 @@ class CommonArgs:
 
 
 @dataclass
-class PredictArgs(CommonArgs):
-    """Arguments of `yolo-nas predict`."""
+class FrameArgs(CommonArgs):
+    """The arguments of the modes that run the model over a source's images and frames, `predict` and `track`
+    (not a mode itself)."""
 
     mode: ClassVar[str] = "predict"
 
@@ -296,14 +298,22 @@ class PredictArgs(CommonArgs):
     slice_merge: str = _slice_merge()
     slice_metric: str = _slice_metric()
     slice_thresh: float = _slice_thresh()
+
+
+@dataclass
+class PredictArgs(FrameArgs):
+    """Arguments of `yolo-nas predict`: the frame arguments and Ray's."""
+
+    mode: ClassVar[str] = "predict"
+
     ray: str | None = _ray()
     workers: int = arg(0, "Ray actors with ray= (0 = one per CPU of the cluster; unused without ray)", integer(0))
 
 
 @dataclass
-class TrackArgs(PredictArgs):
-    """Arguments of `yolo-nas track`: predict's, a lower default `conf` (ByteTrack's second association needs
-    the low-scoring boxes), and the tracker."""
+class TrackArgs(FrameArgs):
+    """Arguments of `yolo-nas track`: predict's (without Ray: tracking follows the frames in order), a lower
+    default `conf` (ByteTrack's second association needs the low-scoring boxes), and the tracker."""
 
     mode: ClassVar[str] = "track"
 
@@ -314,13 +324,6 @@ class TrackArgs(PredictArgs):
         "bytetrack.yaml", "tracker YAML: bytetrack.yaml, botsort.yaml (no ReID) or a path", text(), (str,)
     )
     persist: bool = _flag(False, "Python: keep the tracker and its ids from the previous track() call")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.ray is not None:
-            raise UsageError(
-                f"ray={self.ray} is not available for track (tracking follows the frames in order): drop ray="
-            )
 
 
 @dataclass
@@ -526,7 +529,7 @@ def is_bool_field(mode: str, key: str) -> bool:
     return arg_fields(mode)[key].metadata["check"] is boolean
 
 
-def slice_config(args: PredictArgs | ValArgs) -> SliceConfig | None:
+def slice_config(args: FrameArgs | ValArgs) -> SliceConfig | None:
     """The sliced-inference settings of a predict, track or val run (None without `slice`); boxes of other
     classes are merged too with `agnostic_nms`."""
     if args.slice is None:

@@ -19,7 +19,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from yolonas_cli.cfg import PredictArgs, defaults, make_args, slice_config
+from yolonas_cli.cfg import FrameArgs, PredictArgs, defaults, make_args, slice_config
 from yolonas_cli.core import console
 from yolonas_cli.core.files import atomic_imwrite
 from yolonas_cli.core.sizes import imgsz_pair
@@ -35,7 +35,7 @@ from yolonas_cli.modes.header import print_header, warn_fixed_size
 IMAGE_SHOW_MS = 300  # how long `show=True` shows each still image (videos and streams: 1 ms per frame)
 
 
-def engine_settings(args: PredictArgs) -> EngineSettings:
+def engine_settings(args: FrameArgs) -> EngineSettings:
     """The engine settings a predict run asks for."""
     size = imgsz_pair(args.imgsz)
     return EngineSettings(
@@ -68,7 +68,7 @@ def _predict(model: Detector, args: PredictArgs) -> Iterator[Result]:
 
 
 def run_frames(
-    model: Detector, args: PredictArgs, make_outputs: Callable[[PredictArgs, Engine], PredictOutputs]
+    model: Detector, args: FrameArgs, make_outputs: Callable[[FrameArgs, Engine], PredictOutputs]
 ) -> Iterator[Result]:
     """The predict loop over `args.source`: the engine's results, each given to the handler that
     `make_outputs(args, engine)` returns (made after the header, so that a failing start leaves no run folder),
@@ -104,7 +104,7 @@ def run_frames(
     _print_summary(engine, run, seen, time.perf_counter() - started)
 
 
-def _open(args: PredictArgs) -> Source:
+def _open(args: FrameArgs) -> Source:
     if args.source is None:
         folder = default_source()
         console.info(f"source not given: using the bundled sample photos in {folder}")
@@ -115,7 +115,7 @@ def _open(args: PredictArgs) -> Source:
 class PredictOutputs:
     """The sinks and the window of one predict run. The run folder is claimed only when something is saved."""
 
-    def __init__(self, args: PredictArgs, engine: Engine):
+    def __init__(self, args: FrameArgs, engine: Engine):
         self.args = args
         self.engine = engine
         saving = args.save or args.save_txt or args.save_crop or args.save_json or args.save_frames

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from yolonas_cli.cfg import PredictArgs, TrackArgs
+from yolonas_cli.cfg import FrameArgs, TrackArgs
 from yolonas_cli.core import console
 from yolonas_cli.core.install import pip_extra, require
 from yolonas_cli.data.frames import Frame
@@ -63,14 +63,14 @@ def track_stream(model: Detector, args: TrackArgs, session: TrackSession) -> Ite
     return console.each_step_with_verbosity(run_frames(model, args, handler), args.verbose)
 
 
-def _outputs(args: PredictArgs, engine: Engine, session: TrackSession) -> PredictOutputs:
+def _outputs(args: FrameArgs, engine: Engine, session: TrackSession) -> PredictOutputs:
     return TrackOutputs(args, engine, session)
 
 
 class TrackOutputs(PredictOutputs):
     """Predict's outputs of tracked results: ids in the labels, trails, MOTChallenge files, frames in the JSON."""
 
-    def __init__(self, args: PredictArgs, engine: Engine, session: TrackSession):
+    def __init__(self, args: FrameArgs, engine: Engine, session: TrackSession):
         super().__init__(args, engine)
         self.session = session
         self.mot: dict[Hashable, MotSink] = {}
@@ -84,7 +84,9 @@ class TrackOutputs(PredictOutputs):
         if not self.args.show_boxes:
             return image
         width = self.args.line_width or default_line_width(image.shape)
-        return draw_trails(image, self.session.trails.points(result.boxes.numpy().id.tolist()), width)
+        ids = result.boxes.numpy().id
+        current = ids.tolist() if ids is not None else []  # a tracked result always has ids, possibly none
+        return draw_trails(image, self.session.trails.points(current), width)
 
     def _save_labels(self, frame: Frame, result: Result, named: str) -> None:
         """`save_txt`: the frame's tracks appended to its sequence's MOTChallenge file."""
