@@ -161,15 +161,19 @@ def test_a_single_image_gives_every_object_a_new_id(tiny: NAS) -> None:
 
 
 def test_persist_continues_the_ids_across_calls(tiny_checkpoint: Path, clip: Path, predicted: list[Result]) -> None:
-    """One frame per call with persist=True tracks as one call over the clip does (on a model that has not
-    tracked before: persist would go on from an earlier call's tracker); without persist each call starts again
-    (ids from 1)."""
+    """One frame per call with persist=True (Ultralytics' `model.track(frame, persist=True)` loop; with and without
+    stream=True) tracks as one call over the clip does (on a model that has not tracked before: persist would go
+    on from an earlier call's tracker); without persist each call starts again (ids from 1)."""
     whole = track_by_hand(ByteTrack(ByteTrackConfig(), FPS), predicted)
     capture = cv2.VideoCapture(str(clip))
     frames = [capture.read()[1] for _ in range(FRAMES)]
     capture.release()
     fresh_model = NAS(tiny_checkpoint)
-    one_by_one = [fresh_model.track(f, imgsz=IMGSZ, persist=True, verbose=False)[0] for f in frames]
+    one_by_one = []
+    for n, f in enumerate(frames):  # a list, or a generator with stream=True (every other call)
+        called = fresh_model.track(f, imgsz=IMGSZ, persist=True, stream=n % 2 == 1, verbose=False)
+        assert isinstance(called, list) == (n % 2 == 0)
+        one_by_one += list(called)
     assert_same_tracks(data(one_by_one), whole)
     assert not np.array_equal(whole[1][:, 4], np.arange(1, len(whole[1]) + 1))  # the ids of frame 2 continue...
     for f in frames[:2]:
