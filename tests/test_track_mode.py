@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 from yolonas_cli import NAS
 from yolonas_cli.cli.app import app
 from yolonas_cli.data.frames import Frame
-from yolonas_cli.data.plotting import colour, draw_trails
+from yolonas_cli.data.plotting import colour, draw_trails, label_text
 from yolonas_cli.data.results import Boxes, Result
 from yolonas_cli.data.sinks import MotSink
 from yolonas_cli.data.sources import default_source
@@ -314,6 +314,29 @@ def test_trails_are_bounded_and_drawn_in_the_track_colour() -> None:
     assert 9 not in points  # not seen for 3 frames: forgotten
     canvas = draw_trails(np.zeros((40, 60, 3), np.uint8), points, 3)  # wide enough for a solid middle row
     assert tuple(canvas[10, 30]) == colour(7) and tuple(canvas[30, 30]) == (0, 0, 0)
+
+
+def test_tracked_boxes_are_labelled_with_their_ids() -> None:
+    """A tracked box's label reads "id:7 person 0.87": the plot differs from the untracked one's only in the label
+    above the box, which is wider (it starts at the same corner)."""
+    assert label_text("person", 0.871, True, 7) == "id:7 person 0.87"
+    assert label_text("person", 0.871, False, 7) == "id:7 person"
+    image = np.full((120, 160, 3), 114, np.uint8)
+    row = [20.0, 60.0, 90.0, 110.0, 7.0, 0.87, 0.0]
+    plots = {}
+    for tracked in (False, True):
+        boxes = np.array([row if tracked else row[:4] + row[5:]], np.float32)
+        plots[tracked] = Result(Boxes(boxes, (120, 160)), {0: "person"}, image, (120, 160), "a").plot(line_width=2)
+    changed = (plots[True] != plots[False]).any(axis=2)
+    ys, xs = np.nonzero(changed)
+    # in the label band above the box from its corner; the band's filled background ends on the box's top edge
+    # (y = 60), which antialiasing widens by a pixel
+    assert len(ys) > 0 and ys.max() <= 61 and xs.min() >= 20
+    label = (plots[True] != image).any(axis=2)[:60]  # the tracked label's extent: wider than the box's label
+    assert (
+        np.nonzero(label.any(axis=0))[0].max()
+        > np.nonzero((plots[False] != image).any(axis=2)[:60].any(axis=0))[0].max()
+    )
 
 
 def test_mot_sink_is_atomic_and_empty_without_tracks(tmp_path: Path) -> None:
