@@ -177,10 +177,13 @@ def test_persist_continues_the_ids_across_calls(tiny_checkpoint: Path, clip: Pat
         np.testing.assert_array_equal(restarted.boxes.numpy().id, np.arange(1, len(restarted.boxes) + 1))  # ...not here
 
 
-def test_each_video_of_a_source_is_a_sequence(tiny, clip, predicted) -> None:
-    """Two videos in one source: the second starts again (the same clip gives the same tracks)."""
+def test_each_video_of_a_source_is_a_sequence(tiny, clip, predicted, capfd) -> None:
+    """Two videos in one source: the second starts again (the same clip gives the same tracks); verbose=False
+    prints nothing."""
     whole = track_by_hand(ByteTrack(ByteTrackConfig(), FPS), predicted)
+    capfd.readouterr()
     assert_same_tracks(data(tiny.track([str(clip), str(clip)], imgsz=IMGSZ, verbose=False)), whole + whole)
+    assert capfd.readouterr() == ("", "")
 
 
 def session_frames(predicted: list[Result], index: int, kind: str = "video") -> list[tuple[Frame, Result]]:
