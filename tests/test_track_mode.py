@@ -186,6 +186,26 @@ def test_each_video_of_a_source_is_a_sequence(tiny, clip, predicted, capfd) -> N
     assert capfd.readouterr() == ("", "")
 
 
+def test_images_around_a_video_are_two_sequences(tiny: NAS, clip: Path, predicted, tmp_path: Path) -> None:
+    """A folder holding a.png, b.avi, c.png (a and c: the clip's first frame, lossless): a, the video (vid_stride=4:
+    frames 1 and 5) and c are three sequences, each tracked afresh, in labels/<folder>.txt, b.txt and c.txt."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    capture = cv2.VideoCapture(str(clip))
+    first = capture.read()[1]
+    capture.release()
+    cv2.imwrite(str(folder / "a.png"), first)
+    cv2.imwrite(str(folder / "c.png"), first)
+    (folder / "b.avi").write_bytes(clip.read_bytes())
+    tiny.track(str(folder), imgsz=IMGSZ, vid_stride=4, save=False, save_txt=True, project=str(tmp_path), name="t")
+    labels = tmp_path / "t" / "labels"
+    image_tracks = mot_lines(track_by_hand(ByteTrack(ByteTrackConfig(), FPS), predicted[:1]), [1])
+    video_tracks = mot_lines(track_by_hand(ByteTrack(ByteTrackConfig(), FPS / 4), predicted[0:5:4]), [1, 5])
+    assert sorted(p.name for p in labels.iterdir()) == ["b.txt", "c.txt", "mixed.txt"]
+    assert (labels / "mixed.txt").read_text() == image_tracks == (labels / "c.txt").read_text()
+    assert (labels / "b.txt").read_text() == video_tracks
+
+
 def session_frames(predicted: list[Result], index: int, kind: str = "video") -> list[tuple[Frame, Result]]:
     """Frames of item `index` of a source (a video or stream of the clip) and fresh copies of their detections."""
     out = []

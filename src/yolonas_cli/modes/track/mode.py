@@ -11,7 +11,8 @@ before saving it. Outputs in `runs/detect/track` (`track2`, ...), as predict's e
 - annotated images and videos: "id:7 person 0.87" labels and the trail of each track of the frame (its last 30
   centres);
 - `save_txt`: one MOTChallenge file per sequence, `labels/<video stem>.txt` (images: `<image stem>.txt` for a
-  single image, else `<folder name>.txt`), lines `frame,id,x,y,w,h,conf,-1,-1,-1` (`data.sinks.MotSink`);
+  single image, else `<folder name>.txt`; a later run of images, after a video, `<its first image's stem>.txt`),
+  lines `frame,id,x,y,w,h,conf,-1,-1,-1` (`data.sinks.MotSink`);
 - `save_json`: each frame's entry has its `frame` number and each detection its `id`.
 """
 
@@ -98,8 +99,10 @@ class TrackOutputs(PredictOutputs):
         sink.add(self.session.frame_number, result)
 
     def _sequence_stem(self, frame: Frame) -> str:
-        """The MOT file's stem: the video's or stream's, a single image's, or the folder of the images."""
-        if frame.kind != "image" or frame.total == 1:
+        """The MOT file's stem: the video's or stream's, a single image's, or the folder of the images (for a
+        later run of images, after a video of the same source, its first image's)."""
+        later_images = any(isinstance(key, tuple) and key[0] == "images" for key in self.mot)
+        if frame.kind != "image" or frame.total == 1 or later_images:
             return self._stem(frame.path)
         if frame.in_memory:
             return self._stem("images")

@@ -7,7 +7,8 @@ MOTChallenge frame numbers, the tracked `Result`s and the trails drawn behind ea
 
 Sequences: each video file is one, each stream (webcam, rtsp, ...) is one, and the images of a source, in
 source order, are one (a folder of frames is a clip; a single image is a clip of one frame, where every object
-confirmed gets a new id). At the first frame of a sequence the tracker starts afresh (ids from 1) with the
+confirmed gets a new id); where videos come between images (a folder holding both), each run of consecutive
+images is one. At the first frame of a sequence the tracker starts afresh (ids from 1) with the
 sequence's frame rate (the video's fps divided by `vid_stride`; 30 when unknown), unless `persist`: then the
 tracker of the previous sequence, or of an earlier `track()` call holding the same session, goes on (as
 Ultralytics' `persist=True`).
@@ -39,10 +40,14 @@ __all__ = ["TRAIL_LENGTH", "TrackSession", "Trails", "sequence_key"]
 TRAIL_LENGTH = 30  # centres kept per track for its trail (one second at 30 fps)
 
 
-def sequence_key(frame: Frame) -> Hashable:
-    """What tells sequences apart: ("images",) for every image of a source, (kind, item index, path) for a video
-    or stream."""
-    return ("images",) if frame.kind == "image" else (frame.kind, frame.index, frame.path)
+def sequence_key(frame: Frame, previous: Hashable = None) -> Hashable:
+    """What tells sequences apart: (kind, item index, path) for a video or stream; ("images", index of its first
+    image) for a run of consecutive images of a source (`previous`: the key of the frame before)."""
+    if frame.kind != "image":
+        return (frame.kind, frame.index, frame.path)
+    if isinstance(previous, tuple) and previous[0] == "images":
+        return previous
+    return ("images", frame.index)
 
 
 def frame_rate(frame: Frame, vid_stride: int) -> float:
@@ -131,7 +136,7 @@ class TrackSession:
 
     def _enter(self, frame: Frame) -> None:
         """Start a new sequence at `frame` when it belongs to another one than the last frame; number the frame."""
-        key = sequence_key(frame)
+        key = sequence_key(frame, self.sequence)
         if key != self.sequence:
             if self.tracker is None or not self.persist:
                 self.tracker = self._new_tracker(frame_rate(frame, self.vid_stride))
