@@ -143,17 +143,22 @@ def test_botsort_tracks_are_botsort_run_on_predicted_detections(tiny, clip, pred
     assert_same_tracks(data(results), expected)
 
 
-def test_a_single_image_gives_every_object_a_new_id(tiny: NAS) -> None:
-    """One frame: every detection scoring at least track_high_thresh = new_track_thresh = 0.25 starts a
-    confirmed track (ids 1, 2, ... in detection order); those below take part in no track."""
+def test_a_single_image_gives_every_object_a_new_id(tiny: NAS, tmp_path: Path) -> None:
+    """One frame: every detection scoring at least track_high_thresh = new_track_thresh (0.25 in
+    bytetrack.yaml; 0.4 in a tracker YAML given by path) starts a confirmed track (ids 1, 2, ... in detection
+    order); those below take part in no track."""
     photo = astronaut(IMGSZ)
     detections = tiny.predict(photo, imgsz=IMGSZ, conf=0.1, verbose=False)[0].boxes.numpy()
-    expected = detections.data[detections.conf >= 0.25]
-    tracked = tiny.track(photo, imgsz=IMGSZ, verbose=False)[0].boxes.numpy()
-    assert 0 < len(expected) < len(detections)
-    np.testing.assert_array_equal(tracked.id, np.arange(1, len(expected) + 1))
-    np.testing.assert_array_equal(tracked.data[:, 5:], expected[:, 4:])  # conf and class
-    np.testing.assert_allclose(tracked.xyxy, expected[:, :4], atol=1e-3)  # the Kalman filter's first state
+    custom = tmp_path / "strict.yaml"
+    custom.write_text("tracker_type: bytetrack\ntrack_high_thresh: 0.4\nnew_track_thresh: 0.4\n")
+    assert ((detections.conf >= 0.25) & (detections.conf < 0.4)).any()  # so the two trackers differ here
+    for tracker, thresh in (("bytetrack.yaml", 0.25), (str(custom), 0.4)):
+        expected = detections.data[detections.conf >= thresh]
+        tracked = tiny.track(photo, imgsz=IMGSZ, tracker=tracker, verbose=False)[0].boxes.numpy()
+        assert 0 < len(expected) < len(detections)
+        np.testing.assert_array_equal(tracked.id, np.arange(1, len(expected) + 1))
+        np.testing.assert_array_equal(tracked.data[:, 5:], expected[:, 4:])  # conf and class
+        np.testing.assert_allclose(tracked.xyxy, expected[:, :4], atol=1e-3)  # the Kalman filter's first state
 
 
 def test_persist_continues_the_ids_across_calls(tiny_checkpoint: Path, clip: Path, predicted: list[Result]) -> None:
