@@ -2,7 +2,7 @@
 a one-line error naming the problem, no traceback, and that nothing half-written is left behind.
 
 Cases for val, export and benchmark live beside their modes' tests; this table covers the grammar,
-predict, info and the weights."""
+predict, track and sliced inference, info and the weights."""
 
 from __future__ import annotations
 
@@ -112,6 +112,16 @@ def setup_files(tmp: Path) -> None:
     (tmp / "cache").mkdir()
     (tmp / "cache" / "pinned.pth").write_bytes(good[:-10] + b"0123456789")
     write_datasets(tmp)
+    write_trackers(tmp)
+
+
+def write_trackers(tmp: Path) -> None:
+    """Tracker YAMLs with an unknown key and with bad values, and a photo for tracking one image."""
+    (tmp / "unknown_key.yaml").write_text("tracker_type: bytetrack\ntrack_high_thresh: 0.3\nreid_model: x.pt\n")
+    (tmp / "bad_thresh.yaml").write_text("tracker_type: bytetrack\ntrack_high_thresh: 1.5\n")
+    (tmp / "bad_gmc.yaml").write_text("tracker_type: botsort\ngmc_method: magic\n")
+    photo = cv2.imread(str(Path(__file__).parents[1] / "src/yolonas_cli/assets/astronaut.png"))
+    image(tmp / "astronaut.png", cv2.resize(photo, (96, 96), interpolation=cv2.INTER_AREA))
 
 
 def write_datasets(tmp: Path) -> None:
@@ -298,6 +308,17 @@ def saved(stem: str, shape: tuple[int, int]) -> Callable[[Path], None]:
     return check
 
 
+def tracked_once(stem: str) -> Callable[[Path], None]:
+    """Track on one image: every object is a new track of frame 1, ids 1, 2, ..."""
+
+    def check(tmp: Path) -> None:
+        rows = np.loadtxt(tmp / "runs/detect/track/labels" / f"{stem}.txt", delimiter=",", ndmin=2)
+        assert len(rows) > 0 and (rows[:, 0] == 1).all()
+        assert rows[:, 1].tolist() == list(range(1, len(rows) + 1))
+
+    return check
+
+
 def predicted_size(hw: tuple[int, int]) -> Callable[[Path], None]:
     def check(tmp: Path) -> None:
         entries = json.loads((tmp / "runs/detect/predict/predictions.json").read_text())
@@ -376,6 +397,7 @@ def wide_run_went_on(cwd: Path) -> None:
 
 PREDICT = "predict model={tiny} imgsz=64"
 VAL = "val model={tiny} imgsz=64 plots=False"
+TRACK = "track model={tiny} imgsz=96"
 EXPORT = "export model={tmp}/export_me.pth imgsz=64"
 CASES = [
     # grammar and ranges
@@ -442,6 +464,25 @@ CASES = [
     Case("label with out-of-range coordinates", f"{VAL} data={{tmp}}/bad_coords.yaml", 1, "bad_coords.yaml"),
     Case("images without labels are background", f"{VAL} data={{tmp}}/background.yaml", 0),
     Case("val bad protocol", f"{VAL} data={{tmp}}/background.yaml protocol=yolo", 2, "protocol"),
+    # track and sliced inference
+    Case(
+        "tracker yaml with an unknown key", f"{TRACK} tracker={{tmp}}/unknown_key.yaml", 2, "unknown key 'reid_model'"
+    ),
+    Case("tracker yaml with a bad threshold", f"{TRACK} tracker={{tmp}}/bad_thresh.yaml", 2, "track_high_thresh=1.5"),
+    Case("tracker yaml with a bad gmc_method", f"{TRACK} tracker={{tmp}}/bad_gmc.yaml", 2, "gmc_method='magic'"),
+    Case("missing tracker yaml", f"{TRACK} tracker={{tmp}}/nope.yaml", 2, "bytetrack.yaml or botsort.yaml"),
+    Case("track on ray", f"{TRACK} ray=local", 2, "'ray' is not a valid argument for track"),
+    Case("track one image", f"{TRACK} source={{tmp}}/astronaut.png save_txt", 0, check=tracked_once("astronaut")),
+    Case("slice too small", f"{PREDICT} slice=32", 2, "slice=32 is too small"),
+    Case("slice not a size", f"{PREDICT} slice=100,abc", 2, "slice='100,abc'"),
+    Case("slice_overlap of 1", f"{TRACK} slice_overlap=1", 2, "slice_overlap=1"),
+    Case("slice_merge unknown", f"{PREDICT} slice_merge=wbf", 2, "slice_merge=wbf"),
+    Case(
+        "slice larger than the image", f"{PREDICT} source={{tmp}}/ok.jpg slice=640", 2, "larger than the image (60x80)"
+    ),
+    Case(
+        "val slice larger than the images", f"{VAL} data={{tmp}}/background.yaml slice=100", 2, "larger than the image"
+    ),
     # export
     Case("export unknown format", f"{EXPORT} format=tflite", 2, "format=tflite"),
     Case("export unsupported combination", f"{EXPORT} format=torchscript nms", 2, "nms=True is not supported"),

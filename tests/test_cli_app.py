@@ -135,17 +135,17 @@ def test_checks_reports_versions_without_importing_optional_backends() -> None:
         (["vall"], "Error: 'vall' is not a valid mode. Did you mean 'val'?"),
         (
             ["xyzzy"],
-            "Error: 'xyzzy' is not a valid mode. Use one of predict, val, export, info, benchmark, serve, or "
+            "Error: 'xyzzy' is not a valid mode. Use one of predict, track, val, export, info, benchmark, serve, or "
             "help, version, checks, cfg.",
         ),
         (
             ["train"],
             "Error: mode 'train' is not supported: yolo-nas runs pretrained models "
-            "(predict, val, export, info, benchmark, serve)",
+            "(predict, track, val, export, info, benchmark, serve)",
         ),
         (
             ["conf=0.5"],
-            "Error: no mode given: use 'yolo-nas MODE key=value ...' with MODE one of predict, val, "
+            "Error: no mode given: use 'yolo-nas MODE key=value ...' with MODE one of predict, track, val, "
             "export, info, benchmark, serve",
         ),
         (["help", "predit"], "Error: 'predit' is not a valid mode. Did you mean 'predict'?"),

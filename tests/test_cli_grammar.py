@@ -21,6 +21,7 @@ from yolonas_cli.cfg import (
     InfoArgs,
     PredictArgs,
     ServeArgs,
+    TrackArgs,
     ValArgs,
     make_args,
 )
@@ -231,6 +232,7 @@ def test_smart_value(text: str, value: object) -> None:
 def test_every_mode_has_a_dataclass_and_every_field_a_help_line() -> None:
     classes = {
         "predict": PredictArgs,
+        "track": TrackArgs,
         "val": ValArgs,
         "export": ExportArgs,
         "info": InfoArgs,

@@ -335,7 +335,7 @@ def test_val_protocol_sg_prints_and_saves_both_definitions(tmp_path, tiny_checkp
         (94, 95): [[65, 65, 90, 90, 0.5, 2], [20, 20, 60, 60, 0.4, 2]],
     }
 
-    def injected(self, raw, letterboxes):  # type: ignore[no-untyped-def]
+    def injected(self, raw, letterboxes, max_det=None):  # type: ignore[no-untyped-def]
         return [np.array(dets[tuple(lb.orig_hw)], np.float32) for lb in letterboxes]
 
     monkeypatch.setattr(Engine, "postprocess", injected)

@@ -89,7 +89,7 @@ def test_plan_covers_every_pixel_and_full_adds_the_image(seed: int) -> None:
         ({"size": 640, "overlap": -0.1}, "slice_overlap=-0.1"),
         ({"size": 640, "merge": "wbf"}, "slice_merge='wbf' is not one of nms, nmm"),
         ({"size": 640, "metric": "giou"}, "not one of iou, ios"),
-        ({"size": 640, "match_thresh": 1.5}, r"must be in \[0, 1\]"),
+        ({"size": 640, "match_thresh": 1.5}, r"slice_thresh=1.5 must be a number in \[0, 1\]"),
     ],
 )
 def test_bad_settings(kwargs: dict, message: str) -> None:

@@ -184,7 +184,7 @@ def inject(monkeypatch: pytest.MonkeyPatch):
     by the engine's classes as the real stage does; the model still runs."""
 
     def install(dets: Dets) -> None:
-        def fake_postprocess(self, raw, letterboxes):  # type: ignore[no-untyped-def]
+        def fake_postprocess(self, raw, letterboxes, max_det=None):  # type: ignore[no-untyped-def]
             chosen = [dets[tuple(lb.orig_hw)].copy() for lb in letterboxes]
             wanted = self.settings.classes
             return [d if wanted is None else d[np.isin(d[:, 5], wanted)] for d in chosen]

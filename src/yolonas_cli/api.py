@@ -6,7 +6,7 @@ results = model("photo.jpg")          # list of Result, one per image or frame
 model.info()                          # what `yolo-nas info` shows
 
 `NAS` is a `Detector` (weights run by PyTorch, or an exported file run by its format's runtime) with the
-modes as methods: `predict` (and calling the model), `val`, `export`, `info`.
+modes as methods: `predict` (and calling the model), `track`, `val`, `export`, `info`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
-from yolonas_cli.cfg import ExportArgs, ValArgs, make_args
+from yolonas_cli.cfg import ExportArgs, TrackArgs, ValArgs, make_args
 from yolonas_cli.data.results import Result
 from yolonas_cli.detector import Detector
 from yolonas_cli.metrics.val_metrics import ValMetrics
 from yolonas_cli.modes import export, info, predict, val
+from yolonas_cli.modes.track import mode as track_mode
+from yolonas_cli.modes.track.config import load_tracker_config
+from yolonas_cli.modes.track.session import TrackSession
 
 
 class NAS(Detector):
@@ -28,6 +31,8 @@ class NAS(Detector):
     Attributes: `model` (the torch.nn.Module, eval mode), `names` ({class id: name}), `variant`
     ('yolo_nas_s', ... or None for a custom architecture), `path` (the weights file).
     """
+
+    _track_session: TrackSession | None = None  # the tracker of the last track() call (kept for persist=True)
 
     def predict(self, source: Any = None, *, stream: bool = False, **kwargs: Any) -> list[Result] | Iterator[Result]:
         """Detect objects in `source` (path, folder, glob, URL, video, webcam index, numpy BGR array, PIL
@@ -44,6 +49,27 @@ class NAS(Detector):
     def __call__(self, source: Any = None, *, stream: bool = False, **kwargs: Any) -> list[Result] | Iterator[Result]:
         """Same as `predict`."""
         return self.predict(source, stream=stream, **kwargs)
+
+    def track(
+        self, source: Any = None, *, stream: bool = False, persist: bool = False, **kwargs: Any
+    ) -> list[Result] | Iterator[Result]:
+        """Detect and track objects in `source` (as `predict`; a video, stream, folder of frames, or one frame per
+        call with `persist=True`). Keyword arguments are the CLI's track arguments (predict's, `conf` 0.1 by
+        default, `tracker="bytetrack.yaml"` or "botsort.yaml" or a path; save defaults to False here).
+
+        `persist=True` keeps the tracker of the previous call (same tracker YAML), so ids continue across calls:
+        `model.track(frame, persist=True)` in a loop over video frames. Returns a list of Result (one per image
+        or frame) whose `boxes.id` are the track ids (`boxes.is_track` True), or a generator with `stream=True`.
+        """
+        values = {"save": False, **kwargs, "model": str(self.path), "source": source}
+        args = cast(TrackArgs, make_args("track", **{**values, "stream": stream, "persist": persist}))
+        session = self._track_session
+        if persist and session is not None and session.config == load_tracker_config(args.tracker):
+            session.persist = True
+        else:
+            session = self._track_session = track_mode.new_session(args)
+        results = track_mode.track_stream(self, args, session)
+        return results if stream else list(results)
 
     def val(self, **kwargs: Any) -> ValMetrics:
         """Validate on a dataset (`data="coco8.yaml"`, ...; the CLI's val arguments). Returns metrics with

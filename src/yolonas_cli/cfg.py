@@ -1,11 +1,11 @@
 """Typed arguments of every mode: defaults, one-line help, validation and coercion.
 
-Each mode has one dataclass (`PredictArgs`, `ValArgs`, `ExportArgs`, `InfoArgs`, `BenchmarkArgs`,
-`ServeArgs`), all built
-on `CommonArgs`. Every field carries its help line and its check in `dataclasses.field(metadata=...)`, and
-`__post_init__` runs the checks, so an instance (from the CLI parser, from `make_args`, from direct
-construction or from `dataclasses.replace`) always holds valid, normalised values, or construction raises
-`UsageError` with one line naming the argument, the bad value and what is allowed.
+Each mode has one dataclass (`PredictArgs`, `TrackArgs`, `ValArgs`, `ExportArgs`, `InfoArgs`, `BenchmarkArgs`,
+`ServeArgs`), all built on `CommonArgs` (predict's and track's on `FrameArgs`, what they share). Every field
+carries its help line and its check in `dataclasses.field(metadata=...)`, and `__post_init__` runs the checks, so
+an instance (from the CLI parser, from `make_args`, from direct construction or from `dataclasses.replace`) always
+holds valid, normalised values, or construction raises `UsageError` with one line naming the argument, the bad
+value and what is allowed.
 
 Types are checked strictly (see `core.checks`):
 - a bool field takes only True or False (`save=1` is an error; the CLI parser turns true/false into bools);
@@ -13,7 +13,7 @@ Types are checked strictly (see `core.checks`):
 - a float field takes integers or floats (`conf=1` is 1.0); `conf=abc` is an error;
 - a text field (model, data, name, ...) takes str or a path-like object (turned into str).
 Normalisation: `device=N` → "cuda:N"; `imgsz` → int or (h, w) tuple, rounded up to a multiple of 32 with a
-warning; `classes=N` → [N]; `format=trt|tensorrt` → "engine"; choices are lower-cased.
+warning; `classes=N` → [N]; `format=trt|tensorrt` → "engine"; `slice=N` → (N, N); choices are lower-cased.
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ from yolonas_cli.core.checks import (
 )
 from yolonas_cli.core.errors import UsageError
 from yolonas_cli.core.sizes import STRIDE, imgsz_pair
+from yolonas_cli.engine.slice_config import MATCH_METRICS, MERGE_METHODS, SliceConfig, tile_size
 from yolonas_cli.formats import registry
 
-MODES = ("predict", "val", "export", "info", "benchmark", "serve")
+MODES = ("predict", "track", "val", "export", "info", "benchmark", "serve")
 EXPORT_FORMATS = registry.EXPORT_FORMATS
 BENCHMARK_FORMATS = tuple(f.name for f in registry.FORMATS)  # the PyTorch weights and every export
 FORMAT_ALIASES = registry.ALIASES
@@ -89,6 +90,12 @@ def formats(name: str, value: Any) -> list[str] | None:
     check = choice(BENCHMARK_FORMATS, FORMAT_ALIASES)
     picked = [check(name, item) for item in value]
     return list(dict.fromkeys(picked))
+
+
+def tile(name: str, value: Any) -> tuple[int, int] | None:
+    """None (no slicing) or a tile size N or (h, w) in whole pixels above `slice_config.MIN_TILE`, as (h, w)
+    (the error names `slice=`)."""
+    return None if value is None else tile_size(value)
 
 
 # ---------------------------------------------------------------- fields
@@ -162,6 +169,45 @@ def _exist_ok() -> Any:
     return _flag(False, "reuse an existing run folder instead of numbering a new one")
 
 
+def _slice() -> Any:
+    return arg(
+        None,
+        "sliced inference: tile size N or h,w in pixels, e.g. slice=640 (None = the whole image at once)",
+        tile,
+        example=640,
+    )
+
+
+def _slice_overlap() -> Any:
+    return arg(0.2, "fraction of a tile shared with its neighbours, in [0, 1)", number(0, 1, high_open=True))
+
+
+def _slice_full() -> Any:
+    return _flag(False, "with slice: also run the whole image, for large objects")
+
+
+def _slice_merge() -> Any:
+    return arg(
+        "nmm",
+        "with slice: merge boxes across tiles by nmm (enclosing box) or nms (keep the best)",
+        choice(MERGE_METHODS),
+        (str,),
+    )
+
+
+def _slice_metric() -> Any:
+    return arg(
+        "ios",
+        "with slice: boxes match by ios (intersection over the smaller box) or iou",
+        choice(MATCH_METRICS),
+        (str,),
+    )
+
+
+def _slice_thresh() -> Any:
+    return arg(0.5, "with slice: boxes match when slice_metric is above this", number(0, 1))
+
+
 def _ray() -> Any:
     return arg(
         None,
@@ -206,8 +252,9 @@ class CommonArgs:
 
 
 @dataclass
-class PredictArgs(CommonArgs):
-    """Arguments of `yolo-nas predict`."""
+class FrameArgs(CommonArgs):
+    """The arguments of the modes that run the model over a source's images and frames, `predict` and `track`
+    (not a mode itself)."""
 
     mode: ClassVar[str] = "predict"
 
@@ -245,8 +292,38 @@ class PredictArgs(CommonArgs):
     save_frames: bool = _flag(False, "also save every video frame as <stem>_frames/<stem>_<frame>.jpg")
     stream: bool = _flag(False, "Python: return a generator instead of a list (the CLI always streams)")
     stream_buffer: bool = _flag(False, "queue every stream frame (False = keep only the latest)")
+    slice: tuple[int, int] | None = _slice()
+    slice_overlap: float = _slice_overlap()
+    slice_full: bool = _slice_full()
+    slice_merge: str = _slice_merge()
+    slice_metric: str = _slice_metric()
+    slice_thresh: float = _slice_thresh()
+
+
+@dataclass
+class PredictArgs(FrameArgs):
+    """Arguments of `yolo-nas predict`: the frame arguments and Ray's."""
+
+    mode: ClassVar[str] = "predict"
+
     ray: str | None = _ray()
     workers: int = arg(0, "Ray actors with ray= (0 = one per CPU of the cluster; unused without ray)", integer(0))
+
+
+@dataclass
+class TrackArgs(FrameArgs):
+    """Arguments of `yolo-nas track`: predict's (without Ray: tracking follows the frames in order), a lower
+    default `conf` (ByteTrack's second association needs the low-scoring boxes), and the tracker."""
+
+    mode: ClassVar[str] = "track"
+
+    conf: float = _conf(0.1)
+    project: str | None = _project("track")
+    name: str | None = _name("track")
+    tracker: str = arg(
+        "bytetrack.yaml", "tracker YAML: bytetrack.yaml, botsort.yaml (no ReID) or a path", text(), (str,)
+    )
+    persist: bool = _flag(False, "Python: keep the tracker and its ids from the previous track() call")
 
 
 @dataclass
@@ -280,6 +357,12 @@ class ValArgs(CommonArgs):
         2, "image decoding threads (0 = in the main thread); with ray=, Ray actors (0 = one per CPU)", integer(0)
     )
     ray: str | None = _ray()
+    slice: tuple[int, int] | None = _slice()
+    slice_overlap: float = _slice_overlap()
+    slice_full: bool = _slice_full()
+    slice_merge: str = _slice_merge()
+    slice_metric: str = _slice_metric()
+    slice_thresh: float = _slice_thresh()
 
 
 @dataclass
@@ -380,6 +463,7 @@ class ServeArgs(CommonArgs):
 
 MODE_ARGS: dict[str, type[CommonArgs]] = {
     "predict": PredictArgs,
+    "track": TrackArgs,
     "val": ValArgs,
     "export": ExportArgs,
     "info": InfoArgs,
@@ -443,3 +527,19 @@ def example_value(mode: str, key: str) -> str:
 def is_bool_field(mode: str, key: str) -> bool:
     """True when `key` is a boolean argument of `mode` (a bare `key` on the command line means True)."""
     return arg_fields(mode)[key].metadata["check"] is boolean
+
+
+def slice_config(args: FrameArgs | ValArgs) -> SliceConfig | None:
+    """The sliced-inference settings of a predict, track or val run (None without `slice`); boxes of other
+    classes are merged too with `agnostic_nms`."""
+    if args.slice is None:
+        return None
+    return SliceConfig(
+        size=args.slice,
+        overlap=args.slice_overlap,
+        full=args.slice_full,
+        merge=args.slice_merge,
+        metric=args.slice_metric,
+        match_thresh=args.slice_thresh,
+        agnostic=getattr(args, "agnostic_nms", False),
+    )

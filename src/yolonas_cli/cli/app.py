@@ -34,8 +34,10 @@ from yolonas_cli.core.version import __version__
 from yolonas_cli.formats import registry
 
 MODE_RUNNERS: dict[str, str] = {mode: f"yolonas_cli.modes.{mode}:run" for mode in MODES}
+MODE_RUNNERS["track"] = "yolonas_cli.modes.track.mode:run"  # modes/track/ also holds the trackers
 MODE_SUMMARIES = {
     "predict": "detect objects in images, videos, folders, globs, URLs, streams or a webcam",
+    "track": "follow objects through videos, streams or folders of frames with track ids (ByteTrack, BoT-SORT)",
     "val": "measure mAP on a dataset YAML (COCO-style labels)",
     "export": "export to ONNX, TorchScript, OpenVINO or TensorRT",
     "info": "show a model's classes, input size, layers and parameters",
@@ -114,6 +116,8 @@ def help_text() -> str:
         "",
         "Examples:",
         "  yolo-nas predict model=yolo_nas_s.pt source=rocket.jpg conf=0.4 save_txt",
+        "  yolo-nas predict model=yolo_nas_s.pt source=aerial.jpg slice=640 slice_overlap=0.2",
+        "  yolo-nas track model=yolo_nas_s.pt source=clip.mp4 tracker=botsort.yaml save_txt",
         "  yolo-nas val model=yolo_nas_m.pt data=coco8.yaml batch=8",
         "  yolo-nas export model=yolo_nas_s.pt format=onnx imgsz=640",
         "  yolo-nas benchmark model=yolo_nas_s.pt formats=[onnx,openvino]",

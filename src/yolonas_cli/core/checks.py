@@ -123,15 +123,22 @@ def integer(minimum: int, optional: bool = False) -> Check:
     return check
 
 
-def number(low: float, high: float, low_open: bool = False) -> Check:
-    """A check for a float in [low, high] (or (low, high] when low_open); ints are accepted."""
-    allowed = f"use a number > {low:g} and <= {high:g}" if low_open else f"use a number between {low:g} and {high:g}"
+def number(low: float, high: float, low_open: bool = False, high_open: bool = False) -> Check:
+    """A check for a float in [low, high] ((low, ...] when low_open, [..., high) when high_open); ints are
+    accepted."""
+    lower = f"> {low:g}" if low_open else f">= {low:g}"
+    upper = f"< {high:g}" if high_open else f"<= {high:g}"
+    if low_open or high_open:
+        allowed = f"use a number {lower} and {upper}"
+    else:
+        allowed = f"use a number between {low:g} and {high:g}"
 
     def check(name: str, value: Any) -> float:
         if not _is_real(value):
             raise bad_value(name, value, "is not a number", allowed)
-        inside = (low < value <= high) if low_open else (low <= value <= high)
-        if not inside:  # also catches NaN
+        above = low < value if low_open else low <= value
+        below = value < high if high_open else value <= high
+        if not (above and below):  # also catches NaN
             raise bad_value(name, value, "is out of range", allowed)
         return float(value)
 

@@ -1,4 +1,5 @@
-"""Drawing detections with OpenCV: boxes, "name 0.87" labels on a filled background, one colour per class.
+"""Drawing detections with OpenCV: boxes, "name 0.87" labels on a filled background, one colour per class;
+tracked boxes get "id:7 name 0.87" labels, and tracks their trails (polylines through their past centres).
 
 numpy + cv2 only (no torch), so that results can be drawn in light processes.
 """
@@ -6,7 +7,7 @@ numpy + cv2 only (no torch), so that results can be drawn in light processes.
 from __future__ import annotations
 
 import colorsys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -52,9 +53,10 @@ def as_bgr_uint8(img: np.ndarray) -> np.ndarray:
     return img
 
 
-def label_text(name: str, confidence: float, show_conf: bool = True) -> str:
-    """ "name 0.87", or "name" when the confidence is not shown."""
-    return f"{name} {confidence:.2f}" if show_conf else name
+def label_text(name: str, confidence: float, show_conf: bool = True, track_id: int | None = None) -> str:
+    """ "name 0.87", or "name" when the confidence is not shown; "id:7 " before it for a tracked box."""
+    text = f"{name} {confidence:.2f}" if show_conf else name
+    return text if track_id is None else f"id:{track_id} {text}"
 
 
 def draw_label(img: np.ndarray, text: str, x1: int, y1: int, bg: tuple[int, int, int], line_width: int) -> None:
@@ -79,17 +81,31 @@ def draw_detections(
     line_width: int | None = None,
     labels: bool = True,
     show_conf: bool = True,
+    ids: np.ndarray | None = None,
 ) -> np.ndarray:
     """An annotated BGR uint8 copy of `img` with boxes `xyxy` [N, 4] (pixels), `conf` [N] and `cls` [N].
 
-    Labels read "name 0.87" ("name" when `show_conf` is False; none at all when `labels` is False)."""
+    Labels read "name 0.87" ("name" when `show_conf` is False; none at all when `labels` is False), with
+    "id:7 " in front when track `ids` [N] are given."""
     canvas = as_bgr_uint8(img)
     canvas = canvas.copy() if canvas is img else np.ascontiguousarray(canvas)
     lw = line_width or default_line_width(canvas.shape)
-    for (x1, y1, x2, y2), c, k in zip(np.round(xyxy).astype(int), conf, cls):
+    track_ids: Iterable[int | None] = [None] * len(xyxy) if ids is None else [int(i) for i in ids]
+    for (x1, y1, x2, y2), c, k, track_id in zip(np.round(xyxy).astype(int), conf, cls, track_ids):
         bg = colour(int(k))
         cv2.rectangle(canvas, (int(x1), int(y1)), (int(x2), int(y2)), bg, lw, cv2.LINE_AA)
         if labels:
-            text = label_text(names.get(int(k), str(int(k))), float(c), show_conf)
+            text = label_text(names.get(int(k), str(int(k))), float(c), show_conf, track_id)
             draw_label(canvas, text, int(x1), int(y1), bg, lw)
     return canvas
+
+
+def draw_trails(img: np.ndarray, trails: Mapping[int, Sequence[tuple[float, float]]], line_width: int) -> np.ndarray:
+    """Draw each track's trail (in place on a BGR uint8 `img`; returned): a polyline through its past box centres
+    `trails[track id]` [(x, y), ...] (pixels, oldest first) in the colour of the track id."""
+    for track_id, points in trails.items():
+        if len(points) < 2:
+            continue
+        polyline = np.round(np.asarray(points, dtype=np.float64)).astype(np.int32).reshape(-1, 1, 2)
+        cv2.polylines(img, [polyline], False, colour(track_id), line_width, cv2.LINE_AA)
+    return img

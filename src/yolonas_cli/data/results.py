@@ -307,12 +307,15 @@ class Result:
         filename: str | os.PathLike[str] | None = None,
     ) -> np.ndarray:
         """An annotated BGR uint8 copy of the original image (or of `img`, same size), as Ultralytics' `plot`:
-        boxes (`boxes`), "name 0.87" labels (`labels`, `conf`), `line_width` in pixels (None: scaled to the
-        image). `show` also shows it (see `show`); `save` also writes it to `filename`."""
+        boxes (`boxes`), "name 0.87" labels (`labels`, `conf`; "id:7 name 0.87" once tracked), `line_width` in
+        pixels (None: scaled to the image). `show` also shows it (see `show`); `save` also writes it to `filename`."""
         base = self._require_image("plot") if img is None else img
         picked = self.boxes.numpy() if boxes else Boxes(np.zeros((0, 6), np.float32), self.orig_shape)
         xyxy, scores, cls = (_as_numpy(v) for v in (picked.xyxy, picked.conf, picked.cls))
-        annotated = draw_detections(base, xyxy, scores, cls, self.names, line_width, labels=labels, show_conf=conf)
+        ids = None if picked.id is None else _as_numpy(picked.id)
+        annotated = draw_detections(
+            base, xyxy, scores, cls, self.names, line_width, labels=labels, show_conf=conf, ids=ids
+        )
         if show:
             self._show(annotated)
         if save:

@@ -1,5 +1,5 @@
-"""Output sinks used outside the inference loop: the run folder, the video writer and the `predictions.json`
-collector.
+"""Output sinks used outside the inference loop: the run folder, the video writer, the `predictions.json`
+collector and the MOTChallenge track file writer.
 
 Every file is first written under a temporary name in its destination folder and then renamed with
 `os.replace` (see `core.files`), so an interrupted run never leaves a half-written file under the final name.
@@ -134,7 +134,7 @@ class JsonSink:
 
     Entries go to a hidden temp file as they come; `close()` finishes the JSON list and renames the file into
     place (atomic), `abort()` deletes it. Entry: {path, height, width, detections: [{box: [x1, y1, x2, y2]
-    (pixels), confidence, class, name}]}."""
+    (pixels), confidence, class, name}]} (see `json_entry`), plus the `extra` keys given to `add`."""
 
     def __init__(self, run_dir: str | os.PathLike[str], filename: str = "predictions.json"):
         self.path = Path(run_dir) / filename
@@ -142,13 +142,14 @@ class JsonSink:
         self._tmp = temp_name(self.path)
         self._file: Any = None
 
-    def add(self, result: Result) -> None:
-        """Append the entry of one image (or video frame)."""
+    def add(self, result: Result, extra: dict[str, Any] | None = None) -> None:
+        """Append the entry of one image (or video frame), with the `extra` keys (e.g. {"frame": 12})."""
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115 (closed in close/abort)
             self._file.write("[")
-        self._file.write(("," if self.count else "") + "\n" + json.dumps(json_entry(result)))
+        entry = {**json_entry(result), **(extra or {})}
+        self._file.write(("," if self.count else "") + "\n" + json.dumps(entry))
         self.count += 1
 
     def close(self) -> Path:
@@ -183,16 +184,73 @@ class JsonSink:
 
 
 def json_entry(result: Result, decimals: int = 3) -> dict[str, Any]:
-    """The `predictions.json` entry of one result; boxes in original-image pixels."""
+    """The `predictions.json` entry of one result; boxes in original-image pixels; each detection has its track
+    `id` once tracked."""
     boxes = result.boxes.numpy()
-    detections = [
-        {
+    ids = [None] * len(boxes) if boxes.id is None else [int(i) for i in boxes.id]
+    detections = []
+    for xyxy, c, k, track_id in zip(boxes.xyxy, boxes.conf, boxes.cls, ids):
+        detection: dict[str, Any] = {
             "box": [round(float(v), decimals) for v in xyxy],
             "confidence": round(float(c), 5),
             "class": int(k),
             "name": result.name_of(k),
         }
-        for xyxy, c, k in zip(boxes.xyxy, boxes.conf, boxes.cls)
-    ]
+        if track_id is not None:
+            detection["id"] = track_id
+        detections.append(detection)
     h, w = result.orig_shape
     return {"path": result.path, "height": int(h), "width": int(w), "detections": detections}
+
+
+class MotSink:
+    """Streams the tracks of one video (or image sequence) into a MOTChallenge text file, in bounded memory.
+
+    One line per tracked box: `frame,id,x,y,w,h,conf,-1,-1,-1` (frame from 1, the box's top-left corner and its
+    size in pixels; the MOTChallenge 2D layout, whose last three columns are unused world coordinates). Lines go
+    to a hidden temp file; `close()` renames it to `path` (atomic; an empty file when no box was tracked),
+    `abort()` deletes it."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self.lines = 0
+        self._tmp = temp_name(self.path)
+        self._file: Any = None
+
+    def add(self, frame: int, result: Result) -> None:
+        """Append the tracked boxes of `result` (one frame) as frame number `frame`; untracked results add none."""
+        boxes = result.boxes.numpy()
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self._tmp, "w", encoding="ascii")  # noqa: SIM115 (closed in close/abort)
+        if boxes.id is None:
+            return
+        for (x1, y1, x2, y2), track_id, conf in zip(boxes.xyxy.tolist(), boxes.id.tolist(), boxes.conf.tolist()):
+            self._file.write(mot_line(frame, int(track_id), (x1, y1, x2 - x1, y2 - y1), conf))
+            self.lines += 1
+
+    def close(self) -> Path:
+        """Finish the file and rename it into place; returns its path."""
+        if self._file is None:
+            return atomic_write_bytes(self.path, b"")
+        try:
+            self._file.close()
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        self._file = None
+        return self.path
+
+    def abort(self) -> None:
+        """Discard what was written (the final name is never created)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        unlink_quietly(self._tmp)
+
+
+def mot_line(frame: int, track_id: int, xywh: tuple[float, float, float, float], conf: float) -> str:
+    """One MOTChallenge line: `frame,id,x,y,w,h,conf,-1,-1,-1` (box to 2 decimals, conf to 5), newline-ended."""
+    x, y, w, h = xywh
+    return f"{frame},{track_id},{x:.2f},{y:.2f},{w:.2f},{h:.2f},{conf:.5f},-1,-1,-1\n"

@@ -102,7 +102,7 @@ class ImageWorker:
                 rows[index] = self._row(index, path, error=error)
             else:
                 decoded.append((index, path, tag, image))
-        size = self.engine.settings.batch
+        size = self.engine.images_per_batch  # 1 with slicing: a batch is then one image's tiles
         for group in shape_batches(decoded, size, lambda item: self.engine.input_shape(item[3])):
             for (index, path, tag, image), (det, lb, speed) in zip(group, self.engine.run_batch([g[3] for g in group])):
                 rows[index] = self._row(index, path, image.shape[:2], lb.padded_hw, det, speed)

@@ -9,6 +9,11 @@ Variants are data, not subclasses: a `Pipeline` says how an image is planned int
 it and whether boxes are clipped (`PREDICT`; `ORIGINAL_VAL`, the original's val protocol; the benchmark's
 baseline), and the backend says whether its graph already ends with NMS (`Backend.graph_nms`), in which case
 postprocessing only filters and maps back. The stages stay the same.
+
+Sliced inference (`EngineSettings.slicing`, see `engine.slicing`): each image is cut into tiles that stream
+through the same three stages in batches of up to `settings.batch` tiles (one image at a time, so memory
+holds one image, one batch of tiles and the tiles' detections, whatever the image size); each tile's
+detections are moved to image pixels, merged across tiles, and the best `max_det` are kept.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from yolonas_cli.engine.backend import Backend, GraphNMS
 from yolonas_cli.engine.batching import shape_batches
 from yolonas_cli.engine.letterbox import Letterbox
 from yolonas_cli.engine.postprocess import PRE_NMS_TOP_K, filter_detections, postprocess
+from yolonas_cli.engine.slicing import SliceConfig, TileMerger, iter_tiles, plan_tiles
 from yolonas_cli.engine.threads import single_opencv_thread, single_torch_thread
 
 STAGES = ("preprocess", "inference", "postprocess")
@@ -46,7 +52,8 @@ class EngineSettings:
     multi_label: bool = True
     pre_nms_top_k: int = PRE_NMS_TOP_K
     rect: bool = False
-    batch: int = 1
+    batch: int = 1  # images per batch; with slicing, tiles per batch
+    slicing: SliceConfig | None = None  # sliced inference: tiles, overlap, merging (None: whole images)
 
 
 @dataclass(frozen=True)
@@ -135,9 +142,11 @@ class Engine:
         """-> the backend's raw outputs (see `engine.backend`), on the backend's device."""
         return self.backend(prepared.inputs)
 
-    def postprocess(self, raw, letterboxes: Sequence[Letterbox]) -> list[np.ndarray]:
-        """Raw outputs -> per image float32 [K,6] (x1, y1, x2, y2, conf, class) in original pixels."""
+    def postprocess(self, raw, letterboxes: Sequence[Letterbox], max_det: int | None = None) -> list[np.ndarray]:
+        """Raw outputs -> per image float32 [K,6] (x1, y1, x2, y2, conf, class) in original pixels; at most
+        `max_det` per image (None: `settings.max_det`)."""
         s = self.settings
+        max_det = s.max_det if max_det is None else max_det
         with single_torch_thread():  # a few small ops: thread hand-offs would cost more than they save
             if self.backend.graph_nms is None:
                 detections = postprocess(
@@ -145,46 +154,104 @@ class Engine:
                     raw[1],
                     conf=s.conf,
                     iou=s.iou,
-                    max_det=s.max_det,
+                    max_det=max_det,
                     pre_nms_top_k=s.pre_nms_top_k,
                     multi_label=s.multi_label,
                     agnostic=s.agnostic_nms,
                     classes=s.classes,
                 )
             else:  # the graph ran NMS: only the stricter conf, classes and max_det are left to apply
-                detections = filter_detections(raw, conf=s.conf, max_det=s.max_det, classes=s.classes)
+                detections = filter_detections(raw, conf=s.conf, max_det=max_det, classes=s.classes)
         return [
             np.asarray(lb.to_original(det.cpu().numpy(), clip=self.pipeline.clip_boxes), dtype=np.float32)
             for lb, det in zip(letterboxes, detections)
         ]
 
     # --- loop ---------------------------------------------------------------------------------------
+    @property
+    def images_per_batch(self) -> int:
+        """Images a caller should hand to `run_batch` at once: `settings.batch`, or 1 when slicing (the batch
+        is then made of one image's tiles)."""
+        return 1 if self.settings.slicing is not None else self.settings.batch
+
     def run_batch(self, images: Sequence[np.ndarray]) -> list[tuple[np.ndarray, Letterbox, dict[str, float]]]:
-        """All three stages on images that share a padded shape; returns (detections, letterbox, speed ms)."""
+        """All three stages on images that share a padded shape; returns (detections, letterbox, speed ms).
+
+        With slicing, each image is run tile by tile (`run_sliced`), whatever its shape."""
+        if self.settings.slicing is not None:
+            return [self.run_sliced(image) for image in images]
+        detections, letterboxes, totals, shape = self._stages(images)
+        self._account(totals, len(images), shape)
+        speed = {stage: ms / len(images) for stage, ms in totals.items()}
+        return [(det, lb, dict(speed)) for det, lb in zip(detections, letterboxes)]
+
+    def run_sliced(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox, dict[str, float]]:
+        """Sliced inference on one image: its tiles (`slicing.iter_tiles`, streamed) in batches of up to
+        `settings.batch` tiles of one input shape, detections moved to image pixels and merged
+        (`slicing.TileMerger`), the best `max_det` kept. `max_det` limits the merged detections only: a tile
+        keeps every box its NMS leaves (at most `pre_nms_top_k`), since merging may remove better ones.
+
+        Returns (detections float32 [K, 6] in image pixels, the letterbox of the first tile (what the network
+        saw), speed: ms per stage summed over the tiles). UsageError when the tile is larger than the image."""
+        config = self.settings.slicing
+        assert config is not None
+        merger = TileMerger(config)
+        totals = dict.fromkeys(STAGES, 0.0)
+        first: Letterbox | None = None
+        shape: tuple[int, ...] = ()
+        tiles = iter_tiles(image, config)
+        for group in shape_batches(tiles, self.settings.batch, lambda tile: self.input_shape(tile[1])):
+            pixels = [tile_pixels for _, tile_pixels in group]
+            detections, letterboxes, spent, shape = self._stages(pixels, max_det=self.settings.pre_nms_top_k)
+            first = first or letterboxes[0]
+            for (tile, _), det in zip(group, detections):
+                merger.add(tile, torch.from_numpy(det))
+            for stage in STAGES:
+                totals[stage] += spent[stage]
+        clock = time.perf_counter()
+        merged = merger.result()[: self.settings.max_det].numpy().astype(np.float32)
+        totals["postprocess"] += (time.perf_counter() - clock) * 1e3
+        self._account(totals, 1, shape)
+        assert first is not None  # a plan has at least one tile
+        return merged, first, totals
+
+    def tile_count(self, image_hw: tuple[int, int]) -> int:
+        """How many tiles sliced inference runs on an image of (H, W) (1 without slicing)."""
+        config = self.settings.slicing
+        return 1 if config is None else len(plan_tiles(image_hw, config))
+
+    def _stages(
+        self, images: Sequence[np.ndarray], max_det: int | None = None
+    ) -> tuple[list[np.ndarray], tuple[Letterbox, ...], dict[str, float], tuple[int, ...]]:
+        """The three stages on images of one padded shape: (detections [K, 6] in the images' pixels, at most
+        `max_det` each (None: `settings.max_det`), their letterboxes, ms per stage for the whole batch, the
+        network input's shape)."""
         clock = time.perf_counter()
         prepared = self.preprocess(images)
         t_pre = time.perf_counter()
         raw = self.infer(prepared)
         self.backend.synchronize()
         t_inf = time.perf_counter()
-        detections = self.postprocess(raw, prepared.letterboxes)
+        detections = self.postprocess(raw, prepared.letterboxes, max_det)
         t_post = time.perf_counter()
-        count = len(images)
-        speed = {
-            "preprocess": (t_pre - clock) * 1e3 / count,
-            "inference": (t_inf - t_pre) * 1e3 / count,
-            "postprocess": (t_post - t_inf) * 1e3 / count,
+        totals = {
+            "preprocess": (t_pre - clock) * 1e3,
+            "inference": (t_inf - t_pre) * 1e3,
+            "postprocess": (t_post - t_inf) * 1e3,
         }
-        for stage, ms in speed.items():
-            self.timer.totals[stage] += ms * count
-        self.timer.images += count
-        self.timer.last_shape = tuple(prepared.inputs.shape)
-        return [(det, lb, speed) for det, lb in zip(detections, prepared.letterboxes)]
+        return detections, prepared.letterboxes, totals, tuple(prepared.inputs.shape)
+
+    def _account(self, totals: dict[str, float], images: int, shape: tuple[int, ...]) -> None:
+        """Add `images` images that took `totals` ms per stage (in all) to the timer."""
+        for stage, ms in totals.items():
+            self.timer.totals[stage] += ms
+        self.timer.images += images
+        self.timer.last_shape = shape
 
     def stream(self, frames: Iterable[Frame], keep_images: bool = True) -> Iterator[tuple[Frame, Result]]:
-        """Yield (frame, result) in order, running batches of up to settings.batch frames of one input shape
-        (`batching.shape_batches`); streams stay streams: at most one batch of frames is held."""
-        for group in shape_batches(frames, self.settings.batch, lambda f: self.input_shape(f.image_bgr)):
+        """Yield (frame, result) in order, running batches of up to `images_per_batch` frames of one input
+        shape (`batching.shape_batches`); streams stay streams: at most one batch of frames is held."""
+        for group in shape_batches(frames, self.images_per_batch, lambda f: self.input_shape(f.image_bgr)):
             outputs = self.run_batch([f.image_bgr for f in group])
             for frame, (det, lb, speed) in zip(group, outputs):
                 yield frame, self._result(frame, det, lb, speed, keep_images)

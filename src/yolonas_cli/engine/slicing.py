@@ -2,7 +2,9 @@
 
 Small objects in a large image shrink below what the detector can see when the whole image is resized to the
 network input; running the detector on overlapping tiles at full resolution finds them (SAHI: Akyon et al.,
-"Slicing Aided Hyper Inference", ICIP 2022). This module holds the pure parts; the engine runs the tiles.
+"Slicing Aided Hyper Inference", ICIP 2022). This module holds the pure parts; the engine runs the tiles
+(`Engine.run_sliced`). The settings, :class:`SliceConfig`, live in :mod:`.slice_config` (no torch there, for
+the argument dataclasses) and are re-exported here.
 
 - Plan (:func:`plan_tiles`): tiles of ``size = (h, w)`` pixels, neighbours overlapping by at least
   ``ceil(overlap * size)`` pixels, the fewest tiles that cover the image; along each axis the tiles start every
@@ -28,7 +30,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 import torch
@@ -36,6 +37,7 @@ from torch import Tensor
 
 from yolonas_cli.core.errors import UsageError
 from yolonas_cli.engine.ops import box_ios, box_iou
+from yolonas_cli.engine.slice_config import MATCH_METRICS, MERGE_METHODS, MIN_TILE, SliceConfig, tile_size
 
 __all__ = [
     "MATCH_METRICS",
@@ -55,56 +57,9 @@ __all__ = [
     "tile_size",
 ]
 
-MIN_TILE = 32  # a tile must be larger than this many pixels along each axis
-MERGE_METHODS = ("nms", "nmm")
-MATCH_METRICS = ("iou", "ios")
 _METRIC_FUNCTIONS = {"iou": box_iou, "ios": box_ios}
 _ROWS = 128  # boxes per block when looking for matching pairs (balances per-block overhead and wasted pairs)
 _COLS = 8192  # at most this many columns per block: a block's metric matrix is at most 128 x 8192 numbers
-
-SizeLike = Union[int, tuple[int, int], list[int]]
-
-
-# ------------------------------------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True)
-class SliceConfig:
-    """How to slice and merge; each field is one ``slice*`` argument of predict and val."""
-
-    size: tuple[int, int]  # tile (height, width) in pixels; slice=640 -> (640, 640); slice=480,640 -> (480, 640)
-    overlap: float = 0.2  # slice_overlap: fraction of the tile size shared with the neighbour, in [0, 1)
-    full: bool = False  # slice_full: also run the whole image
-    merge: str = "nmm"  # slice_merge: nms (keep the best box) or nmm (merge into the enclosing box)
-    metric: str = "ios"  # match metric: ios (intersection over the smaller box) or iou
-    match_thresh: float = 0.5  # boxes match when the metric is above this
-    agnostic: bool = False  # match boxes of different classes too
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "size", tile_size(self.size))
-        if not (_is_number(self.overlap) and 0 <= self.overlap < 1):
-            raise UsageError(f"slice_overlap={self.overlap!r} must be a number in [0, 1), e.g. slice_overlap=0.2")
-        if self.merge not in MERGE_METHODS:
-            raise UsageError(f"slice_merge={self.merge!r} is not one of {', '.join(MERGE_METHODS)}")
-        if self.metric not in MATCH_METRICS:
-            raise UsageError(f"slice match metric {self.metric!r} is not one of {', '.join(MATCH_METRICS)}")
-        if not (_is_number(self.match_thresh) and 0 <= self.match_thresh <= 1):
-            raise UsageError(f"slice match threshold {self.match_thresh!r} must be in [0, 1]")
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def tile_size(size: SizeLike) -> tuple[int, int]:
-    """``slice=N`` or ``(h, w)`` -> ``(h, w)``; a usage error unless whole numbers above :data:`MIN_TILE`."""
-    pair = (size, size) if not isinstance(size, (tuple, list)) else tuple(size)
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
-        raise UsageError(f"slice={size!r} must be a tile size in pixels, e.g. slice=640 or slice=480,640")
-    if min(pair) <= MIN_TILE:
-        raise UsageError(f"slice={size!r} is too small: tiles must be larger than {MIN_TILE} px, e.g. slice=640")
-    return int(pair[0]), int(pair[1])
-
 
 # ------------------------------------------------------------------------------------------------ plan
 

@@ -73,7 +73,8 @@ def evaluate(
     `on_image(sample, detections)` is called for each image (detections float32 [K, 6] in original pixels,
     unclipped with the original's val pipeline); `title` names the progress bar. Raises YoloNasError when no
     image could be read."""
-    loaded = prefetch(partial(load_safely, dataset), len(dataset), workers, max(2 * engine.settings.batch, 4))
+    batch = engine.images_per_batch  # 1 with slicing: the batches are then one image's tiles
+    loaded = prefetch(partial(load_safely, dataset), len(dataset), workers, max(2 * batch, 4))
     with contextlib.closing(loaded):
         detected = detect(engine, loaded)
         return score(
@@ -131,7 +132,7 @@ def detect(engine: Engine, loaded: Iterable[Loaded]) -> Iterator[Detected]:
             else:
                 yield item
 
-    for group in shape_batches(samples(), engine.settings.batch, lambda sample: engine.input_shape(sample.image)):
+    for group in shape_batches(samples(), engine.images_per_batch, lambda sample: engine.input_shape(sample.image)):
         yield from corrupt
         corrupt.clear()
         for sample, (det, lb, _) in zip(group, engine.run_batch([s.image for s in group])):

@@ -5,18 +5,21 @@ the same `predict_stream`.
 The run folder is `runs/detect/predict` (`predict2`, ... when it exists; see `data.sinks.make_run_dir`),
 claimed only when something is saved. Console (verbose only): the header line, one line per image or frame,
 the speed and where the results went.
+
+`run_frames` is the loop itself, with the per-frame handler as a parameter: `PredictOutputs` here, the
+tracking mode's `TrackOutputs` (which tracks each result before saving it) in `modes.track.mode`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
-from yolonas_cli.cfg import PredictArgs, defaults, make_args
+from yolonas_cli.cfg import FrameArgs, PredictArgs, defaults, make_args, slice_config
 from yolonas_cli.core import console
 from yolonas_cli.core.errors import YoloNasError, one_line
 from yolonas_cli.core.files import atomic_imwrite
@@ -35,7 +38,7 @@ T = TypeVar("T")
 IMAGE_SHOW_MS = 300  # how long `show=True` shows each still image (videos and streams: 1 ms per frame)
 
 
-def engine_settings(args: PredictArgs) -> EngineSettings:
+def engine_settings(args: FrameArgs) -> EngineSettings:
     """The engine settings a predict run asks for."""
     size = imgsz_pair(args.imgsz)
     return EngineSettings(
@@ -47,6 +50,7 @@ def engine_settings(args: PredictArgs) -> EngineSettings:
         agnostic_nms=args.agnostic_nms,
         rect=args.rect,
         batch=args.batch,
+        slicing=slice_config(args),
     )
 
 
@@ -63,17 +67,26 @@ def _predict(model: Detector, args: PredictArgs) -> Iterator[Result]:
 
         yield from ray_predict_stream(model, args, engine_settings(args))
         return
+    yield from run_frames(model, args, PredictOutputs)
+
+
+def run_frames(
+    model: Detector, args: FrameArgs, make_outputs: Callable[[FrameArgs, Engine], PredictOutputs]
+) -> Iterator[Result]:
+    """The predict loop over `args.source`: the engine's results, each given to the handler that
+    `make_outputs(args, engine)` returns (made after the header, so that a failing start leaves no run folder),
+    which saves and shows it and returns the result to yield; then the summary."""
     source = _open(args)
     engine = model.make_engine(engine_settings(args), args.device, args.half)
     print_header(model, engine)
-    warn_fixed_size(engine, args.imgsz, defaults("predict")["imgsz"])
-    run = PredictOutputs(args)
+    warn_fixed_size(engine, args.imgsz, defaults(args.mode)["imgsz"])
+    run = make_outputs(args, engine)
     seen = 0
     started = time.perf_counter()
     try:
-        with console.count_progress("predict", source.frame_total()) as advance:
+        with console.count_progress(args.mode, source.frame_total()) as advance:
             for frame, result in engine.stream(source, keep_images=True):
-                run.handle(frame, result)
+                result = run.handle(frame, result)
                 seen += 1
                 advance()
                 yield result
@@ -95,7 +108,7 @@ def _predict(model: Detector, args: PredictArgs) -> Iterator[Result]:
     run.report_failures(seen)
 
 
-def _open(args: PredictArgs) -> Source:
+def _open(args: FrameArgs) -> Source:
     if args.source is None:
         folder = default_source()
         console.info(f"source not given: using the bundled sample photos in {folder}")
@@ -111,11 +124,12 @@ class PredictOutputs:
     other image are still saved, and `report_failures` says at the end how many failed. A failure of the
     disk itself (OSError: full, read-only, no permission) still ends the run."""
 
-    def __init__(self, args: PredictArgs):
+    def __init__(self, args: FrameArgs, engine: Engine):
         self.args = args
+        self.engine = engine
         saving = args.save or args.save_txt or args.save_crop or args.save_json or args.save_frames
         self.run_dir: Path | None = (
-            make_run_dir(args.project, args.name, args.exist_ok, "predict", create=True) if saving else None
+            make_run_dir(args.project, args.name, args.exist_ok, args.mode, create=True) if saving else None
         )
         self.json = JsonSink(self.run_dir) if args.save_json and self.run_dir else None
         self.videos: dict[str, VideoSink] = {}
@@ -125,10 +139,9 @@ class PredictOutputs:
         self.show = args.show and _can_show()
         self.stopped = False  # q or Esc was pressed in the window
 
-    def handle(self, frame: Frame, result: Result) -> None:
-        """Print the image's line, write its outputs and show it."""
-        h, w = result.input_shape or result.orig_shape
-        console.info(f"{frame.prefix}{h}x{w} {result.verbose()}{result.speed['inference']:.1f}ms")
+    def handle(self, frame: Frame, result: Result) -> Result:
+        """Print the image's line, write its outputs and show it; returns the result to hand to the caller."""
+        console.info(f"{frame.prefix}{self._shape_text(result)} {result.verbose()}{result.speed['inference']:.1f}ms")
         annotated = None
         if self.show or self._saves_pictures(frame):
             annotated = self._guarded(frame, "the annotated image", lambda: self._annotated(result))
@@ -138,6 +151,15 @@ class PredictOutputs:
         if self.show and annotated is not None:
             wait = IMAGE_SHOW_MS if frame.kind == "image" else 1
             self.stopped = not show_image(frame.path, annotated, wait)
+        return result
+
+    def _shape_text(self, result: Result) -> str:
+        """The network input "640x640", with the tile count when slicing: "640x640 (12 tiles)"."""
+        h, w = result.input_shape or result.orig_shape
+        if self.engine.settings.slicing is None:
+            return f"{h}x{w}"
+        tiles = self.engine.tile_count(result.orig_shape)
+        return f"{h}x{w} ({tiles} tile{'s' if tiles > 1 else ''})"
 
     def _saves_pictures(self, frame: Frame) -> bool:
         return self.run_dir is not None and (self.args.save or (self.args.save_frames and frame.kind != "image"))
@@ -154,12 +176,22 @@ class PredictOutputs:
         picture = annotated
         if picture is not None and self._saves_pictures(frame):
             self._guarded(frame, "the annotated image", lambda: self._save_pictures(frame, picture, stem))
-        if self.args.save_txt and result.save_txt(run_dir / "labels" / f"{named}.txt", self.args.save_conf):
-            self.labels_written += 1
+        if self.args.save_txt:
+            self._save_labels(frame, result, named)
         if self.args.save_crop:
             self._guarded(frame, "the crops", lambda: result.save_crop(run_dir / "crops", f"{named}.jpg"))
         if self.json is not None:
-            self.json.add(result)
+            self.json.add(result, self._json_extra())
+
+    def _json_extra(self) -> dict[str, Any] | None:
+        """Keys added to the image's predictions.json entry (none here)."""
+        return None
+
+    def _save_labels(self, frame: Frame, result: Result, named: str) -> None:
+        """`save_txt`: the YOLO label file of the image or frame."""
+        assert self.run_dir is not None
+        if result.save_txt(self.run_dir / "labels" / f"{named}.txt", self.args.save_conf):
+            self.labels_written += 1
 
     def _guarded(self, frame: Frame, what: str, make: Callable[[], T]) -> T | None:
         """Run `make`; an image-specific failure (YoloNasError, cv2.error) becomes a warning, once per input,
@@ -221,6 +253,15 @@ class PredictOutputs:
         if self.show:
             close_windows()
 
+    def speed_lines(self) -> list[str]:
+        """Lines printed after the engine's speed line (none here)."""
+        return []
+
+    def labels_line(self) -> str:
+        """What `save_txt` saved, printed after the run folder."""
+        assert self.run_dir is not None
+        return f"{self.labels_written} labels saved to {self.run_dir / 'labels'}"
+
 
 def _can_show() -> bool:
     """True when a window can be opened here; otherwise one warning says why (the run goes on)."""
@@ -234,15 +275,19 @@ def _print_summary(engine: Engine, run: PredictOutputs, seen: int, seconds: floa
     speed = engine.timer.per_image()
     shape = engine.timer.last_shape
     if shape is not None:
-        shape = (min(engine.settings.batch, seen), *shape[1:])
+        sliced = engine.settings.slicing is not None
+        shape = shape if sliced else (min(engine.settings.batch, seen), *shape[1:])
         console.info(
             f"Speed: {speed['preprocess']:.1f}ms preprocess, {speed['inference']:.1f}ms inference, "
             f"{speed['postprocess']:.1f}ms postprocess per image at shape {shape}"
+            + (" (tiles; the times add up all tiles of an image)" if sliced else "")
         )
+    for line in run.speed_lines():
+        console.info(line)
     if run.run_dir is not None:
         console.info(f"Results saved to {run.run_dir}")
         if run.args.save_txt:
-            console.info(f"{run.labels_written} labels saved to {run.run_dir / 'labels'}")
+            console.info(run.labels_line())
 
 
 def predict_args(model: Any, source: Any, overrides: dict[str, Any], *, cli_defaults: bool) -> PredictArgs:

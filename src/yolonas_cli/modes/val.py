@@ -10,6 +10,9 @@ Validation NMS is multi-label with `conf` 0.001, `iou` 0.7, `max_det` 300 and a 
 evaluation: its val letterbox (`engine.ORIGINAL_VAL`), its post-processing (`metrics.sg.SG_POSTPROCESS`) and its
 metric, printed next to pycocotools' numbers on the same detections.
 
+`slice=` validates sliced inference (`engine.slicing`: tiles batched through the engine, merged per image) with
+the coco protocol; the original's protocol has no tiles, so `protocol=sg` with `slice=` is a usage error.
+
 `classes=` keeps only those classes on both sides: detections (in NMS) and ground truth; pycocotools is
 restricted to their category ids.
 
@@ -26,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from yolonas_cli.cfg import ValArgs, defaults
+from yolonas_cli.cfg import ValArgs, defaults, slice_config
 from yolonas_cli.core import console
 from yolonas_cli.core.errors import UsageError
 from yolonas_cli.core.files import atomic_write_bytes, atomic_write_chunks
@@ -66,6 +69,8 @@ def validate(model: Detector, args: ValArgs) -> ValMetrics:
                 f"{len(model.names)}: use a dataset labelled with the model's classes"
             )
         original = args.protocol == "sg"
+        if original and args.slice is not None:
+            raise UsageError("protocol=sg is the original's whole-image evaluation: use slice= with protocol=coco")
         if original:
             _announce_original_protocol(args)
         pipeline = ORIGINAL_VAL if original else PREDICT
@@ -126,6 +131,7 @@ def engine_settings(args: ValArgs) -> EngineSettings:
         pre_nms_top_k=PRE_NMS_TOP_K,
         rect=args.rect,
         batch=args.batch,
+        slicing=slice_config(args),
     )
 
 
