@@ -47,7 +47,8 @@ from yolonas_cli.data.datasets.labels import ClassIdOutOfRange, CorruptSample, l
 from yolonas_cli.engine.threads import single_opencv_thread
 from yolonas_cli.modes.train.augment import TrainSample
 from yolonas_cli.modes.train.cache import ImageStore, PathTable, cache_mode
-from yolonas_cli.modes.train.pipelines import Augmentation, PipelineSchedule, data_recipe, train_pipelines
+from yolonas_cli.modes.train.pipelines import PipelineSchedule, train_pipelines
+from yolonas_cli.modes.train.recipe import Augmentation, recipe_for
 
 __all__ = [
     "Draw",
@@ -345,18 +346,19 @@ def build_train_dataset(
     split: str = "train",
     cache_dir: Path | None = None,
 ) -> TrainDataset:
-    """The training dataset of `data=` (module docstring). `fraction`: use the first fraction of the images.
-    `cache_dir`: where cache=disk writes (default: `.yolonas_cache/<split>` under the dataset root)."""
+    """The training dataset of `data=` (module docstring). `augmentation`: the data parameters (None: those of
+    `recipe`). `fraction`: use the first fraction of the images. `cache_dir`: where cache=disk writes (default:
+    `.yolonas_cache/<split>` under the dataset root)."""
     hw = input_hw(imgsz)
     if not 0.0 < fraction <= 1.0:
         raise UsageError(f"fraction={fraction} must be in (0, 1]")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UsageError(f"seed={seed} must be a whole number >= 0")
     mode = cache_mode(cache)
-    chosen = data_recipe(recipe)
+    aug = augmentation or recipe_for(recipe, None).augment
     split_data = load_dataset(data, split)
     count = max(1, round(len(split_data) * fraction))
-    kept, labels = read_labels(split_data, range(count), keep_empty=chosen.keep_empty)
+    kept, labels = read_labels(split_data, range(count), keep_empty=not aug.skip_empty_images)
     if labels.total == 0:
         raise YoloNasError(
             f"the '{split}' split of {split_data.yaml_path.name} has no usable labels: YOLO labels belong in a "
@@ -365,5 +367,5 @@ def build_train_dataset(
     paths = PathTable.of([split_data.files[i] for i in kept])
     root = cache_dir or split_data.root / ".yolonas_cache" / split
     images = ImageStore(paths, hw, mode, root)
-    schedule = train_pipelines(chosen, hw, augmentation, epochs)
+    schedule = train_pipelines(aug, hw, epochs)
     return TrainDataset(images, labels, schedule, seed, split_data.names)
