@@ -37,6 +37,7 @@ MODE_SUMMARIES = {
     "export": "export to ONNX, TorchScript, OpenVINO or TensorRT",
     "info": "show a model's classes, input size, layers and parameters",
     "benchmark": "time the model (and optionally its mAP) on every available backend",
+    "train": "fine-tune (or train) on a dataset YAML with the original's loss and recipe",
 }
 COMMANDS = {
     "help": "help [MODE]   this text, or every argument of MODE with its default and meaning",
@@ -81,6 +82,7 @@ def help_text() -> str:
         "  yolo-nas val model=yolo_nas_m.pt data=coco8.yaml batch=8",
         "  yolo-nas export model=yolo_nas_s.pt format=onnx imgsz=640",
         "  yolo-nas benchmark model=yolo_nas_s.pt formats=[onnx,openvino]",
+        "  yolo-nas train model=yolo_nas_s.pt data=my.yaml epochs=50 imgsz=640 batch=16",
         "  yolo-nas predict --help",
         "",
         "Values: true/false/none (any case), numbers, lists [0,2] or 640,480; anything else is text.",
@@ -272,8 +274,6 @@ SPECIAL_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
 def _unknown_first(token: str) -> UsageError:
     if "=" in token:
         return UsageError(f"no mode given: use 'yolo-nas MODE key=value ...' with MODE one of {', '.join(MODES)}")
-    if token.lower() == "train":
-        return UsageError(f"mode 'train' is not supported: yolo-nas runs pretrained models ({', '.join(MODES)})")
     hint = (
         did_you_mean(token.lower(), [*MODES, *SPECIAL_COMMANDS])
         or f" Use one of {', '.join(MODES)}, or help, version, checks, cfg."

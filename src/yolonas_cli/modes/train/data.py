@@ -30,6 +30,7 @@ positions r, r + world, ...) and `set_epoch` reshuffles.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,7 +237,9 @@ class TrainDataset(TorchDataset):
 def collate(batch: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
     """Samples -> (images float32 [B, 3, H, W], targets float32 [N, 6] (image index, class, cx, cy, w, h)),
     rows of an image contiguous and in batch order; images without boxes give no rows."""
-    images = torch.from_numpy(np.stack([image for image, _ in batch]))
+    # Contiguous NCHW: np.stack keeps the samples' HWC memory order (a channels-last tensor), and torch 2.13's CPU
+    # backward through the model crashes (segmentation fault) on a channels-last input batch.
+    images = torch.from_numpy(np.ascontiguousarray(np.stack([image for image, _ in batch])))
     counts = [len(targets) for _, targets in batch]
     index = np.repeat(np.arange(len(batch), dtype=np.float32), counts)[:, None]
     rows = np.concatenate([targets for _, targets in batch]) if batch else np.zeros((0, 5), np.float32)
@@ -248,7 +251,8 @@ class TrainSampler(Sampler[Draw]):
 
     Order: `permutation(size)` from a Generator seeded by (seed, epoch); with `min_samples > size`,
     `min_samples` indices drawn uniformly with replacement instead. Sharding: padded with the order's first
-    entries to a multiple of `world_size`; rank r takes positions r, r + world_size, ...
+    entries to a multiple of `world_size`; rank r takes positions r, r + world_size, ... `set_epoch(e, skip)`
+    also drops this rank's first `skip` draws of the epoch (a run resumed in the middle of an epoch).
     """
 
     def __init__(self, size: int, seed: int = 0, min_samples: int = 0, rank: int = 0, world_size: int = 1):
@@ -259,17 +263,23 @@ class TrainSampler(Sampler[Draw]):
         self.size, self.seed, self.min_samples = size, seed, min_samples
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        self.skip = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
 
     @property
     def draws_per_epoch(self) -> int:
         """Draws of the whole epoch, all ranks together, before padding."""
         return max(self.size, self.min_samples)
 
-    def __len__(self) -> int:
+    @property
+    def per_rank(self) -> int:
+        """This rank's draws in a whole epoch."""
         return -(-self.draws_per_epoch // self.world_size)
+
+    def __len__(self) -> int:
+        return max(self.per_rank - self.skip, 0)
 
     def order(self) -> np.ndarray:
         """The epoch's dataset indices in order (all ranks), int64 [draws_per_epoch]."""
@@ -280,7 +290,7 @@ class TrainSampler(Sampler[Draw]):
 
     def __iter__(self) -> Iterator[Draw]:
         order = self.order()
-        positions = range(self.rank, len(self) * self.world_size, self.world_size)
+        positions = range(self.rank, self.per_rank * self.world_size, self.world_size)[self.skip :]
         return iter([Draw(int(order[p % len(order)]), self.epoch, p) for p in positions])
 
 
@@ -307,7 +317,7 @@ def train_loader(
     pin_memory: bool = False,
 ) -> TrainLoader:
     """The DataLoader of a training run: `collate`d batches, persistent workers (the epoch travels in each
-    Draw, so workers need no restart between epochs)."""
+    Draw, so workers need no restart between epochs) that leave Ctrl-C and SIGTERM to the main process."""
     if batch_size < 1:
         raise UsageError(f"batch={batch_size} must be at least 1")
     return TrainLoader(
@@ -319,7 +329,15 @@ def train_loader(
         drop_last=drop_last,
         pin_memory=pin_memory,
         persistent_workers=workers > 0,
+        worker_init_fn=ignore_stop_signals,
     )
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """In a DataLoader worker: ignore Ctrl-C (SIGINT) and SIGTERM. The main process gets them too, finishes its
+    step, saves and shuts the workers down; a worker killed by the signal would break the batch it is waiting for."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 # ---------------------------------------------------------------------------------------- building

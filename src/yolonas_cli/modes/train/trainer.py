@@ -1,0 +1,615 @@
+"""The training run: everything built before the first step (`prepare`), then the epochs (`Loop`).
+
+Order, as the original (training-facts.md §4): seed -> start point and class head -> recipe -> data -> optimizer
+groups -> EMA (a copy of the model after the head change, before DDP) -> LR scheduler -> gradient scaler; per epoch
+the epoch warmup, `model.train()`, the steps (`step.optimisation_step`), then validation of the EMA model through
+the project's one validation loop (`metrics.evaluate.evaluate`) and the checkpoints (`checkpoints.py`).
+
+What is not the original's, on purpose:
+- The network sees RGB. The original's Roboflow pipeline feeds the BGR images OpenCV decodes to weights that were
+  trained and are run on RGB (its COCO recipe mixes both); here the batch's channels are reversed before the
+  forward pass, so fine-tuning keeps the pretrained colour features and the trained weights fit the RGB pipeline
+  of predict, val and export unchanged. The data pipeline itself is the original's (BGR inside).
+- Validation runs the pipeline every mode runs (`engine.PREDICT`: longest side to imgsz·636/640, centre padding)
+  with the recipe's post-processing (conf 0.01, IoU 0.7, top-k 1000, 300 per image) and scores with pycocotools;
+  fitness is the recipe's metric (roboflow: mAP50, coco: mAP50-95). best.pt is thus chosen by what users get.
+- Extensions: patience (early stop), save_period, resume in the middle of an epoch, Ctrl-C/SIGTERM handling.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from yolonas_cli.cfg import TrainArgs
+from yolonas_cli.core import console
+from yolonas_cli.core.devices import select_device
+from yolonas_cli.core.errors import UsageError, YoloNasError
+from yolonas_cli.core.sizes import imgsz_pair
+from yolonas_cli.data.datasets.dataset import Dataset, load_dataset
+from yolonas_cli.data.sinks import make_run_dir
+from yolonas_cli.detector import Detector
+from yolonas_cli.engine.engine import PREDICT, Engine, EngineSettings
+from yolonas_cli.formats.pytorch import TorchBackend
+from yolonas_cli.metrics.evaluate import evaluate
+from yolonas_cli.metrics.val_metrics import ValMetrics
+from yolonas_cli.model.blocks import reparameterize_model
+from yolonas_cli.model.yolo_nas import YoloNAS, arch_from_state_dict, build_model, variant_name
+from yolonas_cli.modes.train import checkpoints, distributed, outputs
+from yolonas_cli.modes.train.checkpoints import Progress, Resumable
+from yolonas_cli.modes.train.data import TrainDataset, TrainSampler, build_train_dataset, train_loader
+from yolonas_cli.modes.train.distributed import Distributed
+from yolonas_cli.modes.train.ema import ModelEMA
+from yolonas_cli.modes.train.loss import PPYoloELoss
+from yolonas_cli.modes.train.optim import build_optimizer
+from yolonas_cli.modes.train.outputs import EpochRecord
+from yolonas_cli.modes.train.recipe import ULTRALYTICS_ARGS, Recipe, apply_ultralytics_args, recipe_for
+from yolonas_cli.modes.train.schedule import LRScheduler
+from yolonas_cli.modes.train.signals import StopRequest
+from yolonas_cli.modes.train.start import StartPoint, load_start, model_for_dataset, require_classes
+from yolonas_cli.modes.train.step import StepParts, TrainingForward, optimisation_step
+from yolonas_cli.modes.val import print_metrics, table_lines
+
+RUNS = Path("runs") / "train"
+HEADER = ("%11s" * 3 + "%11s" * 4) % ("Epoch", "cls_loss", "iou_loss", "dfl_loss", "Instances", "Size", "it/s")
+ROW = "%11s" + "%11.4g" * 3 + "%11i" * 2 + "%11.2f"
+RESUMABLE_ARGS = ("device", "workers", "verbose", "cache")  # what a resumed run may change
+
+
+class TrainingInterrupted(YoloNasError):
+    """The run was stopped (Ctrl-C, SIGTERM) after saving last.pt; the message says how to resume."""
+
+    exit_code = 130
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a run leaves: the final validation metrics (of best.pt; None without a val split or in the launcher of
+    a multi-GPU run), the weights files and the run folder."""
+
+    metrics: ValMetrics | None
+    best: Path
+    last: Path
+    run_dir: Path
+
+
+@dataclass
+class Run:
+    """Everything a run needs, built by `prepare`."""
+
+    args: TrainArgs
+    recipe: Recipe
+    place: Distributed
+    device: torch.device
+    names: dict[int, str]
+    start: str  # what the run started from
+    dataset: TrainDataset
+    sampler: TrainSampler
+    loader: Any  # data.TrainLoader
+    val_data: Dataset | None
+    parts: StepParts
+    progress: Progress
+    run_dir: Path
+
+    @property
+    def weights_dir(self) -> Path:
+        return self.run_dir / "weights"
+
+    @property
+    def model_name(self) -> str | None:
+        return variant_name(self.parts.model.arch)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The entry points
+# --------------------------------------------------------------------------------------------------------
+def train(args: TrainArgs) -> TrainResult:
+    """Run training as `args` says (in this process; under torchrun, this process's share). Raises UsageError for
+    bad input, TrainingInterrupted (exit code 130) when stopped by Ctrl-C or SIGTERM."""
+    place = Distributed.from_environment()
+    with console.verbosity(args.verbose and place.is_main), deterministic_algorithms(args.deterministic):
+        try:
+            run = prepare(args, place)
+            return Loop(run).run()
+        finally:
+            distributed.stop()
+
+
+@contextmanager
+def deterministic_algorithms(on: bool) -> Iterator[None]:
+    """torch's deterministic algorithms (and cuDNN without autotuning) for the enclosed calls, then back."""
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic)
+    benchmark = torch.backends.cudnn.benchmark
+    torch.use_deterministic_algorithms(on, warn_only=True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = on, not on
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=True)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous[1], benchmark
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (every device), numpy's and Python's generators (the original seeds the three, §4)."""
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Preparing a run
+# --------------------------------------------------------------------------------------------------------
+def prepare(args: TrainArgs, place: Distributed) -> Run:
+    """Build everything before the first step (module docstring). Nothing is written before every input has
+    been read and checked; then the run folder and args.yaml."""
+    resumed = resumable(args)
+    if resumed is not None:
+        args = resumed_args(args, resumed)
+    device = select_device(distributed.process_device(place, args.device))
+    distributed.start(place, device)
+    seed_everything(args.seed)
+    data = require_classes_or_resume(args, resumed)
+    start = None if resumed else load_start(args.model, args.pretrained, args.weights_dir)
+    recipe = training_recipe(args, variant_name(resumed_arch(resumed)) if resumed else start.variant)  # type: ignore[union-attr]
+    dataset = build_train_dataset(
+        data,
+        imgsz=args.imgsz,
+        augmentation=recipe.augment,
+        epochs=recipe.epochs,
+        seed=recipe.seed,
+        cache=args.cache,
+        fraction=args.fraction,
+    )
+    names = dict(dataset.names)
+    model, report = resumed_model(resumed) if resumed else model_for_dataset(start, len(names))  # type: ignore[arg-type]
+    check_class_count(model, names, resumed)
+    val_data = validation_data(data, args.val)
+    sampler = TrainSampler(len(dataset), recipe.seed, recipe.augment.min_samples, place.rank, place.world_size)
+    loader = train_loader(
+        dataset,
+        sampler,
+        recipe.batch,
+        recipe.workers,
+        drop_last=recipe.augment.drop_last,
+        pin_memory=device.type == "cuda",
+    )
+    if len(loader) == 0:
+        raise UsageError(
+            f"batch={recipe.batch} with drop_last leaves no batch of the {len(dataset)} training images: lower batch"
+        )
+    parts = step_parts(model.to(device), recipe, args, device, len(loader))
+    progress = Progress()
+    if resumed is not None:
+        progress = restore(parts, resumed)
+    parts.forward = wrap_for_processes(parts, recipe, place, device)
+    run_dir = run_folder(args, resumed, place)
+    console.info(f"Start: {report}")
+    run = Run(args, recipe, place, device, names, report, dataset, sampler, loader, val_data, parts, progress, run_dir)
+    announce(run)
+    return run
+
+
+def resumable(args: TrainArgs) -> Resumable | None:
+    """The checkpoint to resume from (resume=True: model=, else the latest run's last.pt; resume=<path>), or None."""
+    if args.resume is False:
+        return None
+    if isinstance(args.resume, str):
+        return checkpoints.read_resumable(args.resume)
+    given = Path(args.model)
+    path = given if given.is_file() else checkpoints.latest_last(Path(args.project) if args.project else RUNS)
+    return checkpoints.read_resumable(path)
+
+
+def resumed_args(given: TrainArgs, resumed: Resumable) -> TrainArgs:
+    """The interrupted run's arguments, with the few a resumed run may change taken from `given`."""
+    saved = {k: v for k, v in resumed.args.items() if k in TrainArgs.__dataclass_fields__}
+    saved.update({k: getattr(given, k) for k in RESUMABLE_ARGS})
+    saved.update(resume=False, model=str(resumed.path))
+    saved["imgsz"] = tuple(saved["imgsz"]) if isinstance(saved["imgsz"], list) else saved["imgsz"]
+    return TrainArgs(**saved)
+
+
+def resumed_arch(resumed: Resumable | None) -> Any:
+    assert resumed is not None
+    return arch_from_state_dict(resumed.checkpoint.state_dict)
+
+
+def require_classes_or_resume(args: TrainArgs, resumed: Resumable | None) -> str:
+    """The dataset of the run (UsageError when none is given)."""
+    if resumed is not None:
+        return str(args.data)
+    if args.data is None:
+        start = StartPoint(arch_of_model(args), None, None, args.model)
+        return require_classes(start, None)
+    return args.data
+
+
+def arch_of_model(args: TrainArgs) -> Any:
+    """The architecture `model=` names, for messages (read from the file's tensors when it is one)."""
+    try:
+        return load_start(args.model, False, args.weights_dir).arch
+    except YoloNasError:
+        return build_model("yolo_nas_s").arch
+
+
+def training_recipe(args: TrainArgs, variant: str | None) -> Recipe:
+    """The recipe `args.recipe` for the model size, with the Ultralytics-named arguments that were given."""
+    recipe = recipe_for(args.recipe, variant)
+    given = {
+        a.name: getattr(args, a.name) for a in ULTRALYTICS_ARGS if a.field and getattr(args, a.name, None) is not None
+    }
+    recipe = apply_ultralytics_args(recipe, given)
+    if args.min_samples is not None:
+        recipe = replace(recipe, augment=replace(recipe.augment, min_samples=args.min_samples))
+    return recipe
+
+
+def resumed_model(resumed: Resumable) -> tuple[YoloNAS, str]:
+    """The model of an interrupted run, built from its checkpoint (weights loaded by `restore`)."""
+    model = build_model(arch_from_state_dict(resumed.checkpoint.state_dict))
+    epoch, batch = resumed.training["progress"]["epoch"], resumed.training["progress"]["batch"]
+    return model, f"resuming {resumed.path} at epoch {epoch + 1}, batch {batch}"
+
+
+def check_class_count(model: YoloNAS, names: dict[int, str], resumed: Resumable | None) -> None:
+    if model.arch.num_classes != len(names):
+        where = f"{resumed.path} was trained on" if resumed else "the model has"
+        raise UsageError(f"the dataset has {len(names)} classes but {where} {model.arch.num_classes}")
+
+
+def validation_data(data: str, validate: bool) -> Dataset | None:
+    """The val split (None when the YAML has none and val=False: nothing is validated)."""
+    try:
+        return load_dataset(data, "val")
+    except UsageError:
+        if validate:
+            raise
+        console.warn(f"{data} has no val split: training without validation")
+        return None
+
+
+def step_parts(
+    model: YoloNAS, recipe: Recipe, args: TrainArgs, device: torch.device, steps_per_epoch: int
+) -> StepParts:
+    """Loss, optimizer (with `freeze`), LR scheduler, EMA and scaler around `model` (on its device)."""
+    optimizer = build_optimizer(
+        model,
+        recipe.lr0,
+        recipe.weight_decay,
+        optimizer=recipe.optimizer,
+        momentum=recipe.momentum,
+        zero_decay_on_bias_and_norm=recipe.zero_decay_on_bias_and_norm,
+        freeze=args.freeze,
+    )
+    rule = recipe.ema_rule()
+    ema = ModelEMA(model, rule, steps_per_epoch * recipe.epochs) if rule is not None else None
+    autocast = recipe.mixed_precision and device.type == "cuda"
+    loss = PPYoloELoss(
+        model.arch.num_classes,
+        use_static_assigner=recipe.static_assigner,
+        cls_weight=recipe.cls_weight,
+        iou_weight=recipe.iou_weight,
+        dfl_weight=recipe.dfl_weight,
+    )
+    return StepParts(
+        model=model,
+        forward=TrainingForward(model),
+        loss=loss,
+        optimizer=optimizer,
+        scheduler=LRScheduler(optimizer, recipe.lr_schedule(), steps_per_epoch),
+        ema=ema,
+        scaler=torch.amp.GradScaler("cuda", enabled=autocast),
+        autocast=autocast,
+        steps_per_epoch=steps_per_epoch,
+    )
+
+
+def restore(parts: StepParts, resumed: Resumable) -> Progress:
+    """Load an interrupted run's state into `parts`: model, optimizer (and so the learning rate), EMA, scaler and
+    random states; returns where it stood."""
+    state = resumed.training
+    parts.model.load_state_dict(state["model"])
+    parts.optimizer.load_state_dict(state["optimizer"])
+    if parts.ema is not None:
+        parts.ema.model.load_state_dict(resumed.checkpoint.state_dict)
+        parts.ema.updates = int(state["ema_updates"])
+    parts.scaler.load_state_dict(state["scaler"])
+    checkpoints.restore_random_states(state["random"])
+    return Progress.from_plain(state["progress"])
+
+
+def wrap_for_processes(parts: StepParts, recipe: Recipe, place: Distributed, device: torch.device) -> torch.nn.Module:
+    """The training forward, in DDP under multi-process training (BatchNorm synchronised as the recipe says)."""
+    if not place.enabled:
+        return parts.forward
+    if recipe.sync_bn:
+        distributed.synchronise_batchnorm(parts.model, device)
+    unused = [f"model.{name}" for name, _ in parts.model.named_parameters() if ".rbr_reparam." in f".{name}"]
+    return distributed.wrap(TrainingForward(parts.model), device, unused)
+
+
+def run_folder(args: TrainArgs, resumed: Resumable | None, place: Distributed) -> Path:
+    """The run folder (a resumed run keeps its own); created, with args.yaml, by rank 0 only."""
+    if resumed is not None:
+        folder = resumed.path.resolve().parent.parent
+    elif place.is_main:
+        folder = make_run_dir(args.project or RUNS, args.name, args.exist_ok, "train", create=True)
+    else:
+        folder = make_run_dir(args.project or RUNS, args.name, True, "train")  # rank 0's choice comes from it
+    if place.is_main:
+        (folder / "weights").mkdir(parents=True, exist_ok=True)
+        outputs.write_args_yaml(folder / "args.yaml", asdict(args))
+    return folder
+
+
+def announce(run: Run) -> None:
+    """What the run is about to do, in a few lines."""
+    recipe, parts = run.recipe, run.parts
+    hw = imgsz_pair(run.args.imgsz)
+    console.info(
+        f"Data: {len(run.dataset)} train images, {len(run.val_data) if run.val_data else 0} val images, "
+        f"{len(run.names)} classes; {parts.steps_per_epoch} steps of {recipe.batch} per epoch"
+        + (f" on each of {run.place.world_size} processes" if run.place.enabled else "")
+    )
+    console.info(
+        f"Recipe {recipe.name} ({recipe.source}): {recipe.optimizer} lr0 {recipe.lr0:g}, weight decay "
+        f"{recipe.weight_decay:g}, {recipe.epochs} epochs at {hw[0]}x{hw[1]}, EMA {recipe.ema_decay:g}, "
+        f"fitness {recipe.metric}, device {run.device}" + (", mixed precision" if parts.autocast else "")
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+# The epochs
+# --------------------------------------------------------------------------------------------------------
+class Loop:
+    """The epochs of a prepared run (module docstring)."""
+
+    def __init__(self, run: Run):
+        self.run_ = run
+        self.stop = StopRequest()
+
+    def run(self) -> TrainResult:
+        run, progress = self.run_, self.run_.progress
+        console.info(f"Logging results to {run.run_dir}")
+        with self.stop.installed():
+            for epoch in range(progress.epoch, run.recipe.epochs):
+                if not self.train_epoch(epoch):
+                    self.interrupted()
+                finished = self.finish_epoch(epoch)
+                if self.stop_requested():
+                    self.interrupted()
+                if finished:
+                    break
+        return self.finish()
+
+    # --- one epoch ---------------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> bool:
+        """The steps of `epoch` (from where a resumed run stood); False when a stop was requested."""
+        run, progress, parts = self.run_, self.run_.progress, self.run_.parts
+        first = progress.batch if epoch == progress.epoch else 0
+        if epoch != progress.epoch or first == 0:
+            progress.epoch, progress.batch = epoch, 0
+            progress.epoch_sums, progress.epoch_steps, progress.epoch_seconds = [0.0] * 4, 0, 0.0
+        run.sampler.set_epoch(epoch, skip=first * run.recipe.batch)
+        parts.scheduler.epoch_start(epoch)
+        parts.model.train()
+        if epoch == progress.epoch and first == 0:
+            console.info(HEADER)
+        started = time.perf_counter() - progress.epoch_seconds
+        instances = 0
+        with console.step_progress(parts.steps_per_epoch, first) as advance:
+            for batch, (images, targets) in enumerate(self.batches(), start=first):
+                images, targets = to_network(images, targets, run.device)
+                components = optimisation_step(parts, epoch, batch, images, targets)
+                self.count(components, batch, time.perf_counter() - started)
+                instances = len(targets)
+                advance(self.status_line(epoch, instances, images.shape[-1], started))
+                if self.stop_requested():
+                    return False
+        console.info(self.status_line(epoch, instances, run.dataset.input_hw[1], started, final=True))
+        return True
+
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The loader's batches; a YoloNasError raised in a worker process comes out as the one-line original."""
+        try:
+            yield from self.run_.loader
+        except YoloNasError as exc:
+            raise type(exc)(worker_message(exc)) from None
+
+    def count(self, components: torch.Tensor, batch: int, seconds: float) -> None:
+        progress = self.run_.progress
+        values = components.detach().float().cpu().tolist()
+        world = self.run_.place.world_size  # every process's loss is the sum over processes: shown per batch of all
+        progress.epoch_sums = [s + v / world for s, v in zip(progress.epoch_sums, values)]
+        progress.epoch_steps += 1
+        progress.batch = batch + 1
+        progress.epoch_seconds = seconds
+
+    def status_line(self, epoch: int, instances: int, size: int, started: float, final: bool = False) -> str:
+        progress = self.run_.progress
+        steps = max(progress.epoch_steps, 1)
+        means = [s / steps for s in progress.epoch_sums]
+        rate = progress.epoch_steps / max(time.perf_counter() - started, 1e-9)
+        row = ROW % (f"{epoch + 1}/{self.run_.recipe.epochs}", *means[:3], instances, size, rate)
+        return row if not final else row + f"   {progress.epoch_steps} steps in {progress.epoch_seconds:.1f}s"
+
+    def stop_requested(self) -> bool:
+        return distributed.any_process(self.stop.requested, self.run_.device)
+
+    # --- end of an epoch ---------------------------------------------------------------------------
+    def finish_epoch(self, epoch: int) -> bool:
+        """Validate, record, save (rank 0); True when the run should end here (last epoch or patience)."""
+        run, progress = self.run_, self.run_.progress
+        last_epoch = epoch + 1 == run.recipe.epochs
+        metrics = self.validate() if (run.args.val or last_epoch) and run.place.is_main else None
+        record = self.record(epoch, metrics)
+        improved = record.fitness is not None and (
+            progress.best_fitness is None or record.fitness > progress.best_fitness
+        )
+        if improved:
+            progress.best_fitness, progress.stale_epochs = record.fitness, 0
+        elif record.fitness is not None:
+            progress.stale_epochs += 1
+        progress.history.append(record.to_plain())
+        progress.epoch, progress.batch = epoch + 1, 0
+        if run.place.is_main:
+            self.save_epoch(epoch, record, improved or metrics is None)
+        distributed.barrier()
+        patience = run.args.patience
+        stale = patience > 0 and progress.stale_epochs >= patience
+        if stale and not last_epoch:
+            console.info(f"Stopping early: no better {run.recipe.metric} in the last {patience} epochs")
+        return last_epoch or stale
+
+    def validate(self, weights: dict[str, torch.Tensor] | None = None) -> ValMetrics | None:
+        """The metrics of the EMA model (or `weights`) on the val split, through the one validation loop."""
+        run = self.run_
+        if run.val_data is None:
+            return None
+        model = copy.deepcopy(self.averaged_model()).eval()
+        if weights is not None:
+            model.load_state_dict(weights)
+        reparameterize_model(model)
+        engine = Engine(TorchBackend(model, run.device), run.names, val_settings(run), PREDICT)
+        evaluation = evaluate(engine, run.val_data, workers=min(run.recipe.workers, 2), title="  validating")
+        return evaluation.metrics
+
+    def averaged_model(self) -> YoloNAS:
+        ema = self.run_.parts.ema
+        return ema.model if ema is not None else self.run_.parts.model  # type: ignore[return-value]
+
+    def record(self, epoch: int, metrics: ValMetrics | None) -> EpochRecord:
+        run, progress = self.run_, self.run_.progress
+        steps = max(progress.epoch_steps, 1)
+        means = [s / steps for s in progress.epoch_sums]
+        box = metrics.box if metrics is not None else None
+        fitness = None if box is None else (box.map50 if run.recipe.metric == "mAP50" else box.map)
+        if box is not None:
+            for line in table_lines(metrics, per_class=False)[1:]:  # type: ignore[arg-type]
+                console.info(line)
+        return EpochRecord(
+            epoch=epoch + 1,
+            loss_cls=means[0],
+            loss_iou=means[1],
+            loss_dfl=means[2],
+            loss=means[3],
+            precision=None if box is None else box.mp,
+            recall=None if box is None else box.mr,
+            map50=None if box is None else box.map50,
+            map=None if box is None else box.map,
+            fitness=fitness,
+            lr=run.parts.scheduler.lr,
+            seconds=progress.epoch_seconds,
+        )
+
+    def save_epoch(self, epoch: int, record: EpochRecord, best: bool) -> None:
+        """last.pt (resumable), best.pt when better, epoch<N>.pt on the save period, results.csv/png."""
+        run = self.run_
+        weights = self.averaged_model().state_dict()
+        meta = self.meta(epoch + 1, record.fitness)
+        self.save_last(weights, meta)
+        if best:
+            checkpoints.save_weights(run.weights_dir / "best.pt", weights, run.names, run.model_name, meta)
+        period = run.args.save_period
+        if period > 0 and (epoch + 1) % period == 0:
+            checkpoints.save_weights(run.weights_dir / f"epoch{epoch + 1}.pt", weights, run.names, run.model_name, meta)
+        records = [EpochRecord.from_plain(r) for r in run.progress.history]
+        outputs.write_results_csv(run.run_dir / "results.csv", records)
+        if run.args.plots:
+            outputs.plot_results(run.run_dir / "results.png", records)
+
+    def meta(self, epochs_done: int, fitness: float | None) -> dict[str, Any]:
+        run = self.run_
+        return checkpoints.train_meta(epochs_done, run.recipe.epochs, fitness, asdict(run.args), run.start)
+
+    def save_last(self, weights: dict[str, torch.Tensor], meta: dict[str, Any], training: bool = True) -> Path:
+        run, parts = self.run_, self.run_.parts
+        state = None
+        if training:
+            state = {
+                "model": parts.model.state_dict(),
+                "optimizer": parts.optimizer.state_dict(),
+                "ema_updates": parts.ema.updates if parts.ema is not None else 0,
+                "scaler": parts.scaler.state_dict(),
+                "random": checkpoints.random_states(),
+                "progress": run.progress.to_plain(),
+            }
+        return checkpoints.save_weights(run.weights_dir / "last.pt", weights, run.names, run.model_name, meta, state)
+
+    # --- the end -----------------------------------------------------------------------------------
+    def interrupted(self) -> None:
+        """Save last.pt where the run stands (rank 0) and raise TrainingInterrupted with the resume command."""
+        run, progress = self.run_, self.run_.progress
+        last = run.weights_dir / "last.pt"
+        if run.place.is_main:
+            self.save_last(self.averaged_model().state_dict(), self.meta(progress.epoch, None))
+        distributed.barrier()
+        where = f"epoch {progress.epoch + 1}/{run.recipe.epochs}, batch {progress.batch}/{run.parts.steps_per_epoch}"
+        raise TrainingInterrupted(
+            f"training stopped at {where}; {last} saved: resume with 'yolo-nas train resume=True model={last}'"
+        )
+
+    def finish(self) -> TrainResult:
+        """Validate best.pt with the per-class table, strip the training state from last.pt, report."""
+        run = self.run_
+        best, last = run.weights_dir / "best.pt", run.weights_dir / "last.pt"
+        metrics = None
+        if run.place.is_main:
+            records = run.progress.history
+            final = records[-1] if records else {}
+            self.save_last(self.averaged_model().state_dict(), self.meta(len(records), final.get("fitness")), False)
+            metrics = self.final_metrics(best)
+            console.info(f"Results saved to {run.run_dir}")
+        distributed.barrier()
+        return TrainResult(metrics, best, last, run.run_dir)
+
+    def final_metrics(self, best: Path) -> ValMetrics | None:
+        run = self.run_
+        if run.val_data is None or not best.is_file():
+            return None
+        console.info(f"Validating {best}...")
+        metrics = self.validate(dict(Detector(best).model.state_dict()))
+        if metrics is not None:
+            print_metrics(metrics, verbose=len(run.names) > 1)
+        return metrics
+
+
+def to_network(images: torch.Tensor, targets: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A loader batch on the device, the images' channels reversed to RGB (module docstring)."""
+    non_blocking = device.type == "cuda"
+    images = images.to(device, non_blocking=non_blocking).flip(1)
+    return images, targets.to(device, non_blocking=non_blocking)
+
+
+def val_settings(run: Run) -> EngineSettings:
+    """The validation engine's settings: the run's input size and the recipe's post-processing (§8)."""
+    recipe = run.recipe
+    return EngineSettings(
+        imgsz=imgsz_pair(run.args.imgsz),
+        conf=recipe.val_conf,
+        iou=recipe.val_iou,
+        max_det=recipe.val_max_det,
+        pre_nms_top_k=recipe.val_nms_top_k,
+        multi_label=True,
+        batch=recipe.val_batch,
+    )
+
+
+def worker_message(error: Exception) -> str:
+    """The original message of an error re-raised from a DataLoader worker: torch re-raises it with the worker's
+    traceback as its text, which ends with 'module.ErrorType: message'."""
+    message = str(error)
+    marker = f"{type(error).__module__}.{type(error).__qualname__}: "
+    if not message.startswith("Caught ") or marker not in message:
+        return message
+    return message.rsplit(marker, 1)[1].strip()
