@@ -337,6 +337,7 @@ def os_error_message(exc: OSError) -> str:
     hint = {
         errno.ENOSPC: "free some disk space or write elsewhere (project=...)",
         errno.EACCES: "check the permissions or write elsewhere (project=...)",
+        errno.EPERM: "check the permissions or write elsewhere (project=...)",
         errno.EROFS: "the file system is read-only: write elsewhere (project=...)",
         errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
     }

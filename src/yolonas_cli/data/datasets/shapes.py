@@ -104,4 +104,5 @@ def yolo_line(row: tuple[int, np.ndarray], hw: tuple[int, int]) -> str:
     """`class xc yc w h` normalised to the image size."""
     cls, (x1, y1, x2, y2) = row
     height, width = hw
-    return f"{cls} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} {(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}\n"
+    values = ((x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height)
+    return f"{cls} " + " ".join(f"{v:.6f}" for v in values) + "\n"

@@ -480,7 +480,8 @@ class Loop:
         if weights is not None:
             model.load_state_dict(weights)
         reparameterize_model(model)
-        engine = Engine(TorchBackend(model, run.device), run.names, val_settings(run), PREDICT)
+        settings = val_settings(run.recipe, imgsz_pair(run.args.imgsz))
+        engine = Engine(TorchBackend(model, run.device), run.names, settings, PREDICT)
         evaluation = evaluate(engine, run.val_data, workers=min(run.recipe.workers, 2), title="  validating")
         return evaluation.metrics
 
@@ -580,6 +581,7 @@ class Loop:
         console.info(f"Validating {best}...")
         metrics = self.validate(dict(Detector(best).model.state_dict()))
         if metrics is not None:
+            metrics.save_dir = run.run_dir
             print_metrics(metrics, verbose=len(run.names) > 1)
         return metrics
 
@@ -591,11 +593,10 @@ def to_network(images: torch.Tensor, targets: torch.Tensor, device: torch.device
     return images, targets.to(device, non_blocking=non_blocking)
 
 
-def val_settings(run: Run) -> EngineSettings:
-    """The validation engine's settings: the run's input size and the recipe's post-processing (§8)."""
-    recipe = run.recipe
+def val_settings(recipe: Recipe, imgsz: tuple[int, int]) -> EngineSettings:
+    """The validation engine's settings: the run's input size (h, w) and the recipe's post-processing (§8)."""
     return EngineSettings(
-        imgsz=imgsz_pair(run.args.imgsz),
+        imgsz=imgsz,
         conf=recipe.val_conf,
         iou=recipe.val_iou,
         max_det=recipe.val_max_det,
