@@ -170,6 +170,7 @@ def test_pinned_run_is_exact() -> None:
     assert (LOSS_LAST == 0.0) == PINNED
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(PINNED, reason="this is the pinned run itself")
 @pytest.mark.skipif(not can_pin(), reason="torch's AVX2 kernels need an x86-64 CPU with AVX2")
 def test_bit_identical_under_the_fixture_kernels() -> None:

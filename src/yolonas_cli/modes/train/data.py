@@ -334,10 +334,20 @@ def train_loader(
 
 
 def ignore_stop_signals(worker_id: int) -> None:
-    """In a DataLoader worker: ignore Ctrl-C (SIGINT) and SIGTERM. The main process gets them too, finishes its
-    step, saves and shuts the workers down; a worker killed by the signal would break the batch it is waiting for."""
+    """In a DataLoader worker: ignore Ctrl-C (SIGINT, which a terminal sends to every process of the run) and leave
+    quietly on SIGTERM.
+
+    The main process gets the same signals, finishes its step, saves and shuts the workers down; a worker killed by
+    SIGINT would break the batch it is waiting for. SIGTERM must still end a worker (multiprocessing ends its
+    daemon processes with SIGTERM when the interpreter exits, and waits for them), but with exit code 0: torch's
+    watchdog in the main process treats a worker killed by a signal as a crash and raises at once, in the middle
+    of whatever the main process is doing."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _leave_quietly)
+
+
+def _leave_quietly(signum: int, frame: object) -> None:
+    os._exit(0)
 
 
 # ---------------------------------------------------------------------------------------- building
