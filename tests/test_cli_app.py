@@ -120,18 +120,18 @@ def test_checks_reports_versions_without_importing_optional_backends() -> None:
         (["vall"], "Error: 'vall' is not a valid mode. Did you mean 'val'?"),
         (
             ["xyzzy"],
-            "Error: 'xyzzy' is not a valid mode. Use one of predict, val, export, info, benchmark, or "
+            "Error: 'xyzzy' is not a valid mode. Use one of predict, val, export, info, benchmark, train, or "
             "help, version, checks, cfg.",
         ),
         (
             ["train"],
-            "Error: mode 'train' is not supported: yolo-nas runs pretrained models "
-            "(predict, val, export, info, benchmark)",
+            "Error: train needs data=<dataset YAML> with train and val splits (the classes to train; the model has "
+            "80), e.g. data=coco8.yaml",
         ),
         (
             ["conf=0.5"],
             "Error: no mode given: use 'yolo-nas MODE key=value ...' with MODE one of predict, val, "
-            "export, info, benchmark",
+            "export, info, benchmark, train",
         ),
         (["help", "predit"], "Error: 'predit' is not a valid mode. Did you mean 'predict'?"),
         (["cfg", "val", "export"], "Error: 'cfg' takes at most one mode, got val export"),

@@ -18,6 +18,7 @@ from yolonas_cli.cfg import (
     ExportArgs,
     InfoArgs,
     PredictArgs,
+    TrainArgs,
     ValArgs,
     make_args,
 )
@@ -230,6 +231,7 @@ def test_every_mode_has_a_dataclass_and_every_field_a_help_line() -> None:
         "export": ExportArgs,
         "info": InfoArgs,
         "benchmark": BenchmarkArgs,
+        "train": TrainArgs,
     }
     assert classes == cfg.MODE_ARGS and tuple(classes) == MODES
     for mode, klass in classes.items():
