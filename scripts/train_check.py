@@ -9,6 +9,7 @@ per epoch, and the peak memory of the process (its DataLoader workers included).
     python scripts/train_check.py                               # tiny, the measured setting of the README
     python scripts/train_check.py --variant s --imgsz 160 --epochs 10
     python scripts/train_check.py --weights yolo_nas_s.pt       # real COCO weights, when present
+    python scripts/train_check.py --set mosaic=0.5 warmup_epochs=1   # any other train argument
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import torch
 
 from yolonas_cli import NAS
+from yolonas_cli.cli.parse import smart_value
 from yolonas_cli.core.sizes import imgsz_pair
 from yolonas_cli.data.datasets.dataset import load_dataset
 from yolonas_cli.data.datasets.shapes import ShapesSpec, write_shapes_dataset
@@ -83,6 +85,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--folder", default=None, help="where to write the dataset and the run (default: a temp dir)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="other train arguments")
     options = parser.parse_args()
 
     folder = Path(options.folder or tempfile.mkdtemp(prefix="train_check_"))
@@ -107,6 +110,7 @@ def main() -> None:
         project=str(folder / "runs"),
         device="cpu",
         verbose=False,
+        **{key: smart_value(value) for key, _, value in (item.partition("=") for item in options.set)},
     )
     total = time.perf_counter() - started
     assert metrics is not None
@@ -114,8 +118,9 @@ def main() -> None:
     with (run_dir / "results.csv").open() as handle:
         epochs = list(csv.DictReader(handle))
     per_epoch = sum(float(row["time"]) for row in epochs) / max(len(epochs), 1)
+    extra = f", {' '.join(options.set)}" if options.set else ""
     print(
-        f"trained: {len(epochs)} epochs at imgsz {options.imgsz}, batch {options.batch}, lr0 {options.lr0:g}: "
+        f"trained: {len(epochs)} epochs at imgsz {options.imgsz}, batch {options.batch}, lr0 {options.lr0:g}{extra}: "
         f"mAP50-95 {metrics.box.map:.4f}, mAP50 {metrics.box.map50:.4f} (best.pt)"
     )
     print(f"time:    {per_epoch:.1f} s per epoch (training steps), {total / 60:.1f} min in all with validation")

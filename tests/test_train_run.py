@@ -267,13 +267,53 @@ def test_python_api_trains_and_keeps_the_trained_model(shapes: Path, tiny_checkp
     model = NAS(tiny_checkpoint)
     assert len(model.names) == 80
     metrics = model.train(
-        data=str(shapes), imgsz=64, epochs=1, batch=4, workers=0, min_samples=0, project=str(tmp_path), verbose=False
+        data=str(shapes),
+        imgsz=64,
+        epochs=1,
+        batch=4,
+        workers=0,
+        min_samples=0,
+        save_period=1,
+        project=str(tmp_path),
+        verbose=False,
     )
     assert metrics is not None and 0.0 <= metrics.box.map50 <= 1.0 and metrics.save_dir == tmp_path / "exp"
     assert model.path == tmp_path / "exp" / "weights" / "best.pt"
     assert model.names == {0: "circle", 1: "square", 2: "triangle"}
     assert model.model.heads.head1.cls_pred.out_channels == 3
     assert len(model(str(shapes.parent / "images" / "val"), imgsz=64)) == 4
+    assert NAS(tmp_path / "exp" / "weights" / "epoch1.pt").names == model.names  # save_period=1
+
+
+def test_patience_stops_when_the_fitness_stops_improving(shapes: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """A val split without labels scores 0 every epoch: the first epoch is the best (nothing before it), the
+    second does not improve, so patience=1 ends the run there instead of at epoch 5."""
+    root = shapes.parent
+    for label in (root / "labels" / "val").iterdir():
+        (tmp_path / label.name).write_text(label.read_text())  # kept aside, restored below
+        label.write_text("")
+    try:
+        args = make_args(
+            "train",
+            model=str(tiny_checkpoint),
+            data=str(shapes),
+            imgsz=64,
+            epochs=5,
+            batch=8,
+            workers=0,
+            min_samples=0,
+            patience=1,
+            plots=False,
+            verbose=False,
+            project=str(tmp_path / "runs"),
+        )
+        result = train(args)
+    finally:
+        for label in (root / "labels" / "val").iterdir():
+            label.write_text((tmp_path / label.name).read_text())
+    rows = results(result.run_dir)
+    assert [row["epoch"] for row in rows] == ["1", "2"]
+    assert [float(row["fitness"]) for row in rows] == [0.0, 0.0]
 
 
 # ---------------------------------------------------------------------------------------- start points

@@ -466,7 +466,7 @@ class Loop:
             self.save_epoch(epoch, record, improved or metrics is None)
         distributed.barrier()
         patience = run.args.patience
-        stale = patience > 0 and progress.stale_epochs >= patience
+        stale = distributed.any_process(patience > 0 and progress.stale_epochs >= patience, run.device)  # rank 0's
         if stale and not last_epoch:
             console.info(f"Stopping early: no better {run.recipe.metric} in the last {patience} epochs")
         return last_epoch or stale
