@@ -32,9 +32,10 @@ from yolonas_cli.engine.engine import PREDICT, Engine
 from yolonas_cli.formats.pytorch import TorchBackend
 from yolonas_cli.metrics.evaluate import evaluate
 from yolonas_cli.model.blocks import reparameterize_model
+from yolonas_cli.modes.train.prepare import seed_everything
 from yolonas_cli.modes.train.recipe import recipe_for
 from yolonas_cli.modes.train.start import load_start, model_for_dataset
-from yolonas_cli.modes.train.trainer import seed_everything, val_settings
+from yolonas_cli.modes.train.trainer import val_settings
 from yolonas_cli.weights.checkpoint import save_checkpoint
 from yolonas_cli.weights.synthetic import synthetic_torch_state_dict_from_files
 

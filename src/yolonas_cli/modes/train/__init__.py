@@ -3,11 +3,12 @@ multi-process.
 
     yolo-nas train model=yolo_nas_s.pt data=my.yaml epochs=100 imgsz=640 batch=16
 
-The package, top-down: `trainer.py` (the run and its epochs) over `step.py` (one optimisation step), `data.py`,
-`pipelines.py`, `augment.py`, `cache.py` (the data), `loss.py`, `assigners.py` (the loss), `optim.py`,
-`schedule.py`, `ema.py` (optimizer, learning rate, EMA), `recipe.py` (the recipes and the Ultralytics names),
-`start.py`, `head.py` (start points and class heads), `checkpoints.py`, `outputs.py` (what a run writes),
-`distributed.py`, `signals.py` (several processes, stopping cleanly).
+The package, top-down: `trainer.py` (the run and its epochs) over `prepare.py` (everything before the first
+step) and `step.py` (one optimisation step); `data.py`, `pipelines.py`, `augment.py`, `cache.py` (the data);
+`loss.py`, `assigners.py` (the loss); `optim.py`, `schedule.py`, `ema.py` (optimizer, learning rate, EMA);
+`recipe.py` (the recipes and the Ultralytics names); `start.py`, `head.py` (start points and class heads);
+`checkpoints.py`, `outputs.py` (what a run writes); `distributed.py`, `signals.py` (several processes, stopping
+cleanly).
 """
 
 from __future__ import annotations
