@@ -24,9 +24,10 @@ from torch import nn
 from train_runs import NO_AUGMENTATION, environment, start, write_photo_crops, write_shapes, yolo_nas
 from yolonas_cli import NAS
 from yolonas_cli.cfg import make_args
-from yolonas_cli.modes.train.distributed import SyncedBatchNorm2d, launch_command
+from yolonas_cli.modes.train.distributed import Distributed, SyncedBatchNorm2d, launch_command
+from yolonas_cli.modes.train.prepare import deterministic_algorithms, prepare
 from yolonas_cli.modes.train.start import PRIOR_PROBABILITY, load_start, model_for_dataset
-from yolonas_cli.modes.train.trainer import train
+from yolonas_cli.modes.train.trainer import Loop, TrainingInterrupted, train
 from yolonas_cli.weights.checkpoint import read_checkpoint
 
 LOSS_COLUMNS = ("train/loss_cls", "train/loss_iou", "train/loss_dfl", "train/loss")
@@ -106,10 +107,12 @@ def test_loss_falls_on_a_fixed_batch(photos: Path, tiny_checkpoint: Path, tmp_pa
 
 @pytest.mark.slow
 def test_resume_after_sigterm_equals_an_uninterrupted_run(photos: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
-    """3 epochs of 4 steps with the recipe's augmentation, deterministic: the run stopped by SIGTERM during
-    epoch 2 or 3 and resumed ends with the same weights, bit for bit, and the same losses."""
+    """3 epochs of 4 steps with the recipe's augmentation, deterministic, the cosine running from the second
+    epoch on (1 warmup epoch, no warmup steps): the run stopped by SIGTERM during epoch 2 or 3 and resumed ends
+    with the same weights, bit for bit, and the same losses and learning rates."""
     tokens = [f"model={tiny_checkpoint}", f"data={photos}", "imgsz=96", "epochs=3", "batch=2", "workers=1"]
-    tokens += ["min_samples=0", "val=False", "plots=False", f"project={tmp_path}"]
+    tokens += ["min_samples=0", "val=False", "plots=False", "warmup_epochs=1", "lr_warmup_steps=0"]
+    tokens += [f"project={tmp_path}"]
     whole = yolo_nas("train", *tokens, "name=whole", cwd=tmp_path)
     assert whole.returncode == 0, whole.stderr[-3000:]
 
@@ -135,7 +138,35 @@ def test_resume_after_sigterm_equals_an_uninterrupted_run(photos: Path, tiny_che
         assert expected.keys() == got.keys()
         assert all(torch.equal(expected[k], got[k]) for k in expected), name
     assert np.array_equal(losses(tmp_path / "whole"), losses(tmp_path / "cut"))
+    rates = [float(row["lr"]) for row in results(tmp_path / "cut")]
+    assert rates == [float(row["lr"]) for row in results(tmp_path / "whole")] and len(set(rates)) == 3
     assert read_checkpoint(last).training is None  # a finished run keeps no training state
+
+
+def test_resume_in_the_middle_of_an_epoch_continues_the_cosine_exactly(
+    photos: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """The same in this process with the stop at a chosen step: after the 7th optimizer step, i.e. in the middle of
+    the epoch where the cosine starts (the learning rate changes after every step there), then resumed."""
+    base = dict(model=str(tiny_checkpoint), data=str(photos), imgsz=96, epochs=3, batch=2, workers=0, min_samples=0)
+    base |= dict(val=False, plots=False, warmup_epochs=1, lr_warmup_steps=0, verbose=False, project=str(tmp_path))
+    whole = train(make_args("train", **base, name="whole"))
+    with deterministic_algorithms(True):
+        loop = Loop(prepare(make_args("train", **base, name="cut"), Distributed()))
+        steps = []
+
+        def stop_after_the_seventh(optimizer: object, args: object, kwargs: object) -> None:
+            steps.append(1)
+            loop.stop.requested = len(steps) == 7
+
+        loop.prepared.parts.optimizer.register_step_post_hook(stop_after_the_seventh)
+        with pytest.raises(TrainingInterrupted, match="stopped at epoch 2/3, batch 3/4"):
+            loop.run()
+    last = tmp_path / "cut" / "weights" / "last.pt"
+    train(make_args("train", resume=str(last), verbose=False))
+    expected, got = weights_of(whole.last), weights_of(last)
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    assert [row["lr"] for row in results(tmp_path / "cut")] == [row["lr"] for row in results(whole.run_dir)]
 
 
 def test_resuming_a_finished_run_says_so(tmp_path: Path, photos: Path, tiny_checkpoint: Path) -> None:

@@ -422,6 +422,12 @@ class TrainArgs(CommonArgs):
         "weight decay (none on biases and BatchNorm)", number(0, 1), "roboflow 1e-4, coco 1e-5", 1e-4
     )
     warmup_epochs: int | None = _recipe("epochs of linear warmup from 1e-6", integer(0), "roboflow 3, coco 0", 3)
+    lr_warmup_steps: int = _train(
+        1000,
+        "the original's lr_warmup_steps: the coco recipe's batch warmup, and the steps the cosine waits for "
+        "(the roboflow recipe inherits 1000 too; 0 starts the cosine right after the warmup epochs)",
+        integer(0),
+    )
     cos_lr: bool = _flag(True, "cosine learning-rate decay (False: linear)")
     seed: int = _train(42, "random seed of the run (data order, augmentation, new head weights)", integer(0))
     deterministic: bool = _flag(True, "deterministic algorithms (a run repeats bit for bit on the same machine)")

@@ -1,8 +1,8 @@
 """The files a training run writes beside its weights, each atomically (a temporary file, then a rename):
 
 - `results.csv`: one row per finished epoch (`EpochRecord`): the epoch's mean training losses, the validation
-  metrics of the EMA model (empty when the epoch was not validated), the fitness, the learning rate of the
-  epoch's last step and the epoch's duration;
+  metrics of the EMA model (empty when the epoch was not validated), the fitness, the learning rate the schedule
+  holds after the epoch (that of the next step) and the time the epoch's steps took;
 - `results.png`: those columns as curves (OpenCV drawing, no plotting library);
 - `args.yaml`: the run's arguments, loadable with `yolo-nas train cfg=args.yaml`.
 """

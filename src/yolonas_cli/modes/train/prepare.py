@@ -147,9 +147,11 @@ def resumable(args: TrainArgs) -> Resumable | None:
 
 
 def resumed_args(given: TrainArgs, resumed: Resumable) -> TrainArgs:
-    """The interrupted run's arguments, with the few a resumed run may change taken from `given`."""
+    """The interrupted run's arguments, with the few a resumed run may change (`RESUMABLE_ARGS`) taken from `given`
+    where it does not hold their defaults."""
     saved = {k: v for k, v in resumed.args.items() if k in TrainArgs.__dataclass_fields__}
-    saved.update({k: getattr(given, k) for k in RESUMABLE_ARGS})
+    fields = TrainArgs.__dataclass_fields__
+    saved.update({k: getattr(given, k) for k in RESUMABLE_ARGS if getattr(given, k) != fields[k].default})
     saved.update(resume=False, model=str(resumed.path))
     saved["imgsz"] = tuple(saved["imgsz"]) if isinstance(saved["imgsz"], list) else saved["imgsz"]
     return TrainArgs(**saved)
@@ -188,6 +190,8 @@ def training_recipe(args: TrainArgs, variant: str | None) -> Recipe:
     recipe = apply_ultralytics_args(recipe, given)
     if args.min_samples is not None:
         recipe = replace(recipe, augment=replace(recipe.augment, min_samples=args.min_samples))
+    recipe = replace(recipe, lr_warmup_steps=args.lr_warmup_steps)
+    recipe.lr_schedule()  # checked
     return recipe
 
 

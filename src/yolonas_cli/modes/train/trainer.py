@@ -90,11 +90,11 @@ class Loop:
     """The epochs of a prepared run (module docstring)."""
 
     def __init__(self, run: Run):
-        self.run_ = run
+        self.prepared = run
         self.stop = StopRequest()
 
     def run(self) -> TrainResult:
-        run, progress = self.run_, self.run_.progress
+        run, progress = self.prepared, self.prepared.progress
         console.info(f"Logging results to {run.run_dir}")
         with self.stop.installed():
             for epoch in range(progress.epoch, run.recipe.epochs):
@@ -110,16 +110,16 @@ class Loop:
     # --- one epoch ---------------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> bool:
         """The steps of `epoch` (from where a resumed run stood); False when a stop was requested."""
-        run, progress, parts = self.run_, self.run_.progress, self.run_.parts
+        run, progress, parts = self.prepared, self.prepared.progress, self.prepared.parts
         first = progress.batch if epoch == progress.epoch else 0
         if epoch != progress.epoch or first == 0:
             progress.epoch, progress.batch = epoch, 0
             progress.epoch_sums, progress.epoch_steps, progress.epoch_seconds = [0.0] * 4, 0, 0.0
         run.sampler.set_epoch(epoch, skip=first * run.recipe.batch)
-        parts.scheduler.epoch_start(epoch)
+        if first == 0:  # in the middle of an epoch the restored optimizer holds the rate of the next step already
+            parts.scheduler.epoch_start(epoch)
         parts.model.train()
-        if epoch == progress.epoch and first == 0:
-            console.info(HEADER)
+        console.info(HEADER)
         started = time.perf_counter() - progress.epoch_seconds
         instances = 0
         with console.step_progress(parts.steps_per_epoch, first) as advance:
@@ -131,40 +131,41 @@ class Loop:
                 advance(self.status_line(epoch, instances, images.shape[-1], started))
                 if self.stop_requested():
                     return False
-        console.info(self.status_line(epoch, instances, run.dataset.input_hw[1], started, final=True))
+        if not console.interactive():  # on a terminal the bar stays, with the same numbers
+            console.info(self.status_line(epoch, instances, run.dataset.input_hw[1], started, final=True))
         return True
 
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The loader's batches; a YoloNasError raised in a worker process comes out as the one-line original."""
         try:
-            yield from self.run_.loader
+            yield from self.prepared.loader
         except YoloNasError as exc:
             raise type(exc)(worker_message(exc)) from None
 
     def count(self, components: torch.Tensor, batch: int, seconds: float) -> None:
-        progress = self.run_.progress
+        progress = self.prepared.progress
         values = components.detach().float().cpu().tolist()
-        world = self.run_.place.world_size  # every process's loss is the sum over processes: shown per batch of all
+        world = self.prepared.place.world_size  # every process's loss is the sum over processes: shown per batch of all
         progress.epoch_sums = [s + v / world for s, v in zip(progress.epoch_sums, values)]
         progress.epoch_steps += 1
         progress.batch = batch + 1
         progress.epoch_seconds = seconds
 
     def status_line(self, epoch: int, instances: int, size: int, started: float, final: bool = False) -> str:
-        progress = self.run_.progress
+        progress = self.prepared.progress
         steps = max(progress.epoch_steps, 1)
         means = [s / steps for s in progress.epoch_sums]
         rate = progress.epoch_steps / max(time.perf_counter() - started, 1e-9)
-        row = ROW % (f"{epoch + 1}/{self.run_.recipe.epochs}", *means[:3], instances, size, rate)
+        row = ROW % (f"{epoch + 1}/{self.prepared.recipe.epochs}", *means[:3], instances, size, rate)
         return row if not final else row + f"   {progress.epoch_steps} steps in {progress.epoch_seconds:.1f}s"
 
     def stop_requested(self) -> bool:
-        return distributed.any_process(self.stop.requested, self.run_.device)
+        return distributed.any_process(self.stop.requested, self.prepared.device)
 
     # --- end of an epoch ---------------------------------------------------------------------------
     def finish_epoch(self, epoch: int) -> bool:
         """Validate, record, save (rank 0); True when the run should end here (last epoch or patience)."""
-        run, progress = self.run_, self.run_.progress
+        run, progress = self.prepared, self.prepared.progress
         last_epoch = epoch + 1 == run.recipe.epochs
         metrics = self.validate() if (run.args.val or last_epoch) and run.place.is_main else None
         record = self.record(epoch, metrics)
@@ -188,7 +189,7 @@ class Loop:
 
     def validate(self, weights: dict[str, torch.Tensor] | None = None) -> ValMetrics | None:
         """The metrics of the EMA model (or `weights`) on the val split, through the one validation loop."""
-        run = self.run_
+        run = self.prepared
         if run.val_data is None:
             return None
         model = copy.deepcopy(self.averaged_model()).eval()
@@ -201,11 +202,11 @@ class Loop:
         return evaluation.metrics
 
     def averaged_model(self) -> YoloNAS:
-        ema = self.run_.parts.ema
-        return ema.model if ema is not None else self.run_.parts.model  # type: ignore[return-value]
+        ema = self.prepared.parts.ema
+        return ema.model if ema is not None else self.prepared.parts.model  # type: ignore[return-value]
 
     def record(self, epoch: int, metrics: ValMetrics | None) -> EpochRecord:
-        run, progress = self.run_, self.run_.progress
+        run, progress = self.prepared, self.prepared.progress
         steps = max(progress.epoch_steps, 1)
         means = [s / steps for s in progress.epoch_sums]
         box = metrics.box if metrics is not None else None
@@ -230,7 +231,7 @@ class Loop:
 
     def save_epoch(self, epoch: int, record: EpochRecord, best: bool) -> None:
         """last.pt (resumable), best.pt when better, epoch<N>.pt on the save period, results.csv/png."""
-        run = self.run_
+        run = self.prepared
         weights = self.averaged_model().state_dict()
         meta = self.meta(epoch + 1, record.fitness)
         self.save_last(weights, meta)
@@ -245,11 +246,11 @@ class Loop:
             outputs.plot_results(run.run_dir / "results.png", records)
 
     def meta(self, epochs_done: int, fitness: float | None) -> dict[str, Any]:
-        run = self.run_
+        run = self.prepared
         return checkpoints.train_meta(epochs_done, run.recipe.epochs, fitness, asdict(run.args), run.start)
 
     def save_last(self, weights: dict[str, torch.Tensor], meta: dict[str, Any], training: bool = True) -> Path:
-        run, parts = self.run_, self.run_.parts
+        run, parts = self.prepared, self.prepared.parts
         state = None
         if training:
             state = {
@@ -265,7 +266,7 @@ class Loop:
     # --- the end -----------------------------------------------------------------------------------
     def interrupted(self) -> None:
         """Save last.pt where the run stands (rank 0) and raise TrainingInterrupted with the resume command."""
-        run, progress = self.run_, self.run_.progress
+        run, progress = self.prepared, self.prepared.progress
         last = run.weights_dir / "last.pt"
         if run.place.is_main:
             self.save_last(self.averaged_model().state_dict(), self.meta(progress.epoch, None))
@@ -277,7 +278,7 @@ class Loop:
 
     def finish(self) -> TrainResult:
         """Validate best.pt with the per-class table, strip the training state from last.pt, report."""
-        run = self.run_
+        run = self.prepared
         best, last = run.weights_dir / "best.pt", run.weights_dir / "last.pt"
         metrics = None
         if run.place.is_main:
@@ -290,7 +291,7 @@ class Loop:
         return TrainResult(metrics, best, last, run.run_dir)
 
     def final_metrics(self, best: Path) -> ValMetrics | None:
-        run = self.run_
+        run = self.prepared
         if run.val_data is None or not best.is_file():
             return None
         console.info(f"Validating {best}...")
