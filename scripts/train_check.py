@@ -6,7 +6,7 @@ data files: a deterministic, untrained network) or from real weights given with 
 mAP50 of the start model (its new 3-class head drawn as the run draws it) and of the trained best.pt, the time
 per epoch, and the peak memory of the process (its DataLoader workers included).
 
-    python scripts/train_check.py                               # tiny, the measured setting of the README
+    python scripts/train_check.py                               # tiny at 128, the measured setting of the README
     python scripts/train_check.py --variant s --imgsz 160 --epochs 10
     python scripts/train_check.py --weights yolo_nas_s.pt       # real COCO weights, when present
     python scripts/train_check.py --set mosaic=0.5 warmup_epochs=1   # any other train argument
@@ -80,13 +80,19 @@ def main() -> None:
     parser.add_argument("--imgsz", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--lr0", type=float, default=2e-3)
+    parser.add_argument("--lr0", type=float, default=5e-3)
     parser.add_argument("--train", type=int, default=400, help="training images")
     parser.add_argument("--val", type=int, default=100, help="validation images")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--folder", default=None, help="where to write the dataset and the run (default: a temp dir)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="other train arguments")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=["warmup_epochs=1", "mosaic=0.5"],
+        metavar="KEY=VALUE",
+        help="other train arguments (default: warmup_epochs=1 mosaic=0.5, the measured setting)",
+    )
     options = parser.parse_args()
 
     folder = Path(options.folder or tempfile.mkdtemp(prefix="train_check_"))
