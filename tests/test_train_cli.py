@@ -22,8 +22,11 @@ from formula import formula_torch_state_dict
 from train_runs import NO_AUGMENTATION, error_lines, leftovers, start, write_shapes, yolo_nas
 from yolonas_cli.cfg import TrainArgs, arg_fields, defaults, make_args
 from yolonas_cli.cli import app
+from yolonas_cli.cli.parse import parse_args
 from yolonas_cli.core.errors import UsageError
 from yolonas_cli.detector import Detector
+from yolonas_cli.modes.train import argument_tokens
+from yolonas_cli.modes.train.distributed import launch_command
 from yolonas_cli.modes.train.recipe import COCO_S, RECIPES, ROBOFLOW_S, ULTRALYTICS_ARGS, ultralytics_defaults
 from yolonas_cli.weights.checkpoint import read_checkpoint, save_checkpoint
 
@@ -145,6 +148,35 @@ def test_several_gpus_normalise_and_a_list_is_accepted() -> None:
     assert make_args("train", device="0,1").device == "cuda:0,cuda:1"
     assert make_args("train", device=[2, 3]).device == "cuda:2,cuda:3"
     assert make_args("train", cache=True).cache == "ram"
+
+
+def test_the_multi_gpu_launcher_passes_every_argument_through_the_command_line() -> None:
+    """`device=0,1` runs `yolo-nas train <tokens>` under torchrun: the tokens must read back as the same arguments."""
+    args = make_args(
+        "train",
+        data="my.yaml",
+        device="0,1",
+        imgsz=(320, 256),
+        freeze=[0, "neck.neck1"],
+        name="run 1",
+        cache="disk",
+        lr0=2.5e-4,
+        hsv_h=None,
+        resume=False,
+    )
+    assert parse_args("train", argument_tokens(args)) == args
+    command = launch_command(2, ["epochs=3"], 29500)
+    assert command[1:] == [
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        "--master_port=29500",
+        "-m",
+        "yolonas_cli",
+        "train",
+        "epochs=3",
+    ]
 
 
 # ---------------------------------------------------------------------------------------- bad input
