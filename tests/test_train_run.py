@@ -160,7 +160,7 @@ def test_resume_in_the_middle_of_an_epoch_continues_the_cosine_exactly(
             loop.stop.requested = len(steps) == 7
 
         loop.prepared.parts.optimizer.register_step_post_hook(stop_after_the_seventh)
-        with pytest.raises(TrainingInterrupted, match="stopped at epoch 2/3, batch 3/4"):
+        with pytest.raises(TrainingInterrupted, match="stopped after step 3/4 of epoch 2/3"):
             loop.run()
     last = tmp_path / "cut" / "weights" / "last.pt"
     train(make_args("train", resume=str(last), verbose=False))

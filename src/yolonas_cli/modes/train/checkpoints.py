@@ -137,9 +137,9 @@ def read_resumable(path: str | Path) -> Resumable:
     checkpoint = read_checkpoint(path)
     meta = checkpoint.meta.get(TRAIN_META) if isinstance(checkpoint.meta, dict) else None
     if checkpoint.training is None or not isinstance(meta, dict) or not isinstance(meta.get("args"), dict):
-        if isinstance(meta, dict) and meta.get("epoch") == meta.get("epochs"):
+        if isinstance(meta, dict) and meta.get("finished") is True:
             raise UsageError(
-                f"{path} is from a finished run ({meta.get('epochs')} epochs): nothing to resume; start a new run "
+                f"{path} is from a finished run ({meta.get('epoch')} epochs): nothing to resume; start a new run "
                 f"from it with model={path} (without resume)"
             )
         raise UsageError(

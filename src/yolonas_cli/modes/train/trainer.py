@@ -271,9 +271,12 @@ class Loop:
         if run.place.is_main:
             self.save_last(self.averaged_model().state_dict(), self.meta(progress.epoch, None))
         distributed.barrier()
-        where = f"epoch {progress.epoch + 1}/{run.recipe.epochs}, batch {progress.batch}/{run.parts.steps_per_epoch}"
+        epochs, steps = run.recipe.epochs, run.parts.steps_per_epoch
+        where = f"epoch {progress.epoch}/{epochs}"
+        if progress.batch:
+            where = f"step {progress.batch}/{steps} of epoch {progress.epoch + 1}/{epochs}"
         raise TrainingInterrupted(
-            f"training stopped at {where}; {last} saved: resume with 'yolo-nas train resume=True model={last}'"
+            f"training stopped after {where}; {last} saved: resume with 'yolo-nas train resume=True model={last}'"
         )
 
     def finish(self) -> TrainResult:
@@ -284,7 +287,8 @@ class Loop:
         if run.place.is_main:
             records = run.progress.history
             final = records[-1] if records else {}
-            self.save_last(self.averaged_model().state_dict(), self.meta(len(records), final.get("fitness")), False)
+            meta = {**self.meta(len(records), final.get("fitness")), "finished": True}
+            self.save_last(self.averaged_model().state_dict(), meta, training=False)
             metrics = self.final_metrics(best)
             console.info(f"Results saved to {run.run_dir}")
         distributed.barrier()
