@@ -187,6 +187,8 @@ def training_recipe(args: TrainArgs, variant: str | None) -> Recipe:
     given = {
         a.name: getattr(args, a.name) for a in ULTRALYTICS_ARGS if a.field and getattr(args, a.name, None) is not None
     }
+    if given.get("optimizer") == "auto":  # the recipe's own (AdamW)
+        del given["optimizer"]
     recipe = apply_ultralytics_args(recipe, given)
     if args.min_samples is not None:
         recipe = replace(recipe, augment=replace(recipe.augment, min_samples=args.min_samples))
