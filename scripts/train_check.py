@@ -121,7 +121,7 @@ def main() -> None:
     )
     total = time.perf_counter() - started
     assert metrics is not None
-    run_dir = Path(metrics.save_dir or folder / "runs" / "exp")
+    run_dir = Path(metrics.save_dir or folder / "runs" / "train")
     with (run_dir / "results.csv").open() as handle:
         epochs = list(csv.DictReader(handle))
     per_epoch = sum(float(row["time"]) for row in epochs) / max(len(epochs), 1)

@@ -290,7 +290,7 @@ def test_images_vanishing_mid_run_stop_it_with_last_pt_intact(tmp_path: Path, we
     data = write_shapes(tmp_path / "d", train=16)
     tokens = [f"model={weights}", f"data={data}", "imgsz=64", "epochs=3", "batch=2", "workers=1", "min_samples=0"]
     process = start("train", *tokens, *NO_AUGMENTATION, f"project={tmp_path / 'runs'}", cwd=tmp_path)
-    last = tmp_path / "runs" / "exp" / "weights" / "last.pt"
+    last = tmp_path / "runs" / "train" / "weights" / "last.pt"
     deadline = time.monotonic() + 300
     while not last.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -332,13 +332,13 @@ def test_ctrl_c_saves_last_pt_and_prints_the_resume_command(tmp_path: Path, weig
     data = write_shapes(tmp_path / "d", train=16)
     tokens = [f"model={weights}", f"data={data}", "imgsz=64", "epochs=50", "batch=2", "workers=1", "min_samples=0"]
     process = start("train", *tokens, f"project={tmp_path / 'runs'}", cwd=tmp_path)
-    results = tmp_path / "runs" / "exp" / "results.csv"
+    results = tmp_path / "runs" / "train" / "results.csv"
     deadline = time.monotonic() + 300
     while not results.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=300)
-    last = tmp_path / "runs" / "exp" / "weights" / "last.pt"
+    last = tmp_path / "runs" / "train" / "weights" / "last.pt"
     error = one_error(subprocess.CompletedProcess(process.args, process.returncode, "", stderr), 130)
     assert f"resume with 'yolo-nas train resume=True model={last}'" in error
     assert "SIGINT received" in stderr

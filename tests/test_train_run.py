@@ -173,7 +173,7 @@ def test_resuming_a_finished_run_says_so(tmp_path: Path, photos: Path, tiny_chec
     tokens = [f"model={tiny_checkpoint}", f"data={photos}", "imgsz=64", "epochs=1", "batch=8", "workers=0"]
     done = yolo_nas("train", *tokens, "min_samples=0", "plots=False", f"project={tmp_path}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    again = yolo_nas("train", "resume=True", f"model={tmp_path / 'exp' / 'weights' / 'last.pt'}", cwd=tmp_path)
+    again = yolo_nas("train", "resume=True", f"model={tmp_path / 'train' / 'weights' / 'last.pt'}", cwd=tmp_path)
     assert again.returncode == 2 and "is from a finished run (1 epochs): nothing to resume" in again.stderr
 
 
@@ -268,7 +268,7 @@ def test_train_then_val_export_and_predict(shapes: Path, tiny_checkpoint: Path, 
     trained = yolo_nas("train", *tokens, "min_samples=0", f"project={tmp_path / 'runs'}", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "80 -> 3 classes: kept 915 tensors, re-initialised 6 (heads.head1.cls_pred.weight" in trained.stderr
-    run = tmp_path / "runs" / "exp"
+    run = tmp_path / "runs" / "train"
     assert {p.name for p in run.iterdir()} >= {"args.yaml", "results.csv", "results.png", "weights"}
     assert len(results(run)) == 2
     best = run / "weights" / "best.pt"
@@ -308,12 +308,12 @@ def test_python_api_trains_and_keeps_the_trained_model(shapes: Path, tiny_checkp
         project=str(tmp_path),
         verbose=False,
     )
-    assert metrics is not None and 0.0 <= metrics.box.map50 <= 1.0 and metrics.save_dir == tmp_path / "exp"
-    assert model.path == tmp_path / "exp" / "weights" / "best.pt"
+    assert metrics is not None and 0.0 <= metrics.box.map50 <= 1.0 and metrics.save_dir == tmp_path / "train"
+    assert model.path == tmp_path / "train" / "weights" / "best.pt"
     assert model.names == {0: "circle", 1: "square", 2: "triangle"}
     assert model.model.heads.head1.cls_pred.out_channels == 3
     assert len(model(str(shapes.parent / "images" / "val"), imgsz=64)) == 4
-    assert NAS(tmp_path / "exp" / "weights" / "epoch1.pt").names == model.names  # save_period=1
+    assert NAS(tmp_path / "train" / "weights" / "epoch1.pt").names == model.names  # save_period=1
 
 
 def test_patience_stops_when_the_fitness_stops_improving(shapes: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:

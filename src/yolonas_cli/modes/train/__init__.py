@@ -39,7 +39,7 @@ def train(args: TrainArgs) -> Any:
     if len(devices) == 1 or distributed.Distributed.from_environment().enabled:
         return trainer.train(args)
     check_gpus(devices)
-    folder = make_run_dir(args.project or trainer.RUNS, args.name, args.exist_ok, "train", create=True)
+    folder = make_run_dir(args.project, args.name, args.exist_ok, "train", create=True)
     children = dataclasses.replace(args, project=str(folder.parent), name=folder.name, exist_ok=True)
     code = distributed.run_processes(len(devices), argument_tokens(children))
     if code != 0:

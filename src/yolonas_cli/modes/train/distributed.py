@@ -101,6 +101,15 @@ def any_process(flag: bool, device: torch.device) -> bool:
     return bool(value.item() > 0)
 
 
+def main_process_text(text: str) -> str:
+    """Rank 0's `text` in every process (its own without DDP): a choice only rank 0 makes, such as the run folder."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return text
+    box: list[Any] = [text]
+    dist.broadcast_object_list(box, src=0)
+    return str(box[0])
+
+
 def barrier() -> None:
     """Wait for every process (nothing without DDP)."""
     if dist.is_available() and dist.is_initialized():

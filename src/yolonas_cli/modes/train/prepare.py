@@ -22,8 +22,9 @@ from yolonas_cli.core.devices import select_device
 from yolonas_cli.core.errors import UsageError, YoloNasError
 from yolonas_cli.core.sizes import imgsz_pair
 from yolonas_cli.data.datasets.dataset import Dataset, load_dataset
-from yolonas_cli.data.sinks import make_run_dir
+from yolonas_cli.data.sinks import RUNS_ROOT, make_run_dir
 from yolonas_cli.model.yolo_nas import ArchSpec, YoloNAS, arch_from_state_dict, build_model, variant_name
+from yolonas_cli.modes.header import training_header_line
 from yolonas_cli.modes.train import checkpoints, distributed, outputs
 from yolonas_cli.modes.train.checkpoints import Progress, Resumable
 from yolonas_cli.modes.train.data import TrainDataset, TrainLoader, TrainSampler, build_train_dataset, train_loader
@@ -36,7 +37,7 @@ from yolonas_cli.modes.train.schedule import LRScheduler
 from yolonas_cli.modes.train.start import StartPoint, load_start, model_for_dataset, require_classes
 from yolonas_cli.modes.train.step import StepParts, TrainingForward
 
-RUNS = Path("runs") / "train"
+RUNS = RUNS_ROOT  # runs/detect: train runs are runs/detect/train, train2, ...
 RESUMABLE_ARGS = ("device", "workers", "verbose", "cache")  # what a resumed run may change
 
 
@@ -129,6 +130,9 @@ def prepare(args: TrainArgs, place: Distributed) -> Run:
     progress = restore(parts, resumed) if resumed is not None else Progress()
     parts.forward = wrap_for_processes(parts, recipe, place, device)
     run_dir = run_folder(args, resumed, place)
+    if console.is_verbose():
+        name = variant_name(model.arch) or "custom YOLO-NAS"
+        console.info(training_header_line(name, model, device, imgsz_pair(args.imgsz)))
     console.info(f"Start: {report}")
     run = Run(args, recipe, place, device, names, report, dataset, sampler, loader, val_data, parts, progress, run_dir)
     announce(run)
@@ -305,10 +309,9 @@ def run_folder(args: TrainArgs, resumed: Resumable | None, place: Distributed) -
     """The run folder (a resumed run keeps its own); created, with args.yaml, by rank 0 only."""
     if resumed is not None:
         folder = resumed.path.resolve().parent.parent
-    elif place.is_main:
-        folder = make_run_dir(args.project or RUNS, args.name, args.exist_ok, "train", create=True)
     else:
-        folder = make_run_dir(args.project or RUNS, args.name, True, "train")  # rank 0's choice comes from it
+        chosen = make_run_dir(args.project, args.name, args.exist_ok, "train", create=True) if place.is_main else ""
+        folder = Path(distributed.main_process_text(str(chosen)))
     if place.is_main:
         (folder / "weights").mkdir(parents=True, exist_ok=True)
         outputs.write_args_yaml(folder / "args.yaml", asdict(args))
