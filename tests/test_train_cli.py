@@ -5,6 +5,7 @@ half-written)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import math
 import os
@@ -27,6 +28,7 @@ from yolonas_cli.core.errors import UsageError
 from yolonas_cli.detector import Detector
 from yolonas_cli.modes.train import argument_tokens
 from yolonas_cli.modes.train.distributed import launch_command
+from yolonas_cli.modes.train.prepare import training_recipe
 from yolonas_cli.modes.train.recipe import COCO_S, RECIPES, ROBOFLOW_S, ULTRALYTICS_ARGS, ultralytics_defaults
 from yolonas_cli.weights.checkpoint import read_checkpoint, save_checkpoint
 
@@ -100,6 +102,22 @@ def test_defaults_are_the_recipe_values_or_none_where_the_recipes_differ() -> No
             assert seen == {repr(default)}, (arg.name, default, seen)
     assert defaults("train")["imgsz"] == ultralytics_defaults(ROBOFLOW_S)["imgsz"] == 640
     assert defaults("train")["optimizer"] == "auto" and ROBOFLOW_S.optimizer == COCO_S.optimizer == "AdamW"
+
+
+def test_recipe_argument_chooses_the_original_recipe_and_given_arguments_change_it() -> None:
+    """The run's recipe (prepare.training_recipe): the values of training-facts.md §8's table for recipe= and the
+    model size, with only the arguments given changing it."""
+    coco = training_recipe(TrainArgs(recipe="coco"), "yolo_nas_s")
+    assert coco == COCO_S
+    assert (coco.epochs, coco.lr0, coco.weight_decay, coco.warmup, coco.warmup_epochs) == (300, 2e-4, 1e-5, "batch", 0)
+    assert (coco.ema_decay, coco.metric, coco.batch) == (0.9997, "mAP50-95", 32)
+    medium = training_recipe(TrainArgs(), "yolo_nas_m")
+    assert (medium.name, medium.epochs, medium.lr0, medium.weight_decay) == ("roboflow", 100, 4e-4, 1e-4)
+    assert medium.batch == 12
+    assert (medium.warmup, medium.warmup_epochs, medium.ema_decay, medium.metric) == ("epoch", 3, 0.9, "mAP50")
+    given = training_recipe(TrainArgs(lr0=1e-3, epochs=7, mosaic=0.25, min_samples=0), "yolo_nas_s")
+    assert (given.lr0, given.epochs, given.augment.mosaic, given.augment.min_samples) == (1e-3, 7, 0.25, 0)
+    assert dataclasses.replace(given, lr0=5e-4, epochs=100, augment=ROBOFLOW_S.augment) == ROBOFLOW_S
 
 
 def numbers_in(text: str) -> list[float]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import signal
 import socket
 import subprocess
@@ -268,8 +269,17 @@ def test_train_then_val_export_and_predict(shapes: Path, tiny_checkpoint: Path, 
     trained = yolo_nas("train", *tokens, "min_samples=0", f"project={tmp_path / 'runs'}", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "80 -> 3 classes: kept 915 tensors, re-initialised 6 (heads.head1.cls_pred.weight" in trained.stderr
+    header = r"yolo-nas \S+, Python \S+, torch \S+, cpu .*; custom YOLO-NAS \(unfused, as trained\): [\d,]+ parameters"
+    assert re.search(header + r", [\d.]+ GFLOPs at 64x64\n", trained.stderr), trained.stderr[:2000]
+    # Not a terminal: one plain line per epoch under the column names (epoch, the three losses, instances, size, it/s)
+    assert re.search(r"Epoch +cls_loss +iou_loss +dfl_loss +Instances +Size +it/s\n", trained.stderr)
+    number = r" +[\d.e+-]+"
+    for epoch in (1, 2):
+        row = rf"\n +{epoch}/2{number * 3} +\d+ +64 +[\d.]+   \d+ steps in [\d.]+s\n"
+        assert re.search(row, trained.stderr), (epoch, trained.stderr[-2000:])
     run = tmp_path / "runs" / "train"
     assert {p.name for p in run.iterdir()} >= {"args.yaml", "results.csv", "results.png", "weights"}
+    assert [row["fitness"] for row in results(run)] == [row["metrics/mAP50"] for row in results(run)]
     assert len(results(run)) == 2
     best = run / "weights" / "best.pt"
 
@@ -294,9 +304,12 @@ def test_train_then_val_export_and_predict(shapes: Path, tiny_checkpoint: Path, 
         assert rows_a.shape == rows_b.shape and np.allclose(rows_a, rows_b, atol=1e-3), a.name
 
 
-def test_python_api_trains_and_keeps_the_trained_model(shapes: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_python_api_trains_and_keeps_the_trained_model(
+    shapes: Path, tiny_checkpoint: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     model = NAS(tiny_checkpoint)
     assert len(model.names) == 80
+    capfd.readouterr()
     metrics = model.train(
         data=str(shapes),
         imgsz=64,
@@ -308,10 +321,16 @@ def test_python_api_trains_and_keeps_the_trained_model(shapes: Path, tiny_checkp
         project=str(tmp_path),
         verbose=False,
     )
+    assert capfd.readouterr() == ("", "")  # verbose=False: silent
     assert metrics is not None and 0.0 <= metrics.box.map50 <= 1.0 and metrics.save_dir == tmp_path / "train"
     assert model.path == tmp_path / "train" / "weights" / "best.pt"
     assert model.names == {0: "circle", 1: "square", 2: "triangle"}
     assert model.model.heads.head1.cls_pred.out_channels == 3
+    (row,) = results(tmp_path / "train")
+    # the roboflow recipe's fitness is mAP50 (training-facts.md §8); best.pt validated again gives the epoch's value
+    assert row["fitness"] == row["metrics/mAP50"] and row["metrics/mAP50-95"] != ""
+    assert math.isclose(metrics.box.map50, float(row["metrics/mAP50"]), rel_tol=1e-5, abs_tol=1e-6)
+    assert model.info(imgsz=64, verbose=False)["classes"] == 3
     assert len(model(str(shapes.parent / "images" / "val"), imgsz=64)) == 4
     assert NAS(tmp_path / "train" / "weights" / "epoch1.pt").names == model.names  # save_period=1
 
