@@ -85,6 +85,9 @@ def main() -> None:
     parser.add_argument("--val", type=int, default=100, help="validation images")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: on 2 busy cores a second thread mostly waits)"
+    )
     parser.add_argument("--folder", default=None, help="where to write the dataset and the run (default: a temp dir)")
     parser.add_argument(
         "--set",
@@ -94,6 +97,7 @@ def main() -> None:
         help="other train arguments (default: warmup_epochs=1 mosaic=0.5, the measured setting)",
     )
     options = parser.parse_args()
+    torch.set_num_threads(options.threads)
 
     folder = Path(options.folder or tempfile.mkdtemp(prefix="train_check_"))
     size = (options.imgsz, options.imgsz)
