@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ import torch
 
 from yolonas_cli import NAS
 from yolonas_cli.cli.parse import smart_value
+from yolonas_cli.core.errors import YoloNasError
 from yolonas_cli.core.sizes import imgsz_pair
 from yolonas_cli.data.datasets.dataset import load_dataset
 from yolonas_cli.data.datasets.shapes import ShapesSpec, write_shapes_dataset
@@ -140,4 +142,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except YoloNasError as error:  # e.g. stopped by Ctrl-C or SIGTERM: last.pt saved, the message says how to resume
+        print(f"Error: {error}" if error.exit_code != 130 else str(error), file=sys.stderr)
+        sys.exit(error.exit_code)
