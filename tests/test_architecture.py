@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("cfg", ("cfg",)),  # the typed arguments of every mode
     ("detector", ("detector",)),  # weights or an exported file behind one Backend
     ("distributed", ("distributed",)),  # Ray: the cluster, model files shipped to workers, batch inference on actors
-    ("modes", ("modes",)),  # predict, track, val, export, info, benchmark, serve
+    ("modes", ("modes",)),  # predict, track, val, export, info, benchmark, train, serve
     ("api", ("api",)),  # NAS: the Detector with the modes as methods
     ("cli", ("cli",)),  # the command line
     ("entry", ("", "__main__")),  # the package itself (NAS, lazily) and `python -m yolonas_cli`

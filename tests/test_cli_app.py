@@ -135,18 +135,18 @@ def test_checks_reports_versions_without_importing_optional_backends() -> None:
         (["vall"], "Error: 'vall' is not a valid mode. Did you mean 'val'?"),
         (
             ["xyzzy"],
-            "Error: 'xyzzy' is not a valid mode. Use one of predict, track, val, export, info, benchmark, serve, or "
-            "help, version, checks, cfg.",
+            "Error: 'xyzzy' is not a valid mode. Use one of predict, track, val, export, info, benchmark, train, "
+            "serve, or help, version, checks, cfg.",
         ),
         (
             ["train"],
-            "Error: mode 'train' is not supported: yolo-nas runs pretrained models "
-            "(predict, track, val, export, info, benchmark, serve)",
+            "Error: train needs data=<dataset YAML> with train and val splits (the classes to train; the model has "
+            "80), e.g. data=coco8.yaml",
         ),
         (
             ["conf=0.5"],
             "Error: no mode given: use 'yolo-nas MODE key=value ...' with MODE one of predict, track, val, "
-            "export, info, benchmark, serve",
+            "export, info, benchmark, train, serve",
         ),
         (["help", "predit"], "Error: 'predit' is not a valid mode. Did you mean 'predict'?"),
         (["cfg", "val", "export"], "Error: 'cfg' takes at most one mode, got val export"),

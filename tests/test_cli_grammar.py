@@ -22,6 +22,7 @@ from yolonas_cli.cfg import (
     PredictArgs,
     ServeArgs,
     TrackArgs,
+    TrainArgs,
     ValArgs,
     make_args,
 )
@@ -237,6 +238,7 @@ def test_every_mode_has_a_dataclass_and_every_field_a_help_line() -> None:
         "export": ExportArgs,
         "info": InfoArgs,
         "benchmark": BenchmarkArgs,
+        "train": TrainArgs,
         "serve": ServeArgs,
     }
     assert classes == cfg.MODE_ARGS and tuple(classes) == MODES

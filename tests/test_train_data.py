@@ -47,15 +47,16 @@ from yolonas_cli.modes.train.data import (
     collate,
     train_loader,
 )
-from yolonas_cli.modes.train.pipelines import (
-    Augmentation,
-    augmentation_from,
-    data_recipe,
-    hsv_gains,
-    train_pipeline,
-    train_pipelines,
-    val_pipeline,
-)
+from yolonas_cli.modes.train.pipelines import train_pipeline, train_pipelines, val_pipeline
+from yolonas_cli.modes.train.recipe import COCO_S, ROBOFLOW_S, Augmentation, augmentation_from, hsv_gains, recipe_for
+
+ROBOFLOW, COCO = ROBOFLOW_S.augment, COCO_S.augment  # the recipes' data parameters
+
+
+def ultralytics(**arguments: object) -> Augmentation:
+    """The Roboflow recipe's data parameters with some set through their Ultralytics names."""
+    return augmentation_from(ROBOFLOW, **arguments)
+
 
 GREY = (60, 60, 60)
 COLOURS = [(0, 0, 255), (0, 255, 0), (255, 0, 0), (0, 255, 255), (255, 0, 255), (255, 255, 0)]
@@ -135,7 +136,7 @@ def rect_dataset(root: Path, count: int = 6, hw: tuple[int, int] = (96, 96)) -> 
     return write_dataset(root, items)
 
 
-NO_COLOUR_CHANGE = Augmentation(hsv_h=0.0, hsv_s=0.0, hsv_v=0.0)
+NO_COLOUR_CHANGE = ultralytics(hsv_h=0.0, hsv_s=0.0, hsv_v=0.0)
 
 
 # ---------------------------------------------------------------------------------------- sample
@@ -464,7 +465,7 @@ def test_a_pipeline_must_end_with_the_network_input() -> None:
 
 def test_default_pipeline_is_the_roboflow_recipe() -> None:
     """training-facts.md §9.3, Roboflow column."""
-    pipeline = train_pipeline(data_recipe("roboflow"), (640, 640))
+    pipeline = train_pipeline(ROBOFLOW, (640, 640))
     assert pipeline.steps == (
         Mosaic(input_dim=(640, 640), prob=1.0, border_value=114),
         RandomAffine(
@@ -482,12 +483,12 @@ def test_default_pipeline_is_the_roboflow_recipe() -> None:
         Standardize(255.0),
     )
     assert pipeline.targets == TargetsFormat(min_bbox_edge_size=1.0)
-    assert data_recipe("roboflow").min_samples == 512 and not data_recipe("roboflow").drop_last
+    assert ROBOFLOW.min_samples == 512 and not ROBOFLOW.drop_last
 
 
 def test_coco_pipeline_is_the_coco_recipe() -> None:
     """training-facts.md §9.3, COCO column."""
-    pipeline = train_pipeline(data_recipe("coco"), (640, 640))
+    pipeline = train_pipeline(COCO, (640, 640))
     assert pipeline.steps == (
         RandomAffine(
             degrees=0.0,
@@ -508,7 +509,7 @@ def test_coco_pipeline_is_the_coco_recipe() -> None:
         PaddedRescale(input_dim=(640, 640), pad_value=114),
         Standardize(255.0),
     )
-    assert data_recipe("coco").drop_last and data_recipe("coco").min_samples == 0
+    assert COCO.drop_last and COCO.min_samples == 0
 
 
 def test_validation_pipeline_is_padded_rescale_and_standardize() -> None:
@@ -518,7 +519,7 @@ def test_validation_pipeline_is_padded_rescale_and_standardize() -> None:
 
 def test_ultralytics_arguments_map_onto_the_recipe() -> None:
     aug = augmentation_from(
-        data_recipe("roboflow"),
+        ROBOFLOW,
         mosaic=0.5,
         mixup=0.2,
         degrees=10,
@@ -531,7 +532,7 @@ def test_ultralytics_arguments_map_onto_the_recipe() -> None:
         hsv_s=0.2,
         hsv_v=None,
     )
-    steps = train_pipeline(data_recipe("roboflow"), (320, 320), aug).steps
+    steps = train_pipeline(aug, (320, 320)).steps
     assert [type(s) for s in steps] == [Mosaic, RandomAffine, HSV, VerticalFlip, Mixup, PaddedRescale, Standardize]
     assert steps[0] == Mosaic((320, 320), 0.5, 114)
     assert steps[1] == RandomAffine(degrees=10, translate=0.2, scales=(0.7, 1.3), shear=2, target_size=(320, 320))
@@ -541,17 +542,17 @@ def test_ultralytics_arguments_map_onto_the_recipe() -> None:
 
 
 def test_hsv_fractions_map_to_the_original_gains() -> None:
-    assert hsv_gains(data_recipe("roboflow").defaults) == (5.0, 30.0, 30.0)
-    assert hsv_gains(data_recipe("coco").defaults) == (18.0, 30.0, 30.0)
+    assert hsv_gains(ROBOFLOW) == (5.0, 30.0, 30.0)
+    assert hsv_gains(COCO) == (18.0, 30.0, 30.0)
 
 
 def test_close_mosaic_drops_mosaic_and_mixup_for_the_last_epochs() -> None:
-    schedule = train_pipelines(data_recipe("roboflow"), (64, 64), Augmentation(mixup=0.5, close_mosaic=3), epochs=10)
+    schedule = train_pipelines(ultralytics(mixup=0.5, close_mosaic=3), (64, 64), epochs=10)
     assert Mosaic in map(type, schedule.at(6).steps) and Mixup in map(type, schedule.at(6).steps)
     for epoch in (7, 8, 9):
         kinds = list(map(type, schedule.at(epoch).steps))
         assert Mosaic not in kinds and Mixup not in kinds and RandomAffine in kinds
-    always = train_pipelines(data_recipe("roboflow"), (64, 64), None, epochs=10)
+    always = train_pipelines(ROBOFLOW, (64, 64), epochs=10)
     assert always.at(9) is always.main
 
 
@@ -561,14 +562,14 @@ def test_close_mosaic_drops_mosaic_and_mixup_for_the_last_epochs() -> None:
 )
 def test_out_of_range_augmentation_arguments_are_usage_errors(bad) -> None:
     with pytest.raises(UsageError, match=next(iter(bad))):
-        Augmentation(**bad)
+        ultralytics(**bad)
 
 
 def test_unknown_recipe_and_argument_are_usage_errors() -> None:
     with pytest.raises(UsageError, match="roboflow, coco"):
-        data_recipe("voc")
+        recipe_for("voc", None)
     with pytest.raises(UsageError, match="hsv_x is not an augmentation argument"):
-        augmentation_from(data_recipe("roboflow"), hsv_x=0.1)
+        augmentation_from(ROBOFLOW, hsv_x=0.1)
 
 
 # ---------------------------------------------------------------------------------------- collate and sampler
@@ -646,7 +647,7 @@ def test_items_are_bgr_network_inputs_with_their_targets(tmp_path: Path) -> None
     """With every augmentation off the pipeline is RandomAffine(identity) + PaddedRescale + Standardize."""
     image = draw_rects((64, 64), [(8, 8, 40, 24)], background=(0, 0, 0))
     data = write_dataset(tmp_path, [(image, yolo_line(2, (8, 8, 40, 24), (64, 64)))])
-    off = Augmentation(mosaic=0, translate=0, scale=0, fliplr=0, hsv_h=0, hsv_s=0, hsv_v=0)
+    off = ultralytics(mosaic=0, translate=0, scale=0, fliplr=0, hsv_h=0, hsv_s=0, hsv_v=0)
     tensor, targets = build_train_dataset(data, imgsz=64, augmentation=off)[0]
     np.testing.assert_array_equal(tensor, image.transpose(2, 0, 1) / np.float32(255))
     np.testing.assert_array_equal(targets, [[2, 24, 16, 32, 16]])
@@ -760,7 +761,7 @@ def test_boxes_enclose_their_rectangles_after_the_whole_pipeline(tmp_path: Path)
     """Mosaic, affine (with rotation and shear) and flips on drawn rectangles (HSV off, so that colours stay
     recognisable): every region of a rectangle's colour lies in a target box of its class, and a box whose
     rectangle stays whole inside the image fits its region tightly."""
-    aug = Augmentation(degrees=15, shear=3, hsv_h=0, hsv_s=0, hsv_v=0, flipud=0.5)
+    aug = ultralytics(degrees=15, shear=3, hsv_h=0, hsv_s=0, hsv_v=0, flipud=0.5)
     dataset = build_train_dataset(rect_dataset(tmp_path, count=3), imgsz=96, augmentation=aug)
     regions_checked, worst = 0, 0.0
     for position in range(30):

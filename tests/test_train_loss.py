@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from cpu_kernels import PINNED_THREADS, can_pin, kernels_pinned, run_pinned
+from avx2 import PINNED_THREADS, can_pin, kernels_pinned, run_pinned
 from formula import formula_torch_state_dict
 from yolonas_cli.model.yolo_nas import TrainOutputs, YoloNAS, arch_from_state_dict, build_model
 from yolonas_cli.modes.train.assigners import Assignment

@@ -6,7 +6,7 @@ results = model("photo.jpg")          # list of Result, one per image or frame
 model.info()                          # what `yolo-nas info` shows
 
 `NAS` is a `Detector` (weights run by PyTorch, or an exported file run by its format's runtime) with the
-modes as methods: `predict` (and calling the model), `track`, `val`, `export`, `info`.
+modes as methods: `predict` (and calling the model), `track`, `val`, `export`, `info`, `train`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
-from yolonas_cli.cfg import ExportArgs, TrackArgs, ValArgs, make_args
+from yolonas_cli.cfg import ExportArgs, TrackArgs, TrainArgs, ValArgs, make_args
+from yolonas_cli.core.errors import UsageError
 from yolonas_cli.data.results import Result
 from yolonas_cli.detector import Detector
 from yolonas_cli.metrics.val_metrics import ValMetrics
@@ -23,6 +24,7 @@ from yolonas_cli.modes import export, info, predict, val
 from yolonas_cli.modes.track import mode as track_mode
 from yolonas_cli.modes.track.config import load_tracker_config
 from yolonas_cli.modes.track.session import TrackSession
+from yolonas_cli.weights.loader import load_weights
 
 
 class NAS(Detector):
@@ -86,3 +88,17 @@ class NAS(Detector):
     def info(self, imgsz: int | tuple[int, int] = 640, verbose: bool = True) -> dict[str, Any]:
         """Print (when verbose) and return the model facts `yolo-nas info` shows."""
         return info.info(self, imgsz, verbose)
+
+    def train(self, **kwargs: Any) -> ValMetrics | None:
+        """Train from this model's weights (`data="my.yaml"`, `epochs=10`, ...: the CLI's train arguments;
+        `pretrained=False` keeps only its architecture). Returns the final validation metrics of best.pt (None
+        without a val split, or after a multi-GPU run); the model is then best.pt, ready to predict, val or
+        export. Raises TrainingInterrupted (a YoloNasError) when stopped by Ctrl-C or SIGTERM, after saving."""
+        from yolonas_cli.modes import train as train_mode
+
+        if self.is_exported:
+            raise UsageError(f"'{self.path}' is an exported model: train from the weights file (.pt/.pth)")
+        args = cast(TrainArgs, make_args("train", **{"model": str(self.path), **kwargs}))
+        result = train_mode.train(args)
+        self._loaded, self.fused = load_weights(result.best), False
+        return result.metrics

@@ -1,11 +1,11 @@
 """Typed arguments of every mode: defaults, one-line help, validation and coercion.
 
 Each mode has one dataclass (`PredictArgs`, `TrackArgs`, `ValArgs`, `ExportArgs`, `InfoArgs`, `BenchmarkArgs`,
-`ServeArgs`), all built on `CommonArgs` (predict's and track's on `FrameArgs`, what they share). Every field
-carries its help line and its check in `dataclasses.field(metadata=...)`, and `__post_init__` runs the checks, so
-an instance (from the CLI parser, from `make_args`, from direct construction or from `dataclasses.replace`) always
-holds valid, normalised values, or construction raises `UsageError` with one line naming the argument, the bad
-value and what is allowed.
+`TrainArgs`, `ServeArgs`), all built on `CommonArgs` (predict's and track's on `FrameArgs`, what they share). Every
+field carries its help line and its check in `dataclasses.field(metadata=...)`, and `__post_init__` runs the checks,
+so an instance (from the CLI parser, from `make_args`, from direct construction or from `dataclasses.replace`)
+always holds valid, normalised values, or construction raises `UsageError` with one line naming the argument, the
+bad value and what is allowed.
 
 Types are checked strictly (see `core.checks`):
 - a bool field takes only True or False (`save=1` is an error; the CLI parser turns true/false into bools);
@@ -42,7 +42,7 @@ from yolonas_cli.core.sizes import STRIDE, imgsz_pair
 from yolonas_cli.engine.slice_config import MATCH_METRICS, MERGE_METHODS, SliceConfig, tile_size
 from yolonas_cli.formats import registry
 
-MODES = ("predict", "track", "val", "export", "info", "benchmark", "serve")
+MODES = ("predict", "track", "val", "export", "info", "benchmark", "train", "serve")
 EXPORT_FORMATS = registry.EXPORT_FORMATS
 BENCHMARK_FORMATS = tuple(f.name for f in registry.FORMATS)  # the PyTorch weights and every export
 FORMAT_ALIASES = registry.ALIASES
@@ -96,6 +96,62 @@ def tile(name: str, value: Any) -> tuple[int, int] | None:
     """None (no slicing) or a tile size N or (h, w) in whole pixels above `slice_config.MIN_TILE`, as (h, w)
     (the error names `slice=`)."""
     return None if value is None else tile_size(value)
+
+
+def optional(check: Check) -> Check:
+    """`check`, with None allowed (None: the value is chosen later, e.g. the training recipe's)."""
+
+    def checked(name: str, value: Any) -> Any:
+        return None if value is None else check(name, value)
+
+    return checked
+
+
+def devices(name: str, value: Any) -> str:
+    """One device (see `core.checks.device`) or several CUDA devices for multi-GPU training: `0,1` (text),
+    [0, 1] or (0, 1) -> "cuda:0,cuda:1"."""
+    if isinstance(value, str) and "," in value:
+        value = [part.strip() for part in value.strip("[]()").split(",") if part.strip()]
+    if not isinstance(value, (list, tuple)):
+        return device(name, value)
+    picked = [device(name, int(v) if isinstance(v, str) and v.isdigit() else v) for v in value]
+    if len(picked) < 2 or not all(p.startswith("cuda:") for p in picked) or len(set(picked)) != len(picked):
+        raise bad_value(name, value, "is not valid", "several devices must be distinct CUDA indices, e.g. device=0,1")
+    return ",".join(picked)
+
+
+def cache_choice(name: str, value: Any) -> bool | str:
+    """False (read images from disk every epoch), True or "ram", or "disk"; returned as False, "ram" or "disk"."""
+    if value is False or value is None:
+        return False
+    if value is True:
+        return "ram"
+    return choice(("ram", "disk"))(name, value)
+
+
+def resume_value(name: str, value: Any) -> bool | str:
+    """False, True (resume the run of `model=`, or the latest run) or the path of a last.pt."""
+    if isinstance(value, bool):
+        return value
+    return text()(name, value)
+
+
+def freeze_value(name: str, value: Any) -> int | list[int | str] | None:
+    """None, a count of leading layers, or a list of layer indices and parameter-name prefixes."""
+    allowed = "use a layer count (freeze=10) or a list of layer indices and name prefixes (freeze=[0,'neck'])"
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise bad_value(name, value, "is out of range", allowed)
+        return value
+    items = list(value) if isinstance(value, (list, tuple)) else None
+    ok = items is not None and all(
+        isinstance(i, str) or (isinstance(i, int) and not isinstance(i, bool)) for i in items
+    )
+    if not ok:
+        raise bad_value(name, value, "is not valid", allowed)
+    return items
 
 
 # ---------------------------------------------------------------- fields
@@ -436,6 +492,122 @@ class BenchmarkArgs(CommonArgs):
     exist_ok: bool = _exist_ok()
 
 
+def _recipe(help: str, check: Check, values: str, example: Any) -> Any:
+    """A training argument whose default is the recipe's (None = the recipe's value, listed in the help)."""
+    return arg(None, f"{help} (None = the recipe's: {values})", optional(check), example=example)
+
+
+def _train(default: Any, help: str, check: Check, example: Any = None) -> Any:
+    """A training argument whose default is the same in every recipe."""
+    return arg(default, help, check, example=example)
+
+
+@dataclass
+class TrainArgs(CommonArgs):
+    """Arguments of `yolo-nas train`: Ultralytics' names, the original recipe's values (modes/train/recipe.py).
+
+    Arguments whose value differs between the recipes (roboflow, coco) or the model sizes default to None, which
+    means the chosen recipe's value; the others carry the value every recipe shares. `help train` lists both.
+    """
+
+    mode: ClassVar[str] = "train"
+
+    model: str = arg(
+        "yolo_nas_s.pt",
+        "start point: weights (yolo_nas_s.pt, a file path, a last.pt) or, with pretrained=False, an architecture "
+        "(yolo_nas_s, yolo_nas_m, yolo_nas_l)",
+        text(),
+        (str,),
+    )
+    device: str = arg(
+        "auto",
+        "auto, cpu, cuda, cuda:N (or just N), mps, or several GPUs for DDP: 0,1",
+        devices,
+        (str, int, tuple, list),
+    )
+    data: str | None = arg(None, "dataset YAML with train and val splits (name or path)", text(True), (str,), "my.yaml")
+    recipe: str = arg(
+        "roboflow",
+        "the original's recipe: roboflow (fine-tuning) or coco (training on COCO)",
+        choice(("roboflow", "coco")),
+        (str,),
+    )
+    pretrained: bool = _flag(True, "start from the weights in model= (False: random weights of its architecture)")
+    epochs: int | None = _recipe("epochs to train", integer(1), "roboflow 100, coco 300", 100)
+    batch: int | None = _recipe("images per batch and process", integer(1), "roboflow 16 (S), 12 (M, L); coco 32", 16)
+    workers: int | None = _recipe(
+        "data loading processes (0 = in the main process)", integer(0), "roboflow 4, coco 8", 4
+    )
+    optimizer: str = _train(
+        "auto", "auto (the recipe's AdamW), AdamW, Adam or SGD", choice(("auto", "adamw", "adam", "sgd"))
+    )
+    lr0: float | None = _recipe(
+        "initial (peak) learning rate", number(0, 1, low_open=True), "roboflow 5e-4 (S), 4e-4 (M, L); coco 2e-4", 5e-4
+    )
+    lrf: float = _train(0.1, "final learning rate as a fraction of lr0 (the cosine ends near lr0*lrf)", number(0, 1))
+    momentum: float = _train(0.9, "AdamW/Adam beta1, SGD momentum", number(0, 1))
+    weight_decay: float | None = _recipe(
+        "weight decay (none on biases and BatchNorm)", number(0, 1), "roboflow 1e-4, coco 1e-5", 1e-4
+    )
+    warmup_epochs: int | None = _recipe("epochs of linear warmup from 1e-6", integer(0), "roboflow 3, coco 0", 3)
+    lr_warmup_steps: int = _train(
+        1000,
+        "the original's lr_warmup_steps: the coco recipe's batch warmup, and the steps the cosine waits for "
+        "(the roboflow recipe inherits 1000 too; 0 starts the cosine right after the warmup epochs)",
+        integer(0),
+    )
+    cos_lr: bool = _flag(True, "cosine learning-rate decay (False: linear)")
+    seed: int = _train(42, "random seed of the run (data order, augmentation, new head weights)", integer(0))
+    deterministic: bool = _flag(True, "deterministic algorithms (a run repeats bit for bit on the same machine)")
+    amp: bool = _flag(True, "mixed precision on CUDA (the CPU trains in FP32)")
+    patience: int = _train(100, "stop after this many epochs without a better fitness (0 = never)", integer(0))
+    save_period: int = _train(-1, "also save weights/epoch<N>.pt every N epochs (-1 = off)", integer(-1))
+    cache: bool | str = _train(
+        False, "keep decoded images in ram or on disk (False = read every epoch)", cache_choice, "ram"
+    )
+    fraction: float = _train(1.0, "fraction of the train images to use", number(0, 1, low_open=True))
+    min_samples: int | None = _recipe(
+        "images drawn per epoch at least (with replacement when the dataset is smaller)",
+        integer(0),
+        "roboflow 512, coco 0",
+        0,
+    )
+    freeze: int | list[int | str] | None = _train(  # noqa: RUF009 (a dataclasses.Field, not a default)
+        None,
+        "freeze the first N layers, or the layers / name prefixes listed (None = train everything)",
+        freeze_value,
+        10,
+    )
+    resume: bool | str = _train(
+        False, "continue an interrupted run: True with model=<last.pt>, or resume=<last.pt>", resume_value
+    )
+    val: bool = _flag(True, "validate every epoch (False: only after the last)")
+    plots: bool = _flag(True, "save the loss and metric curves (results.png)")
+    project: str | None = _project("train")
+    name: str | None = _name("train")
+    exist_ok: bool = _exist_ok()
+    cls: float = _train(1.0, "classification (varifocal) loss weight", number(0, 1e3))
+    box: float = _train(2.5, "box (GIoU) loss weight", number(0, 1e3))
+    dfl: float = _train(0.5, "distribution focal loss weight", number(0, 1e3))
+    close_mosaic: int = _train(0, "train the last N epochs without mosaic and mixup", integer(0))
+    mosaic: float | None = _recipe("mosaic probability", number(0, 1), "roboflow 1.0, coco 0.0", 1.0)
+    mixup: float | None = _recipe("mixup probability", number(0, 1), "roboflow 0.0, coco 0.5", 0.0)
+    degrees: float = _train(0.0, "rotation range in degrees (+-)", number(0, 180))
+    translate: float | None = _recipe(
+        "translation range (+- fraction of the size)", number(0, 1), "roboflow 0.1, coco 0.25", 0.1
+    )
+    scale: float = _train(0.5, "scale gain range (+-)", number(0, 0.99))
+    shear: float = _train(0.0, "shear range in degrees (+-)", number(0, 45))
+    flipud: float = _train(0.0, "vertical flip probability", number(0, 1))
+    fliplr: float = _train(0.5, "horizontal flip probability", number(0, 1))
+    bgr: float | None = _recipe("channel swap probability", number(0, 1), "roboflow 0.0, coco 0.5", 0.0)
+    hsv_h: float | None = _recipe(
+        "hue shift (+- fraction of the hue circle)", number(0, 1), "roboflow 5/180 = 0.0278, coco 18/180 = 0.1", 0.1
+    )
+    hsv_s: float = _train(30 / 255, "saturation shift (+- fraction of 255)", number(0, 1))
+    hsv_v: float = _train(30 / 255, "value (brightness) shift (+- fraction of 255)", number(0, 1))
+
+
 @dataclass
 class ServeArgs(CommonArgs):
     """Arguments of `yolo-nas serve`."""
@@ -468,6 +640,7 @@ MODE_ARGS: dict[str, type[CommonArgs]] = {
     "export": ExportArgs,
     "info": InfoArgs,
     "benchmark": BenchmarkArgs,
+    "train": TrainArgs,
     "serve": ServeArgs,
 }
 

@@ -42,6 +42,7 @@ MODE_SUMMARIES = {
     "export": "export to ONNX, TorchScript, OpenVINO or TensorRT",
     "info": "show a model's classes, input size, layers and parameters",
     "benchmark": "time the model (and optionally its mAP) on every available backend",
+    "train": "fine-tune (or train) on a dataset YAML with the original's loss and recipe",
     "serve": "serve detections over HTTP (POST /predict) with dynamic batching",
 }
 COMMANDS = {
@@ -121,6 +122,7 @@ def help_text() -> str:
         "  yolo-nas val model=yolo_nas_m.pt data=coco8.yaml batch=8",
         "  yolo-nas export model=yolo_nas_s.pt format=onnx imgsz=640",
         "  yolo-nas benchmark model=yolo_nas_s.pt formats=[onnx,openvino]",
+        "  yolo-nas train model=yolo_nas_s.pt data=my.yaml epochs=50 imgsz=640 batch=16",
         "  yolo-nas serve model=yolo_nas_s.pt port=8000",
         "  yolo-nas predict --help",
         "",
@@ -329,8 +331,6 @@ SPECIAL_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
 def _unknown_first(token: str) -> UsageError:
     if "=" in token:
         return UsageError(f"no mode given: use 'yolo-nas MODE key=value ...' with MODE one of {', '.join(MODES)}")
-    if token.lower() == "train":
-        return UsageError(f"mode 'train' is not supported: yolo-nas runs pretrained models ({', '.join(MODES)})")
     hint = (
         did_you_mean(token.lower(), [*MODES, *SPECIAL_COMMANDS])
         or f" Use one of {', '.join(MODES)}, or help, version, checks, cfg."
@@ -397,6 +397,7 @@ def os_error_message(exc: OSError) -> str:
     hint = {
         errno.ENOSPC: "free some disk space or write elsewhere (project=...)",
         errno.EACCES: "check the permissions or write elsewhere (project=...)",
+        errno.EPERM: "check the permissions or write elsewhere (project=...)",
         errno.EROFS: "the file system is read-only: write elsewhere (project=...)",
         errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
     }

@@ -131,3 +131,17 @@ def count_progress(description: str, total: int | None) -> Iterator:
     with Progress(*columns, console=err_console, transient=True) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n=1: progress.advance(task, n)
+
+
+@contextmanager
+def step_progress(total: int, done: int = 0) -> Iterator:
+    """A bar of `total` steps, `done` of them already done, with a text the caller sets at every step (training:
+    the epoch, its running losses and speed); yields `step(text)`, which advances one step. Silent when not a
+    terminal (the caller prints its own line at the end)."""
+    if not interactive():
+        yield lambda text: None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=False) as progress:
+        task = progress.add_task("", total=total, completed=done)
+        yield lambda text: progress.update(task, advance=1, description=text)

@@ -1,5 +1,6 @@
-"""What a mode says once, before its first result: the header line (versions, the device `device=auto`
-chose, the model and its size) and the warning for an `imgsz` a static exported model cannot honour.
+"""What a mode says once, before its first result (train: before its first step): the header line (versions,
+the device `device=auto` chose, the model and its size) and the warning for an `imgsz` a static exported model
+cannot honour.
 
     yolo-nas 0.1.0, Python 3.11.9, torch 2.13.0, cpu (AMD EPYC 7B13); yolo_nas_s (fused): 12,167,600
     parameters, 31.8 GFLOPs at 640x640   <- one line
@@ -10,6 +11,7 @@ from __future__ import annotations
 import platform
 
 import torch
+from torch import nn
 
 from yolonas_cli.core import console
 from yolonas_cli.core.devices import device_name
@@ -18,12 +20,29 @@ from yolonas_cli.core.version import __version__
 from yolonas_cli.detector import Detector
 from yolonas_cli.engine.engine import Engine
 from yolonas_cli.formats.registry import BY_NAME
+from yolonas_cli.model.profile import count_flops, count_parameters
 
 
 def header_line(model: Detector, engine: Engine) -> str:
     """The one-line header of a run of `model` through `engine` (see the module docstring)."""
+    return f"{versions_and_device(engine.backend.device)}; {_model_text(model, engine)}"
+
+
+def training_header_line(name: str, model: nn.Module, device: torch.device, imgsz: tuple[int, int]) -> str:
+    """The header line of a training run: the versions, the device, and the model `name` as it trains (unfused,
+    so more parameters and FLOPs than the fused model predict runs) at `imgsz` (h, w)."""
+    h, w = imgsz
+    params, flops = count_parameters(model), count_flops(model, h, w)
+    return (
+        f"{versions_and_device(device)}; {name} (unfused, as trained): {params:,} parameters, "
+        f"{flops / 1e9:.3g} GFLOPs at {h}x{w}"
+    )
+
+
+def versions_and_device(device: torch.device) -> str:
+    """The header's first part: yolo-nas, Python and torch versions, and the device with its name."""
     versions = f"yolo-nas {__version__}, Python {platform.python_version()}, torch {torch.__version__}"
-    return f"{versions}, {device_name(engine.backend.device)}; {_model_text(model, engine)}"
+    return f"{versions}, {device_name(device)}"
 
 
 def _model_text(model: Detector, engine: Engine) -> str:

@@ -7,7 +7,9 @@ Formats, detected from the object that `safe_pickle.load` returns (never from th
   tree; class names, image processing and NMS defaults come from the model's attributes.
 * ``sg-checkpoint`` - a SuperGradients `.pth` dict: `ema_net` (preferred, as SG does) or `net`.
 * ``state-dict`` - a bare dict of tensors.
-* ``yolonas`` - our own file written by `save_checkpoint`.
+* ``yolonas`` - our own file written by `save_checkpoint`; `yolo-nas train` adds a ``training`` entry to its
+  `last.pt` (the raw model, optimizer, scheduler position, EMA, scaler and RNG states), which every other mode
+  ignores and `Checkpoint.training` hands to a resumed run.
 
 A `module.` prefix is stripped only when every key has it. Tensors keep their dtype (fp16 stays fp16).
 """
@@ -66,6 +68,7 @@ class Checkpoint:
     processing: dict | None = None
     model_name: str | None = None
     meta: dict = field(default_factory=dict)
+    training: dict | None = None  # our format only: the state a resumed training run needs (see save_checkpoint)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -156,6 +159,24 @@ class _Copier:
         if name == "ComposeProcessing":
             return self.processing_steps(params.get("processings", []), depth + 1)
         return [(name, params)]
+
+
+def _with_tensors(value: Any, depth: int = 0) -> Any:
+    """A copy of training state made of tensors (compact, on the CPU), str/int/float/bool/None, lists, tuples
+    and dicts keyed by str or int (an optimizer's state is keyed by parameter index). TypeError otherwise."""
+    if isinstance(value, torch.Tensor):
+        return _compact(value)
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    if depth > _PLAIN_DEPTH:
+        raise TypeError("nested too deeply")
+    if isinstance(value, list):
+        return [_with_tensors(v, depth + 1) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_with_tensors(v, depth + 1) for v in value)
+    if isinstance(value, Mapping) and all(type(k) in (str, int) for k in value):
+        return {k: _with_tensors(v, depth + 1) for k, v in value.items()}
+    raise TypeError(f"{type(value).__name__} is not training state")
 
 
 def _class_names(value: object) -> tuple[str, ...] | None:
@@ -332,6 +353,14 @@ def _from_own_format(obj: dict, path: Path) -> Checkpoint:
         raise WeightsError(f"'{path}': its class_names are not a list of strings")
     if model_name is not None and type(model_name) is not str:
         raise WeightsError(f"'{path}': its model_name is not a string")
+    training = obj.get("training")
+    if training is not None:
+        try:
+            training = _with_tensors(training)
+        except TypeError as exc:
+            raise WeightsError(f"'{path}': its training state is damaged ({exc})") from None
+        if not isinstance(training, dict):
+            raise WeightsError(f"'{path}': its training state is not a dict")
     return Checkpoint(
         state_dict=_state_dict(obj.get("state_dict"), path, "its 'state_dict' entry"),
         format="yolonas",
@@ -339,6 +368,7 @@ def _from_own_format(obj: dict, path: Path) -> Checkpoint:
         processing=processing if isinstance(processing, dict) and processing else None,
         model_name=model_name,
         meta=meta if isinstance(meta, dict) else {},
+        training=training,
     )
 
 
@@ -385,6 +415,7 @@ def _payload(
     model_name: str | None,
     processing: Mapping[str, Any] | None,
     meta: Mapping[str, Any] | None,
+    training: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The dict `save_checkpoint` writes, after checking that every field can be read back safely."""
     named = all(type(k) is str and isinstance(v, torch.Tensor) for k, v in state_dict.items())
@@ -401,7 +432,7 @@ def _payload(
         plain_meta = copier.plain(dict(meta or {}))
     except TypeError as exc:
         raise WeightsError(f"cannot save weights: processing and meta must be plain data ({exc})") from exc
-    return {
+    payload = {
         "format": FORMAT_TAG,
         "version": FORMAT_VERSION,
         "state_dict": OrderedDict((k, _compact(v)) for k, v in state_dict.items()),
@@ -410,6 +441,14 @@ def _payload(
         "processing": plain_processing,
         "meta": plain_meta,
     }
+    if training is not None:
+        try:
+            payload["training"] = _with_tensors(dict(training))
+        except TypeError as exc:
+            raise WeightsError(
+                f"cannot save weights: the training state must be tensors and plain data ({exc})"
+            ) from exc
+    return payload
 
 
 def save_checkpoint(
@@ -420,14 +459,17 @@ def save_checkpoint(
     model_name: str | None,
     processing: Mapping[str, Any] | None = None,
     meta: Mapping[str, Any] | None = None,
+    training: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write our format atomically: `torch.save` of {"format": "yolonas-cli", "version": 1, "state_dict",
-    "class_names", "model_name", "processing", "meta"} to a temp file in the same folder, then os.replace.
+    "class_names", "model_name", "processing", "meta"} (and "training" when given) to a temp file in the same
+    folder, then os.replace.
 
-    Only plain data is accepted for processing/meta, so `read_checkpoint` can always read the file back.
+    Only plain data is accepted for processing/meta, so `read_checkpoint` can always read the file back; the
+    training state may hold tensors too (and dicts keyed by int), nothing else.
     """
     target = Path(path)
-    payload = _payload(state_dict, class_names, model_name, processing, meta)
+    payload = _payload(state_dict, class_names, model_name, processing, meta, training)
     try:
         with atomic_file(target, fsync=True, keep_mode=True) as temp, temp.open("wb") as handle:
             torch.save(payload, handle)

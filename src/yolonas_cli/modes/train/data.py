@@ -30,6 +30,7 @@ positions r, r + world, ...) and `set_epoch` reshuffles.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,8 @@ from yolonas_cli.data.datasets.labels import ClassIdOutOfRange, CorruptSample, l
 from yolonas_cli.engine.threads import single_opencv_thread
 from yolonas_cli.modes.train.augment import TrainSample
 from yolonas_cli.modes.train.cache import ImageStore, PathTable, cache_mode
-from yolonas_cli.modes.train.pipelines import Augmentation, PipelineSchedule, data_recipe, train_pipelines
+from yolonas_cli.modes.train.pipelines import PipelineSchedule, train_pipelines
+from yolonas_cli.modes.train.recipe import Augmentation, recipe_for
 
 __all__ = [
     "Draw",
@@ -235,7 +237,9 @@ class TrainDataset(TorchDataset):
 def collate(batch: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
     """Samples -> (images float32 [B, 3, H, W], targets float32 [N, 6] (image index, class, cx, cy, w, h)),
     rows of an image contiguous and in batch order; images without boxes give no rows."""
-    images = torch.from_numpy(np.stack([image for image, _ in batch]))
+    # Contiguous NCHW: np.stack keeps the samples' HWC memory order (a channels-last tensor), and torch 2.13's CPU
+    # backward through the model crashes (segmentation fault) on a channels-last input batch.
+    images = torch.from_numpy(np.ascontiguousarray(np.stack([image for image, _ in batch])))
     counts = [len(targets) for _, targets in batch]
     index = np.repeat(np.arange(len(batch), dtype=np.float32), counts)[:, None]
     rows = np.concatenate([targets for _, targets in batch]) if batch else np.zeros((0, 5), np.float32)
@@ -247,7 +251,8 @@ class TrainSampler(Sampler[Draw]):
 
     Order: `permutation(size)` from a Generator seeded by (seed, epoch); with `min_samples > size`,
     `min_samples` indices drawn uniformly with replacement instead. Sharding: padded with the order's first
-    entries to a multiple of `world_size`; rank r takes positions r, r + world_size, ...
+    entries to a multiple of `world_size`; rank r takes positions r, r + world_size, ... `set_epoch(e, skip)`
+    also drops this rank's first `skip` draws of the epoch (a run resumed in the middle of an epoch).
     """
 
     def __init__(self, size: int, seed: int = 0, min_samples: int = 0, rank: int = 0, world_size: int = 1):
@@ -258,17 +263,23 @@ class TrainSampler(Sampler[Draw]):
         self.size, self.seed, self.min_samples = size, seed, min_samples
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        self.skip = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
 
     @property
     def draws_per_epoch(self) -> int:
         """Draws of the whole epoch, all ranks together, before padding."""
         return max(self.size, self.min_samples)
 
-    def __len__(self) -> int:
+    @property
+    def per_rank(self) -> int:
+        """This rank's draws in a whole epoch."""
         return -(-self.draws_per_epoch // self.world_size)
+
+    def __len__(self) -> int:
+        return max(self.per_rank - self.skip, 0)
 
     def order(self) -> np.ndarray:
         """The epoch's dataset indices in order (all ranks), int64 [draws_per_epoch]."""
@@ -279,7 +290,7 @@ class TrainSampler(Sampler[Draw]):
 
     def __iter__(self) -> Iterator[Draw]:
         order = self.order()
-        positions = range(self.rank, len(self) * self.world_size, self.world_size)
+        positions = range(self.rank, self.per_rank * self.world_size, self.world_size)[self.skip :]
         return iter([Draw(int(order[p % len(order)]), self.epoch, p) for p in positions])
 
 
@@ -306,7 +317,7 @@ def train_loader(
     pin_memory: bool = False,
 ) -> TrainLoader:
     """The DataLoader of a training run: `collate`d batches, persistent workers (the epoch travels in each
-    Draw, so workers need no restart between epochs)."""
+    Draw, so workers need no restart between epochs) that leave Ctrl-C and SIGTERM to the main process."""
     if batch_size < 1:
         raise UsageError(f"batch={batch_size} must be at least 1")
     return TrainLoader(
@@ -318,7 +329,25 @@ def train_loader(
         drop_last=drop_last,
         pin_memory=pin_memory,
         persistent_workers=workers > 0,
+        worker_init_fn=ignore_stop_signals,
     )
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """In a DataLoader worker: ignore Ctrl-C (SIGINT, which a terminal sends to every process of the run) and leave
+    quietly on SIGTERM.
+
+    The main process gets the same signals, finishes its step, saves and shuts the workers down; a worker killed by
+    SIGINT would break the batch it is waiting for. SIGTERM must still end a worker (multiprocessing ends its
+    daemon processes with SIGTERM when the interpreter exits, and waits for them), but with exit code 0: torch's
+    watchdog in the main process treats a worker killed by a signal as a crash and raises at once, in the middle
+    of whatever the main process is doing."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _leave_quietly)
+
+
+def _leave_quietly(signum: int, frame: object) -> None:
+    os._exit(0)
 
 
 # ---------------------------------------------------------------------------------------- building
@@ -345,18 +374,19 @@ def build_train_dataset(
     split: str = "train",
     cache_dir: Path | None = None,
 ) -> TrainDataset:
-    """The training dataset of `data=` (module docstring). `fraction`: use the first fraction of the images.
-    `cache_dir`: where cache=disk writes (default: `.yolonas_cache/<split>` under the dataset root)."""
+    """The training dataset of `data=` (module docstring). `augmentation`: the data parameters (None: those of
+    `recipe`). `fraction`: use the first fraction of the images. `cache_dir`: where cache=disk writes (default:
+    `.yolonas_cache/<split>` under the dataset root)."""
     hw = input_hw(imgsz)
     if not 0.0 < fraction <= 1.0:
         raise UsageError(f"fraction={fraction} must be in (0, 1]")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UsageError(f"seed={seed} must be a whole number >= 0")
     mode = cache_mode(cache)
-    chosen = data_recipe(recipe)
+    aug = augmentation or recipe_for(recipe, None).augment
     split_data = load_dataset(data, split)
     count = max(1, round(len(split_data) * fraction))
-    kept, labels = read_labels(split_data, range(count), keep_empty=chosen.keep_empty)
+    kept, labels = read_labels(split_data, range(count), keep_empty=not aug.skip_empty_images)
     if labels.total == 0:
         raise YoloNasError(
             f"the '{split}' split of {split_data.yaml_path.name} has no usable labels: YOLO labels belong in a "
@@ -365,5 +395,5 @@ def build_train_dataset(
     paths = PathTable.of([split_data.files[i] for i in kept])
     root = cache_dir or split_data.root / ".yolonas_cache" / split
     images = ImageStore(paths, hw, mode, root)
-    schedule = train_pipelines(chosen, hw, augmentation, epochs)
+    schedule = train_pipelines(aug, hw, epochs)
     return TrainDataset(images, labels, schedule, seed, split_data.names)

@@ -1,4 +1,6 @@
-"""The original's training recipes as data, and how Ultralytics' argument names map onto them.
+"""The original's training recipes as data, and how Ultralytics' argument names map onto them: the one home of
+the training records (`Augmentation`, `Recipe`), of the recipe table (`RECIPES`) and of the one Ultralytics mapping
+(`ULTRALYTICS_ARGS`), which the data pipeline (`pipelines.py`, `data.py`), the loop and `cfg train` all use.
 
 Two recipes, with the values SuperGradients 3.7.1 resolves after composing its YAML files (training-facts.md §8;
 each value is commented with its section):
@@ -12,7 +14,21 @@ SG ships no fine-tuning recipe for L: `recipe_for("roboflow", "yolo_nas_l")` use
 `ULTRALYTICS_ARGS` says, for every Ultralytics training argument, which recipe field it sets and how its value
 converts, or that the original has no equivalent (then the loop may still implement it as an extension, e.g.
 `patience`, or the CLI may refuse it). Fields with no Ultralytics name (`lr_warmup_steps`, `warmup_initial_lr`,
-the EMA decay, ...) are listed by `recipe_only_fields()`.
+the EMA decay, ...) are listed by `recipe_only_fields()`. The augmentation arguments:
+
+| argument | field (original's units) | conversion | roboflow | coco |
+|---|---|---|---|---|
+| mosaic | Mosaic probability (0: no Mosaic step) | same | 1.0 | 0.0 |
+| mixup | Mixup probability (0: no Mixup step) | same | 0.0 | 0.5 |
+| degrees | RandomAffine rotation, U(-degrees, degrees) | same | 0 | 0 |
+| translate | RandomAffine translation, U(0.5 - t, 0.5 + t) x output size | same | 0.1 | 0.25 |
+| scale | RandomAffine scale range | s -> (1 - s, 1 + s) | 0.5 | 0.5 |
+| shear | RandomAffine shear in degrees on both axes | same | 0 | 0 |
+| fliplr / flipud | flip probabilities (flipud is not in the original) | same | 0.5 / 0 | 0.5 / 0 |
+| bgr | RGB2BGR probability | same | 0 | 0.5 |
+| hsv_h | additive hue gain, OpenCV units (0..179) | x 180 | 5/180 | 18/180 |
+| hsv_s, hsv_v | additive saturation / value gains (0..255) | x 255 | 30/255 | 30/255 |
+| close_mosaic | the last N epochs without Mosaic and Mixup (not in the original) | whole | 0 | 0 |
 
 The inherited `lr_warmup_steps=1000` quirk (schedule.py) is part of the `roboflow` recipe on purpose: with it a
 fine-tune keeps the peak learning rate for 1000 steps after the warmup epochs before the cosine even starts, which
@@ -33,7 +49,13 @@ from yolonas_cli.modes.train.schedule import LRSchedule
 
 @dataclass(frozen=True)
 class Augmentation:
-    """The training pipeline's parameters (§9.2, §9.3). Probabilities in [0, 1]; sizes (h, w) in pixels."""
+    """The training data's parameters in the original's own units (training-facts.md §9.1 - §9.3): which steps the
+    pipeline runs, their strengths and borders, and the loader's sampling rules. Probabilities in [0, 1]; sizes
+    (h, w) in pixels; HSV gains additive in OpenCV units. Defaults: the Roboflow recipe.
+
+    Users set these through their Ultralytics names (`ULTRALYTICS_ARGS`, `augmentation_from`), which convert
+    the units; `pipelines.train_pipeline` builds the pipeline from this record.
+    """
 
     input_size: tuple[int, int] = (640, 640)  # §9.3 load resize, Mosaic input_dim, PaddedRescale
     mosaic: float = 1.0  # §9.3 DetectionMosaic prob (Roboflow 1.0; not in the COCO pipeline)
@@ -50,12 +72,48 @@ class Augmentation:
     hsv_s: float = 30.0  # §9.3 sgain: additive, 0..255
     hsv_v: float = 30.0  # §9.3 vgain: additive, 0..255
     fliplr: float = 0.5  # §9.3 DetectionHorizontalFlip prob
+    flipud: float = 0.0  # NOT in the original (Ultralytics' flipud): a vertical flip after the horizontal one
     mixup: float = 0.0  # §9.3 DetectionMixup prob (Roboflow off, COCO 0.5)
+    mixup_to_input_size: bool = True  # §9.3 DetectionMixup input_dim = input_size, or None (COCO: the image's)
     mixup_scale: tuple[float, float] = (0.5, 1.5)  # §9.2 DetectionMixup mixup_scale
     mixup_flip: float = 0.5  # §9.2 DetectionMixup flip_prob
     pad_value: int = 114  # §9.2 Mosaic / Mixup border and PaddedRescale pad value
+    close_mosaic: int = 0  # NOT in the original (Ultralytics' meaning): the last N epochs without Mosaic and Mixup
     min_samples: int = 512  # §9.1 Roboflow: fewer images -> RandomSampler(replacement, 512 samples); 0 = off
     skip_empty_images: bool = False  # §9.1 ignore_empty_annotations (COCO True, Roboflow False)
+    drop_last: bool = False  # §8 train loader drop_last (COCO True, Roboflow False)
+
+    def __post_init__(self) -> None:
+        for name in ("mosaic", "bgr", "hsv_prob", "fliplr", "flipud", "mixup", "mixup_flip"):
+            _in_range(name, getattr(self, name), 0.0, 1.0)
+        _in_range("degrees", self.degrees, 0.0, 180.0)
+        _in_range("translate", self.translate, 0.0, 1.0)
+        _in_range("shear", self.shear, 0.0, 45.0)
+        _in_range("hsv_h", self.hsv_h, 0.0, HUE_RANGE)
+        _in_range("hsv_s", self.hsv_s, 0.0, CHANNEL_RANGE)
+        _in_range("hsv_v", self.hsv_v, 0.0, CHANNEL_RANGE)
+        for name in ("scale", "mixup_scale"):
+            low, high = getattr(self, name)
+            if not 0.0 < low <= high:
+                raise UsageError(f"{name}=({low}, {high}) must be a range 0 < low <= high")
+        for name in ("close_mosaic", "min_samples"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise UsageError(f"{name}={value} must be a whole number >= 0")
+
+
+HUE_RANGE = 180.0  # OpenCV 8-bit hue units per full circle
+CHANNEL_RANGE = 255.0
+
+
+def _in_range(name: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise UsageError(f"{name}={value} is out of range: use a value in [{low:g}, {high:g}]")
+
+
+def hsv_gains(augmentation: Augmentation) -> tuple[float, float, float]:
+    """(hgain, sgain, vgain): the additive HSV gains in OpenCV units."""
+    return augmentation.hsv_h, augmentation.hsv_s, augmentation.hsv_v
 
 
 @dataclass(frozen=True)
@@ -152,8 +210,10 @@ COCO_S = Recipe(
         hsv_prob=0.5,
         hsv_h=18.0,
         mixup=0.5,
+        mixup_to_input_size=False,
         min_samples=0,
         skip_empty_images=True,
+        drop_last=True,
     ),
 )
 
@@ -180,25 +240,26 @@ def recipe_for(name: str, variant: str | None) -> Recipe:
 # --------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Conversion:
-    """How a value travels between an Ultralytics argument and a recipe field."""
+    """How a value travels between an Ultralytics argument and a recipe field. `to_recipe(name, value)` raises
+    UsageError naming the argument for a value it cannot convert."""
 
-    to_recipe: Callable[[Any], Any]
+    to_recipe: Callable[[str, Any], Any]
     from_recipe: Callable[[Any], Any]
 
 
-def _integral(value: Any) -> int:
+def _integral(name: str, value: Any) -> int:
     if isinstance(value, bool) or not float(value).is_integer():
-        raise UsageError(f"{value!r} must be a whole number here (the original counts whole epochs)")
+        raise UsageError(f"{name}={value!r} must be a whole number here (the original counts whole epochs)")
     return int(value)
 
 
-def _square(value: Any) -> tuple[int, int]:
+def _square(name: str, value: Any) -> tuple[int, int]:
     if isinstance(value, (list, tuple)):
         return int(value[0]), int(value[1])
     return int(value), int(value)
 
 
-def _scale_range(value: Any) -> tuple[float, float]:
+def _scale_range(name: str, value: Any) -> tuple[float, float]:
     if isinstance(value, (list, tuple)):
         return float(value[0]), float(value[1])
     return 1.0 - float(value), 1.0 + float(value)
@@ -210,31 +271,36 @@ def _scale_gain(pair: tuple[float, float]) -> Any:
 
 
 CONVERSIONS: dict[str, Conversion] = {
-    "same": Conversion(lambda v: v, lambda v: v),
+    "same": Conversion(lambda n, v: v, lambda v: v),
     "whole": Conversion(_integral, lambda v: v),
     # imgsz=640 <-> (640, 640)
     "imgsz": Conversion(_square, lambda v: v[0] if v[0] == v[1] else list(v)),
     # Ultralytics scale s draws the gain from U(1 − s, 1 + s); SG's scales pair is that range.
     "scale": Conversion(_scale_range, _scale_gain),
     # Ultralytics hsv_* are fractions of the channel range (it multiplies; SG adds): here the fraction of the
-    # range that SG's additive gain moves (hue range 180, saturation and value 255).
-    "hue": Conversion(lambda v: float(v) * 180.0, lambda v: v / 180.0),
-    "sat_val": Conversion(lambda v: float(v) * 255.0, lambda v: v / 255.0),
+    # range that SG's additive gain moves (hue range 180, saturation and value 255). hsv_h thus keeps
+    # Ultralytics' meaning exactly (a fraction of the hue circle); hsv_s / hsv_v are additive here, so
+    # Ultralytics' own defaults (0.7, 0.4) would be far stronger than there.
+    "hue": Conversion(lambda n, v: float(v) * HUE_RANGE, lambda v: v / HUE_RANGE),
+    "sat_val": Conversion(lambda n, v: float(v) * CHANNEL_RANGE, lambda v: v / CHANNEL_RANGE),
     # cos_lr=True is the original's cosine; False the linear extension.
-    "cos_lr": Conversion(lambda v: "cosine" if v else "linear", lambda v: v == "cosine"),
+    "cos_lr": Conversion(lambda n, v: "cosine" if v else "linear", lambda v: v == "cosine"),
 }
 
 
 @dataclass(frozen=True)
 class UltralyticsArg:
-    """One Ultralytics training argument: the recipe field it sets (dotted into `augment`) or None."""
+    """One Ultralytics training argument: the recipe field it sets (dotted into `augment`) or None, how its
+    value converts, and the range it must lie in (in Ultralytics' units; None: the field's own check)."""
 
     name: str
     field: str | None
     conversion: str = "same"
     note: str = ""
+    limits: tuple[float, float] | None = None
 
 
+UNIT = (0.0, 1.0)  # probabilities and fractions
 ULTRALYTICS_ARGS: tuple[UltralyticsArg, ...] = (
     UltralyticsArg("epochs", "epochs"),
     UltralyticsArg("batch", "batch", note="per process; the COCO recipe's 32 is per GPU of 8"),
@@ -252,23 +318,30 @@ ULTRALYTICS_ARGS: tuple[UltralyticsArg, ...] = (
     UltralyticsArg("cls", "cls_weight", note="varifocal classification loss weight"),
     UltralyticsArg("box", "iou_weight", note="GIoU loss weight"),
     UltralyticsArg("dfl", "dfl_weight", note="distribution focal loss weight"),
-    UltralyticsArg("mosaic", "augment.mosaic"),
-    UltralyticsArg("mixup", "augment.mixup", note="SG blends 50/50, Ultralytics with a Beta(32, 32) ratio"),
-    UltralyticsArg("degrees", "augment.degrees"),
-    UltralyticsArg("translate", "augment.translate", note="same formula: U(0.5 - t, 0.5 + t) * size"),
-    UltralyticsArg("scale", "augment.scale", "scale"),
-    UltralyticsArg("shear", "augment.shear"),
-    UltralyticsArg("fliplr", "augment.fliplr"),
-    UltralyticsArg("bgr", "augment.bgr", note="channel swap probability"),
-    UltralyticsArg("hsv_h", "augment.hsv_h", "hue", note="additive shift, fraction of the hue range"),
-    UltralyticsArg("hsv_s", "augment.hsv_s", "sat_val", note="additive shift, fraction of 255"),
-    UltralyticsArg("hsv_v", "augment.hsv_v", "sat_val", note="additive shift, fraction of 255"),
+    # The data pipeline (§9.3): one Mosaic/Mixup probability each; 0 leaves the step out.
+    UltralyticsArg("mosaic", "augment.mosaic", limits=UNIT),
+    UltralyticsArg(
+        "mixup", "augment.mixup", note="SG blends 50/50, Ultralytics with a Beta(32, 32) ratio", limits=UNIT
+    ),
+    UltralyticsArg(
+        "degrees", "augment.degrees", note="RandomAffine rotation U(-degrees, degrees)", limits=(0.0, 180.0)
+    ),
+    UltralyticsArg("translate", "augment.translate", note="same formula: U(0.5 - t, 0.5 + t) * size", limits=UNIT),
+    UltralyticsArg("scale", "augment.scale", "scale", note="RandomAffine gain U(1 - s, 1 + s)", limits=(0.0, 0.99)),
+    UltralyticsArg("shear", "augment.shear", note="degrees, U(-shear, shear) on both axes", limits=(0.0, 45.0)),
+    UltralyticsArg("fliplr", "augment.fliplr", limits=UNIT),
+    UltralyticsArg("flipud", "augment.flipud", note="not in the original (0 reproduces it)", limits=UNIT),
+    UltralyticsArg("bgr", "augment.bgr", note="channel swap probability", limits=UNIT),
+    UltralyticsArg("hsv_h", "augment.hsv_h", "hue", note="additive shift, fraction of the hue range", limits=UNIT),
+    UltralyticsArg("hsv_s", "augment.hsv_s", "sat_val", note="additive shift, fraction of 255", limits=UNIT),
+    UltralyticsArg("hsv_v", "augment.hsv_v", "sat_val", note="additive shift, fraction of 255", limits=UNIT),
+    UltralyticsArg(
+        "close_mosaic", "augment.close_mosaic", "whole", note="not in the original (0 reproduces it)", limits=(0, 1e9)
+    ),
     # No equivalent in the original recipe: the loop or the CLI decides.
     UltralyticsArg("warmup_momentum", None, note="the original warms up no momentum"),
     UltralyticsArg("warmup_bias_lr", None, note="the original warms every group from warmup_initial_lr"),
     UltralyticsArg("nbs", None, note="no weight-decay scaling or gradient accumulation (batch_accumulate 1)"),
-    UltralyticsArg("close_mosaic", None, note="the original keeps mosaic on to the end (0 reproduces it)"),
-    UltralyticsArg("flipud", None, note="no vertical flip in the original (0 reproduces it)"),
     UltralyticsArg("perspective", None, note="no perspective warp in the original"),
     UltralyticsArg("copy_paste", None, note="segmentation-only augmentation"),
     UltralyticsArg("cutmix", None, note="not in the original"),
@@ -287,9 +360,10 @@ ULTRALYTICS_ARGS: tuple[UltralyticsArg, ...] = (
     UltralyticsArg("time", None, note="not in the original"),
 )
 _BY_NAME = {arg.name: arg for arg in ULTRALYTICS_ARGS}
+AUGMENTATION_ARGS = tuple(arg.name for arg in ULTRALYTICS_ARGS if arg.field and arg.field.startswith("augment."))
 
 
-def _get(recipe: Recipe, path: str) -> Any:
+def _get(recipe: Any, path: str) -> Any:
     value: Any = recipe
     for part in path.split("."):
         value = getattr(value, part)
@@ -301,6 +375,15 @@ def _set(obj: Any, path: str, value: Any) -> Any:
     if not rest:
         return dataclasses.replace(obj, **{head: value})
     return dataclasses.replace(obj, **{head: _set(getattr(obj, head), rest, value)})
+
+
+def _converted(arg: UltralyticsArg, value: Any) -> Any:
+    """`value` of `arg` in the recipe's units, after the range check in Ultralytics' units."""
+    if arg.limits is not None:
+        low, high = arg.limits
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise UsageError(f"{arg.name}={value!r} is out of range: use a value in [{low:g}, {high:g}]")
+    return CONVERSIONS[arg.conversion].to_recipe(arg.name, value)
 
 
 def apply_ultralytics_args(recipe: Recipe, args: Mapping[str, Any]) -> Recipe:
@@ -315,10 +398,22 @@ def apply_ultralytics_args(recipe: Recipe, args: Mapping[str, Any]) -> Recipe:
         if arg is None:
             raise UsageError(f"'{name}' is not a training argument this recipe understands")
         if arg.field is not None:
-            recipe = _set(recipe, arg.field, CONVERSIONS[arg.conversion].to_recipe(value))
+            recipe = _set(recipe, arg.field, _converted(arg, value))
     recipe.lr_schedule()
     recipe.ema_rule()
     return recipe
+
+
+def augmentation_from(base: Augmentation, **overrides: Any) -> Augmentation:
+    """`base` with the Ultralytics-named augmentation arguments that were given (None values are ignored)."""
+    unknown = sorted(set(overrides) - set(AUGMENTATION_ARGS))
+    if unknown:
+        raise UsageError(f"{unknown[0]} is not an augmentation argument: use {', '.join(sorted(AUGMENTATION_ARGS))}")
+    for name, value in overrides.items():
+        if value is not None:
+            arg = _BY_NAME[name]
+            base = _set(base, arg.field.partition(".")[2], _converted(arg, value))  # type: ignore[union-attr]
+    return base
 
 
 def ultralytics_defaults(recipe: Recipe) -> dict[str, Any]:
