@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 import torch
 
+from test_ops import ref_iou
 from yolonas_cli.engine.ops import batched_nms, nms
 from yolonas_cli.engine.postprocess import postprocess
 
 BOX_A = [0.0, 0.0, 10.0, 10.0]
 BOX_B = [1.0, 0.0, 11.0, 10.0]  # IoU with A = 90 / 110 = 0.82
 FAR = [100.0, 100.0, 120.0, 120.0]
+F32 = np.float32
 
 
 def batch(rows: list[list[float]], scores: list[list[float]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,7 +105,24 @@ def test_bad_shapes_raise() -> None:
 
 
 def reference(boxes: torch.Tensor, scores: torch.Tensor, conf: float, iou: float, k: int, agnostic: bool):
-    """The original's algorithm written with loops: (anchor, class) pairs > conf, top-k, NMS, max 300."""
+    """The original's algorithm written with loops and float32 scalars: (anchor, class) pairs > conf in
+    row-major order, the k best (ties: the first in row-major order), greedy NMS visiting them by decreasing
+    score (ties: row-major order), at most 300."""
+    s, b = scores.tolist(), boxes.tolist()
+    pairs = [(a, c) for a in range(len(s)) for c in range(len(s[0])) if s[a][c] > conf]
+    ranked = sorted(pairs, key=lambda p: -s[p[0]][p[1]])[:k]  # sorted() is stable: ties keep row-major order
+    kept: list[tuple[int, int]] = []
+    for a, c in ranked:
+        box = [F32(v) for v in b[a]]
+        if all((not agnostic and c2 != c) or not ref_iou([F32(v) for v in b[a2]], box) > iou for a2, c2 in kept):
+            kept.append((a, c))
+    rows = [[*b[a], s[a][c], float(c)] for a, c in kept[:300]]
+    return torch.tensor(rows, dtype=torch.float32).reshape(-1, 6)
+
+
+def topk_reference(boxes: torch.Tensor, scores: torch.Tensor, conf: float, iou: float, k: int, agnostic: bool):
+    """The original's own calls (torch.topk over the row-major candidates, then NMS): equal to `reference`
+    whenever no two scores tie."""
     pairs = [(a, c) for a in range(scores.shape[0]) for c in range(scores.shape[1]) if scores[a, c] > conf]
     a = torch.tensor([p[0] for p in pairs], dtype=torch.long)
     c = torch.tensor([p[1] for p in pairs], dtype=torch.long)
@@ -115,14 +135,29 @@ def reference(boxes: torch.Tensor, scores: torch.Tensor, conf: float, iou: float
     return torch.cat([boxes[a][keep], s[keep, None], c[keep, None].float()], 1)
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_matches_loop_reference(seed: int) -> None:
+def random_batch(seed: int, ties: bool) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     n, classes = 300, 6
     xy = torch.rand(2, n, 2, generator=g) * 100
     boxes = torch.cat([xy, xy + torch.rand(2, n, 2, generator=g) * 40 + 1], -1)
-    scores = (torch.rand(2, n, classes, generator=g) ** 3 * 20).round() / 20  # many ties
+    scores = torch.rand(2, n, classes, generator=g) ** 3
+    return boxes, (scores * 20).round() / 20 if ties else scores  # ties: many equal scores
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_matches_loop_reference(seed: int) -> None:
+    boxes, scores = random_batch(seed, ties=True)
     agnostic = seed % 2 == 1
     outs = postprocess(boxes, scores, conf=0.25, iou=0.5, pre_nms_top_k=150, agnostic=agnostic)
     for b in range(2):
-        assert torch.equal(outs[b], reference(boxes[b], scores[b], 0.25, 0.5, 150, agnostic))
+        want = reference(boxes[b], scores[b], 0.25, 0.5, 150, agnostic)
+        assert len(want) > 20 and torch.equal(outs[b], want)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_matches_the_originals_topk_without_ties(seed: int) -> None:
+    boxes, scores = random_batch(seed, ties=False)
+    agnostic = seed % 2 == 1
+    outs = postprocess(boxes, scores, conf=0.25, iou=0.5, pre_nms_top_k=150, agnostic=agnostic)
+    for b in range(2):
+        assert torch.equal(outs[b], topk_reference(boxes[b], scores[b], 0.25, 0.5, 150, agnostic))
