@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,8 +25,7 @@ from yolonas_cli.data.results import Boxes, Result
 from yolonas_cli.engine.backend import Backend, GraphNMS
 from yolonas_cli.engine.batching import shape_batches
 from yolonas_cli.engine.letterbox import Letterbox
-from yolonas_cli.engine.postprocess import PRE_NMS_TOP_K, filter_detections, postprocess
-from yolonas_cli.engine.threads import single_opencv_thread, single_torch_thread
+from yolonas_cli.engine.postprocess import PRE_NMS_TOP_K, filter_detections, postprocess_batch
 
 STAGES = ("preprocess", "inference", "postprocess")
 
@@ -56,14 +54,12 @@ class Pipeline:
         rounding it (its predict);
     clip_boxes: detections mapped back to the image are clipped to it (the original's predict does not clip;
         its val metric clips to the network-input canvas itself, see `metrics.sg`);
-    to_input: (letterbox, BGR image) -> network input float32 [3, H, W] (default: `Letterbox.apply`);
-    one_opencv_thread: preprocess on the calling thread (see `threads.single_opencv_thread`).
+    to_input: (letterbox, BGR image) -> network input float32 [3, H, W] (default: `Letterbox.apply`).
     """
 
     truncate_resize: bool = False
     clip_boxes: bool = True
     to_input: Callable[[Letterbox, np.ndarray], np.ndarray] = Letterbox.apply
-    one_opencv_thread: bool = True
 
 
 PREDICT = Pipeline()
@@ -92,7 +88,12 @@ class Prepared:
 
 
 class Engine:
-    """Runs a backend over images and returns one `Result` per image, in input order."""
+    """Runs a backend over images and returns one `Result` per image, in input order.
+
+    The first batch is preceded by one untimed backend call at its input shape (`warm_up`): a runtime's
+    one-time set-up (kernel selection, memory plans, graph compilation) is not reported as inference time.
+    No stage changes a process-wide setting (thread counts are set once, see `core.cpus`), so engines may run
+    in several threads at once."""
 
     def __init__(self, backend: Backend, names: dict[int, str], settings: EngineSettings, pipeline: Pipeline = PREDICT):
         self.backend = backend
@@ -100,6 +101,7 @@ class Engine:
         self.settings = settings
         self.pipeline = pipeline
         self.timer = StageTimer()
+        self.warm = False
         if backend.graph_nms is not None:
             _warn_unhonoured(settings, backend.graph_nms)
 
@@ -126,8 +128,7 @@ class Engine:
     def preprocess(self, images: Sequence[np.ndarray]) -> Prepared:
         """BGR (or grey/BGRA/16-bit) images of one padded shape -> network input. See `Letterbox`."""
         boxes = tuple(self.letterbox(img.shape[:2]) for img in images)
-        with single_opencv_thread() if self.pipeline.one_opencv_thread else nullcontext():
-            inputs = np.stack([self.pipeline.to_input(lb, img) for lb, img in zip(boxes, images)])
+        inputs = np.stack([self.pipeline.to_input(lb, img) for lb, img in zip(boxes, images)])
         return Prepared(inputs, boxes)
 
     def infer(self, prepared: Prepared):
@@ -135,31 +136,44 @@ class Engine:
         return self.backend(prepared.inputs)
 
     def postprocess(self, raw, letterboxes: Sequence[Letterbox]) -> list[np.ndarray]:
-        """Raw outputs -> per image float32 [K,6] (x1, y1, x2, y2, conf, class) in original pixels."""
+        """Raw outputs -> per image float32 [K,6] (x1, y1, x2, y2, conf, class) in original pixels.
+
+        NMS runs for the whole batch on the backend's device; the detections come to the host once, at the end."""
         s = self.settings
-        with single_torch_thread():  # a few small ops: thread hand-offs would cost more than they save
-            if self.backend.graph_nms is None:
-                detections = postprocess(
-                    raw[0],
-                    raw[1],
-                    conf=s.conf,
-                    iou=s.iou,
-                    max_det=s.max_det,
-                    pre_nms_top_k=s.pre_nms_top_k,
-                    multi_label=s.multi_label,
-                    agnostic=s.agnostic_nms,
-                    classes=s.classes,
-                )
-            else:  # the graph ran NMS: only the stricter conf, classes and max_det are left to apply
-                detections = filter_detections(raw, conf=s.conf, max_det=s.max_det, classes=s.classes)
+        if self.backend.graph_nms is None:
+            padded, counts = postprocess_batch(
+                raw[0],
+                raw[1],
+                conf=s.conf,
+                iou=s.iou,
+                max_det=s.max_det,
+                pre_nms_top_k=s.pre_nms_top_k,
+                multi_label=s.multi_label,
+                agnostic=s.agnostic_nms,
+                classes=s.classes,
+            )
+            rows, sizes = padded.cpu().numpy(), counts.tolist()
+            detections = [det[:n] for det, n in zip(rows, sizes)]
+        else:  # the graph ran NMS: only the stricter conf, classes and max_det are left to apply
+            kept = filter_detections(raw, conf=s.conf, max_det=s.max_det, classes=s.classes)
+            detections = [det.cpu().numpy() for det in kept]
         return [
-            np.asarray(lb.to_original(det.cpu().numpy(), clip=self.pipeline.clip_boxes), dtype=np.float32)
+            np.asarray(lb.to_original(det, clip=self.pipeline.clip_boxes), dtype=np.float32)
             for lb, det in zip(letterboxes, detections)
         ]
 
+    def warm_up(self, shape: tuple[int, ...]) -> None:
+        """One untimed backend call on zeros of the input shape [B, 3, H, W] (then `warm` is True)."""
+        self.backend(np.zeros(shape, dtype=np.float32))
+        self.backend.synchronize()
+        self.warm = True
+
     # --- loop ---------------------------------------------------------------------------------------
     def run_batch(self, images: Sequence[np.ndarray]) -> list[tuple[np.ndarray, Letterbox, dict[str, float]]]:
-        """All three stages on images that share a padded shape; returns (detections, letterbox, speed ms)."""
+        """All three stages on images that share a padded shape; returns (detections, letterbox, speed ms).
+        The first call warms the backend up first, outside the timing."""
+        if not self.warm:
+            self.warm_up((len(images), 3, *self.input_shape(images[0])))
         clock = time.perf_counter()
         prepared = self.preprocess(images)
         t_pre = time.perf_counter()

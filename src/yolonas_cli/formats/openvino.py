@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from yolonas_cli.core import console
+from yolonas_cli.core.cpus import cpu_budget
 from yolonas_cli.core.errors import MissingExtraError, WeightsError
 from yolonas_cli.core.files import atomic_dir
 from yolonas_cli.engine.backend import check_input, outputs_to_raw, run_in_batches
@@ -150,6 +151,12 @@ def find_xml(path: Path) -> Path:
     return found[0]
 
 
+def compile_config() -> dict[str, Any]:
+    """The CPU plugin's settings: float32 arithmetic (see the module docstring) on the CPUs this process may use
+    (`core.cpus.cpu_budget`: a cgroup quota counts, which OpenVINO's own count does not see)."""
+    return {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": cpu_budget()}
+
+
 def _dims(partial_shape: Any) -> list[int | None]:
     return [d.get_length() if d.is_static else None for d in partial_shape]
 
@@ -169,7 +176,7 @@ class OpenVinoBackend:
         self.metadata = read_rt_info(model, str(self.path))
         self.graph_nms = self.metadata.graph_nms
         self.device = torch.device("cpu")
-        self.compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        self.compiled = core.compile_model(model, "CPU", compile_config())
         dims = _dims(model.inputs[0].partial_shape)
         self.fixed_batch = dims[0]
         self.fixed_input = (dims[2], dims[3]) if dims[2] and dims[3] else None

@@ -88,8 +88,8 @@ def original_preprocess(lb: Letterbox, image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray((rgb.astype(np.float64) / 255.0).astype(np.float32).transpose(2, 0, 1))
 
 
-#: The baseline's pipeline: the original's kind of preprocessing, float64 arithmetic and OpenCV's threads included.
-ORIGINAL_STYLE = Pipeline(to_input=original_preprocess, one_opencv_thread=False)
+#: The baseline's pipeline: the original's kind of preprocessing, float64 arithmetic included.
+ORIGINAL_STYLE = Pipeline(to_input=original_preprocess)
 
 
 @dataclass
