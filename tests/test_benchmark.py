@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import os
+import time
 from pathlib import Path
 
 import cv2
@@ -153,6 +155,21 @@ def test_rows_have_the_expected_shape(cli_run) -> None:
     assert report["settings"]["imgsz"] == [160, 160] and report["settings"]["runs"] == 2
 
 
+def test_stage_times_add_up_to_the_end_to_end_time(cli_run) -> None:
+    """Every row's stages are those of its median pass (they add up to the end-to-end median, to the 3
+    decimals stored), and its model time is the inference stage of the same passes, so neither median nor p90
+    of the model exceeds the end-to-end one."""
+    _, run_dir = cli_run
+    report = json.loads((run_dir / "benchmark.json").read_text())
+    ok = [r for r in report["rows"] if r["status"] == "ok"]
+    assert ok
+    for row in ok:
+        stages = row["preprocess_ms"] + row["inference_ms"] + row["postprocess_ms"]
+        assert stages == pytest.approx(row["e2e_median_ms"], abs=2e-3), row["title"]
+        assert row["model_median_ms"] <= row["e2e_median_ms"] and row["model_p90_ms"] <= row["e2e_p90_ms"]
+        assert row["busy_e2e_median_ms"] is None and row["busy_ratio"] is None  # no busy=N in this run
+
+
 def test_measured_numbers_are_positive_and_agreement_is_computed(cli_run) -> None:
     _, run_dir = cli_run
     report = json.loads((run_dir / "benchmark.json").read_text())
@@ -225,6 +242,110 @@ def test_map_is_measured_for_every_row_with_a_labelled_dataset(cli_run) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- pieces
+
+
+def test_summarized_runs_are_consistent() -> None:
+    """The stages reported are the median pass's (the two middle passes averaged for an even count), so they
+    add up to the end-to-end median; the model figure is the inference stage of every pass."""
+    runs = [
+        {"preprocess": 1.0, "inference": 10.0, "postprocess": 1.0},  # 12
+        {"preprocess": 3.0, "inference": 30.0, "postprocess": 5.0},  # 38: an outlier
+        {"preprocess": 2.0, "inference": 9.0, "postprocess": 2.0},  # 13
+        {"preprocess": 1.5, "inference": 11.0, "postprocess": 1.5},  # 14
+        {"preprocess": 1.0, "inference": 12.0, "postprocess": 2.0},  # 15
+    ]
+    odd = measure.summarize_runs(runs)
+    assert odd.e2e.median == 14.0 and odd.stages == runs[3]
+    assert odd.model.median == 11.0 and odd.model.count == 5
+    even = measure.summarize_runs(runs[:4])  # totals 12, 38, 13, 14: middle passes 13 and 14
+    assert even.e2e.median == 13.5 == sum(even.stages.values())
+    assert even.stages == {"preprocess": 1.75, "inference": 10.0, "postprocess": 1.75}
+
+
+def test_rows_are_timed_in_turn_with_busy_rounds_between(tiny_checkpoint: Path) -> None:
+    """time_rows: every engine makes one pass per round, in turn; with spinners every other round runs
+    beside them, giving each engine its own busy timing of `runs` passes."""
+    from yolonas_cli.api import NAS
+    from yolonas_cli.modes.benchmark.busy import Spinners
+
+    calls: list[str] = []
+
+    class Recorded:  # the real engine, with its passes written down
+        def __init__(self, name: str, engine) -> None:
+            self.name, self.engine = name, engine
+
+        def run_batch(self, images):
+            calls.append(self.name)
+            return self.engine.run_batch(images)
+
+    engine = NAS(tiny_checkpoint).make_engine(EngineSettings(imgsz=(64, 64)), "cpu")
+    engines = [Recorded("a", engine), Recorded("b", engine)]
+    images = measure.benchmark_images(1)
+    with Spinners(1) as spinners:
+        timings = measure.time_rows(engines, images, runs=3, warmup=1, spinners=spinners)  # type: ignore[arg-type]
+    assert calls == ["a", "b"] + ["a", "b"] * 6  # warm-ups, then 6 rounds (3 quiet, 3 busy)
+    for quiet, busy in timings:
+        assert quiet.e2e.count == 3 and busy is not None and busy.e2e.count == 3
+    ((quiet, busy),) = measure.time_rows(engines[:1], images, runs=2, warmup=0)  # type: ignore[arg-type]
+    assert quiet.e2e.count == 2 and busy is None
+
+
+def _state(pid: int) -> str:
+    """The process state letter from /proc (R running, S sleeping, T stopped, ...)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc (Linux)")
+def test_busy_processes_spin_only_while_running_and_are_gone_after() -> None:
+    from yolonas_cli.modes.benchmark.busy import Spinners
+
+    with Spinners(2) as spinners:
+        pids = [p.pid for p in spinners.processes]
+        time.sleep(0.3)  # started, then paused
+        assert [_state(pid) for pid in pids] == ["T", "T"]
+        paused = [_cpu_seconds(pid) for pid in pids]
+        time.sleep(0.3)
+        assert [_cpu_seconds(pid) for pid in pids] == paused
+        with spinners.running():
+            assert all(_state(pid) in "RS" for pid in pids)
+            time.sleep(0.6)
+        spun = [_cpu_seconds(pid) - before for pid, before in zip(pids, paused)]
+        assert all(s > 0.05 for s in spun), spun  # each had CPU time while running (load elsewhere varies)
+        assert [_state(pid) for pid in pids] == ["T", "T"]
+    assert all(not Path(f"/proc/{pid}").exists() or _state(pid) == "Z" for pid in pids)
+
+
+def test_cli_busy_reports_the_busy_column(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "benchmark",
+            f"model={tiny_checkpoint}",
+            "imgsz=64",
+            "runs=2",
+            "warmup=0",
+            "device=cpu",
+            "formats=pytorch",
+            "int8=False",
+            "busy=1",
+            f"project={tmp_path}",
+            "name=run",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "run" / "benchmark.json").read_text())
+    assert report["settings"]["busy"] == 1
+    for row in report["rows"]:
+        assert row["busy_e2e_median_ms"] > 0
+        assert row["busy_ratio"] == pytest.approx(row["busy_e2e_median_ms"] / row["e2e_median_ms"], rel=1e-2)
+    markdown = (tmp_path / "run" / "benchmark.md").read_text()
+    assert "| E2E ms | Busy E2E ms | Pre / post ms |" in markdown
+    assert "beside 1 spinning processes (busy=1)" in markdown
 
 
 def test_stats_median_and_p90() -> None:

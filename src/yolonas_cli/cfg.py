@@ -303,6 +303,9 @@ class BenchmarkArgs(CommonArgs):
     warmup: int = arg(3, "untimed warm-up runs per backend", integer(0))
     half: bool = _half("also time FP16 where the backend supports it")
     int8: bool = _flag(True, "also time INT8 where the backend supports it")
+    busy: int = arg(
+        0, "also time every row beside this many spinning processes, in alternate rounds (0 = quiet only)", integer(0)
+    )
     project: str | None = _project("benchmark")
     name: str | None = _name()
     exist_ok: bool = _exist_ok()
