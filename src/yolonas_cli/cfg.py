@@ -46,6 +46,16 @@ BENCHMARK_FORMATS = tuple(f.name for f in registry.FORMATS)  # the PyTorch weigh
 FORMAT_ALIASES = registry.ALIASES
 
 
+def _backend(default: str) -> Any:
+    return arg(
+        default,
+        "runtime of .pt weights: auto (on a CPU the fastest installed: openvino, onnxruntime, else torch; "
+        "converted once and cached), torch, openvino or onnxruntime",
+        choice(registry.BACKENDS, registry.BACKEND_ALIASES),
+        (str,),
+    )
+
+
 def unknown_key_message(mode: str, key: str, where: str = "") -> str:
     """The one-line error for a key that `mode` does not take (`where` names a cfg file, if any)."""
     hint = did_you_mean(key, field_names(mode)) or f" Run 'yolo-nas {mode} --help' to list the arguments."
@@ -186,6 +196,7 @@ class PredictArgs(CommonArgs):
     iou: float = _iou()
     max_det: int = _max_det()
     half: bool = _half()
+    backend: str = _backend("auto")
     batch: int = _batch(1)
     classes: list[int] | None = _classes()  # noqa: RUF009 (a dataclasses.Field, not a default)
     agnostic_nms: bool = _flag(False, "suppress overlapping boxes across classes, not only within one")
@@ -219,6 +230,7 @@ class ValArgs(CommonArgs):
     max_det: int = _max_det()
     batch: int = _batch(16)
     half: bool = _half()
+    backend: str = _backend("torch")
     classes: list[int] | None = _classes()  # noqa: RUF009 (a dataclasses.Field, not a default)
     rect: bool = _flag(False, "letterbox each batch to its smallest stride multiple instead of a square")
     split: str = arg("val", "dataset split to evaluate: val, test or train", choice(("val", "test", "train")), (str,))

@@ -38,7 +38,7 @@ def engine_settings(args: PredictArgs) -> EngineSettings:
 def predict_stream(model: Detector, args: PredictArgs) -> Iterator[Result]:
     """Run predict over `args.source`, saving and printing as `args` says; yields one Result per image/frame."""
     source = _open(args)
-    engine = model.make_engine(engine_settings(args), args.device, args.half)
+    engine = model.make_engine(engine_settings(args), args.device, args.half, runtime=args.backend)
     run = PredictOutputs(args)
     seen = 0
     started = time.perf_counter()

@@ -68,7 +68,7 @@ def validate(model: Detector, args: ValArgs) -> ValMetrics:
         if original:
             _announce_original_protocol(args)
         pipeline = ORIGINAL_VAL if original else PREDICT
-        engine = model.make_engine(engine_settings(args), args.device, args.half, pipeline=pipeline)
+        engine = model.make_engine(engine_settings(args), args.device, args.half, pipeline, args.backend)
         if original and engine.backend.graph_nms is not None:
             raise UsageError(
                 "protocol=sg runs the original's own NMS, but this exported model has NMS in its "
