@@ -19,7 +19,7 @@ from formula import FIXTURES
 from httpserver import serve
 from yolonas_cli import NAS
 from yolonas_cli.cli.app import app
-from yolonas_cli.data.sources import default_source
+from yolonas_cli.data.sources import default_source, open_source
 
 SCRIPT = Path(sys.executable).parent / "yolo-nas"
 SETTINGS = [(0.25, 0.7), (0.4, 0.5)]
@@ -58,9 +58,10 @@ def run(*tokens: str, cwd: Path | None = None):
 # ------------------------------------------------------------------------------------ parity
 
 
+@pytest.mark.parametrize("backend", ["auto", "torch"])  # auto: OpenVINO or ONNX Runtime where installed
 @pytest.mark.parametrize(("conf", "iou"), SETTINGS)
-def test_python_api_matches_the_original_pipeline(s_checkpoint, conf, iou):
-    results = NAS(s_checkpoint)(conf=conf, iou=iou, verbose=False)
+def test_python_api_matches_the_original_pipeline(s_checkpoint, conf, iou, backend):
+    results = NAS(s_checkpoint)(conf=conf, iou=iou, backend=backend, verbose=False)
     assert len(results) == 4
     for result in results:
         assert_matches_reference(
@@ -97,6 +98,34 @@ def test_cli_save_json_matches_the_original_pipeline(s_checkpoint, tmp_path, con
             [d["confidence"] for d in dets],
             [d["class"] for d in dets],
         )
+
+
+def test_the_first_batch_is_preceded_by_an_untimed_warm_up(tiny_checkpoint):
+    """The engine runs its backend once on zeros of the first batch's input shape before timing anything
+    (a runtime's one-time set-up is not reported as inference time), and only once."""
+    from yolonas_cli.engine.engine import EngineSettings
+
+    engine = NAS(tiny_checkpoint).make_engine(EngineSettings(imgsz=(128, 128), batch=2), "cpu", runtime="torch")
+    calls: list[tuple[tuple[int, ...], bool]] = []
+    real = engine.backend
+
+    class Recorded:  # the real backend, with its inputs written down
+        name, device, fixed_input, graph_nms = real.name, real.device, real.fixed_input, real.graph_nms
+
+        def __call__(self, images):
+            calls.append((images.shape, not images.any()))
+            return real(images)
+
+        def synchronize(self) -> None:
+            real.synchronize()
+
+    engine.backend = Recorded()
+    frames = list(open_source(default_source()))[:3]
+    results = list(engine.stream(frames))
+    assert calls == [((2, 3, 128, 128), True), ((2, 3, 128, 128), False), ((1, 3, 128, 128), False)]
+    assert engine.timer.images == 3 and len(results) == 3
+    engine.run_batch([frames[0].image_bgr])
+    assert len(calls) == 4  # warm once
 
 
 # ------------------------------------------------------------------------------------ sources
