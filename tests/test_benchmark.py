@@ -20,6 +20,7 @@ from yolonas_cli.cfg import make_args
 from yolonas_cli.cli.app import app
 from yolonas_cli.engine.engine import EngineSettings
 from yolonas_cli.engine.letterbox import Letterbox
+from yolonas_cli.formats.auto import runtime_for
 from yolonas_cli.modes.benchmark import measure, records, rows
 from yolonas_cli.modes.benchmark import report as tables
 
@@ -44,6 +45,7 @@ def _onnx_ready() -> bool:
 
 ONNX = _onnx_ready()
 FORMATS = ["pytorch", "onnx", "engine"] if ONNX else ["pytorch", "engine"]
+AUTO = runtime_for("auto", torch.device("cpu"))  # the runtime of predict's default on this machine, if any
 
 
 def make_dataset(root: Path) -> Path:
@@ -144,6 +146,7 @@ def test_rows_have_the_expected_shape(cli_run) -> None:
     _, run_dir = cli_run
     report = json.loads((run_dir / "benchmark.json").read_text())
     expected = [("pytorch", "fp32", True), ("pytorch", "fp32", False)]
+    expected += [("auto", "fp32", False)] if AUTO else []
     expected += [("onnx", "fp32", False)] if ONNX else []
     expected += [("engine", "fp32", False)]
     assert [(r["format"], r["precision"], r["baseline"]) for r in report["rows"]] == expected
@@ -174,7 +177,7 @@ def test_measured_numbers_are_positive_and_agreement_is_computed(cli_run) -> Non
     _, run_dir = cli_run
     report = json.loads((run_dir / "benchmark.json").read_text())
     ok = [r for r in report["rows"] if r["status"] == "ok"]
-    assert len(ok) == (3 if ONNX else 2)
+    assert len(ok) == 2 + ONNX + bool(AUTO)
     for row in ok:
         for key in (
             "size_mb",
@@ -200,6 +203,18 @@ def test_measured_numbers_are_positive_and_agreement_is_computed(cli_run) -> Non
     assert report["flops_per_image"] > 0
     assert all(v > 0 for v in report["peak_gflops"]["methods"].values())
     assert report["summary"]["fastest"]["speedup"] > 0
+
+
+def test_the_predict_default_row_runs_the_converted_weights(cli_run) -> None:
+    """With OpenVINO or ONNX Runtime installed, a row times what `yolo-nas predict` runs by default: the
+    weights converted once into the weights cache, in that runtime, agreeing with PyTorch."""
+    if not AUTO:
+        pytest.skip("neither OpenVINO nor ONNX Runtime is installed: predict's default is PyTorch")
+    _, run_dir = cli_run
+    row = next(r for r in json.loads((run_dir / "benchmark.json").read_text())["rows"] if r["format"] == "auto")
+    assert row["title"] == "Predict default (backend=auto)" and row["status"] == "ok"
+    assert "/converted/" in row["file"] and row["size_mb"] > 0
+    assert row["box_diff_px"] < 0.01 and row["detections_matched"] == row["detections_reference"]
 
 
 def test_a_format_that_cannot_run_here_is_reported_not_fatal(cli_run) -> None:
@@ -352,6 +367,17 @@ def test_stats_median_and_p90() -> None:
     stats = records.Stats.of([5.0, 1.0, 3.0, 2.0, 4.0])
     assert (stats.median, stats.min, stats.count) == (3.0, 1.0, 5)
     assert stats.p90 == pytest.approx(4.6)
+
+
+def test_plan_variants_with_the_predict_default() -> None:
+    cpu = rows.plan_variants(["pytorch", "onnx"], torch.device("cpu"), half=False, int8=False, auto=True)
+    assert [(v.format, v.baseline) for v in cpu] == [
+        ("pytorch", True),
+        ("pytorch", False),
+        ("auto", False),
+        ("onnx", False),
+    ]
+    assert "auto" not in [v.format for v in rows.plan_variants(["onnx"], torch.device("cpu"), False, False, auto=True)]
 
 
 def test_plan_variants_cpu_and_gpu() -> None:

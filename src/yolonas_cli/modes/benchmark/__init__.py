@@ -31,7 +31,9 @@ Rows:
 - the baseline: the unfused model in eval mode run eagerly (`torch.no_grad`), with the original's kind of
   preprocessing (OpenCV resize and centre pad, RGB, `float64 / 255` cast to float32, CHW) and the same
   postprocessing as every other row;
-- PyTorch: the fused model through the shared engine (what `yolo-nas predict` runs);
+- PyTorch: the fused model through the shared engine (what `yolo-nas predict backend=torch` runs);
+- Predict default (backend=auto), on a CPU with OpenVINO or ONNX Runtime installed: the weights converted
+  once into the weights cache and run by that runtime (what `yolo-nas predict` runs; `formats.auto`);
 - each exported format (exported once into `<project>/exports/`, reused while it matches the weights, size,
   batch and precision), FP32, FP16 (`half=True`, GPU only) and INT8 (`int8=True`, where the format has it).
 
@@ -66,6 +68,7 @@ from yolonas_cli.core.sizes import imgsz_pair
 from yolonas_cli.data.sinks import make_run_dir
 from yolonas_cli.detector import Detector
 from yolonas_cli.engine.engine import EngineSettings
+from yolonas_cli.formats.auto import runtime_for
 from yolonas_cli.formats.registry import BY_NAME
 from yolonas_cli.model.profile import count_flops, variant_flops
 from yolonas_cli.modes.benchmark.busy import Spinners
@@ -124,7 +127,8 @@ def run_benchmark(args: BenchmarkArgs) -> BenchmarkReport:
     settings = EngineSettings(imgsz=imgsz, batch=args.batch)
     ctx = Context(args, model, unfused, device, settings, _workspace(args))
     formats = args.formats if args.formats is not None else available_formats(device)
-    variants = plan_variants(formats, device, args.half, args.int8)
+    auto = runtime_for("auto", device) is not None  # a runtime faster than PyTorch is installed
+    variants = plan_variants(formats, device, args.half, args.int8, auto=auto)
     images = benchmark_images(args.batch)
     load_before = load_average()
     ref = _reference(ctx, images)

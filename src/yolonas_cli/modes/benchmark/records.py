@@ -16,6 +16,7 @@ from yolonas_cli.formats.registry import BY_NAME
 
 PHOTO = Path(__file__).parents[2] / "assets" / "rocket.jpg"  # the timed photo, resized to PHOTO_HW
 PHOTO_HW = (720, 1280)
+AUTO = "auto"  # the format name of the row of predict's default engine (backend=auto)
 
 
 class Unavailable(YoloNasError):
@@ -56,6 +57,8 @@ class Variant:
     def title(self) -> str:
         if self.baseline:
             return "PyTorch eager, unfused (baseline)"
+        if self.format == AUTO:
+            return "Predict default (backend=auto)"
         return BY_NAME[self.format].runtime if self.format in BY_NAME else self.format
 
 
