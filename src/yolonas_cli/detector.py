@@ -1,8 +1,10 @@
-"""A YOLO-NAS detector opened from weights (run by PyTorch) or from an exported file (run by its format's
-runtime), behind one `Backend`: what every mode runs.
+"""A YOLO-NAS detector opened from weights (run by PyTorch, or converted once for a faster runtime with
+`runtime="auto"`, see `formats.auto`) or from an exported file (run by its format's runtime), behind one
+`Backend`: what every mode runs.
 
     model = Detector("yolo_nas_s.pt")                 # or "yolo_nas_s.onnx", "yolo_nas_s_openvino_model/", ...
-    engine = model.make_engine(EngineSettings(imgsz=(640, 640)), device="cpu")
+    engine = model.make_engine(EngineSettings(imgsz=(640, 640)), device="cpu")                  # PyTorch
+    engine = model.make_engine(EngineSettings(imgsz=(640, 640)), device="cpu", runtime="auto")  # predict's default
 
 The public facade `yolonas_cli.NAS` (api.py) is a Detector with the modes (predict, val, export, info) as
 methods; the modes themselves take a Detector.
