@@ -15,6 +15,10 @@ from __future__ import annotations
 import argparse
 import time
 
+# isort: off
+import yolonas_cli  # noqa: F401 (first: it sets the libraries' thread environment before torch loads)
+
+# isort: on
 import numpy as np
 import torch
 
