@@ -167,6 +167,7 @@ def test_exported_runtimes_get_the_whole_budget_here(tiny_exports: dict[str, Pat
     if "openvino" in tiny_exports:
         backend = NAS(tiny_exports["openvino"]).backend("cpu")
         assert backend.compiled.get_property("INFERENCE_NUM_THREADS") == cpus.cpu_budget()
+        assert backend.compiled.get_property("ENABLE_CPU_PINNING") is False  # threads may leave a busy core
 
 
 # ---------------------------------------------------------------------------------------------- no toggling

@@ -153,8 +153,11 @@ def find_xml(path: Path) -> Path:
 
 def compile_config() -> dict[str, Any]:
     """The CPU plugin's settings: float32 arithmetic (see the module docstring) on the CPUs this process may use
-    (`core.cpus.cpu_budget`: a cgroup quota counts, which OpenVINO's own count does not see)."""
-    return {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": cpu_budget()}
+    (`core.cpus.cpu_budget`: a cgroup quota counts, which OpenVINO's own count does not see), threads not pinned
+    to cores: a pinned thread cannot move off a core that another process keeps busy (S at 640, 2 cores, quiet
+    and beside one spinning process, in alternate rounds of one run: pinned 605 / 1133 ms and 821 / 1338 ms,
+    unpinned 577 / 793 ms and 745 / 1120 ms, while other users loaded the machine)."""
+    return {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": cpu_budget(), "ENABLE_CPU_PINNING": False}
 
 
 def _dims(partial_shape: Any) -> list[int | None]:
