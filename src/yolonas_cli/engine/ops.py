@@ -198,9 +198,10 @@ def greedy_nms(boxes: Tensor, valid: Tensor, labels: Tensor | None, iou: float, 
         ``Tensor[B, N]`` bool, True for the kept candidates.
 
     Works on blocks of ``_NMS_BLOCK`` candidates: a block first loses the candidates that the kept ones of
-    earlier blocks suppress (only kept rows are compared), then is resolved by `_resolve_block`; pairs are
-    compared once, as torchvision's kernel does. Images are taken a few at a time so that no pairwise matrix
-    holds more than ``_NMS_ELEMENTS`` entries. Nothing is copied to the host.
+    earlier blocks suppress (only kept rows are compared), then is resolved by `_resolve_block`. Images are
+    taken a few at a time so that no pairwise matrix holds more than ``_NMS_ELEMENTS`` entries. No tensor is
+    copied to the host: the only values read are the fixed point's convergence checks, and on a CPU (where
+    reading is free) the counts that cut padding and stop early.
     """
     boxes = _as_float(boxes)
     n = valid.shape[1]

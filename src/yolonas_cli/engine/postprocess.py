@@ -129,16 +129,22 @@ def postprocess_batch(
     mask = _class_mask(c, classes, scores.device)
     choose = _multi_label if multi_label else _single_label
     keys, index = choose(scores, conf, pre_nms_top_k, mask) if n and c else _nothing(b, scores.device)
-    valid = keys != _NO_KEY
-    width = packed_width(valid)  # candidates come first: cut the padding where that is free (a CPU)
-    index, valid = index[:, :width], valid[:, :width]
-    index = torch.where(valid, index, torch.zeros_like(index))
+    index, valid = _without_padding(keys, index)
     anchor, label = index // max(c, 1), index % max(c, 1)
     cand = boxes.gather(1, anchor[..., None].expand(-1, -1, 4))
     score = scores.reshape(b, -1).gather(1, index)
     keep = greedy_nms(cand, valid, None if agnostic else label, iou, max_keep=max_det)
     rows = torch.cat([cand, score[..., None], label[..., None].to(cand.dtype)], dim=2)
     return _compact(rows, keep, max_det)
+
+
+def _without_padding(keys: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+    """(index [B, K'], valid [B, K']) of ranked candidates: the padding after the last candidate is cut where
+    that is free to know (a CPU, see `ops.packed_width`); the rest of the padding points at entry 0."""
+    valid = keys != _NO_KEY
+    width = packed_width(valid)
+    index, valid = index[:, :width], valid[:, :width]
+    return torch.where(valid, index, torch.zeros_like(index)), valid
 
 
 def _nothing(b: int, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -152,7 +158,7 @@ def _compact(rows: Tensor, keep: Tensor, max_det: int) -> tuple[Tensor, Tensor]:
     out = rows.gather(1, first[..., None].expand(-1, -1, rows.shape[2]))
     counts = keep.sum(1)
     filled = torch.arange(out.shape[1], device=out.device) < counts[:, None]
-    return out * filled[..., None], counts
+    return torch.where(filled[..., None], out, torch.zeros_like(out)), counts
 
 
 def postprocess(
