@@ -24,6 +24,7 @@ def match(reference, result) -> tuple[float, float, float]:
     """Greedy same-class IoU>0.5 matching of `result` to `reference`: (recall, max box diff, max conf diff)."""
     from yolonas_cli.engine.ops import box_iou
 
+    reference, result = reference.numpy(), result.numpy()  # the boxes as numpy arrays, wherever they were
     if len(reference.boxes) == 0:
         return 1.0, 0.0, 0.0
     iou = box_iou(torch.from_numpy(reference.boxes.xyxy), torch.from_numpy(result.boxes.xyxy)).numpy()
@@ -63,6 +64,9 @@ def main() -> int:
         start = time.perf_counter()
         results = model(device=device, half=half, verbose=False)
         ms = (time.perf_counter() - start) * 1e3 / len(results)
+        on_device = all(r.boxes.data.device.type == "cuda" for r in results)  # Ultralytics: on the model's device
+        failures += not on_device
+        print(f"{'ok  ' if on_device else 'FAIL'} {device} half={half}: result boxes are tensors on the GPU")
         for result in results:
             name = Path(result.path).name
             expected = ref[f"{name}|conf=0.25|iou=0.7"]

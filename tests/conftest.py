@@ -64,3 +64,33 @@ def quiet_console():
     console.set_verbose(False)
     yield
     console.set_verbose(previous)
+
+
+@pytest.fixture(scope="session")
+def ray_address():
+    """One local Ray cluster for the whole session, started by the first test that asks for it: 2 CPUs, bound
+    to 127.0.0.1, no dashboard, no usage reporting; shut down at the end. Yields its GCS address (what a
+    child process passes as ray=). Code under test finds Ray initialised and uses this cluster."""
+    import logging
+    import os
+
+    import ray
+
+    previous = os.environ.get("RAY_USAGE_STATS_ENABLED")
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        object_store_memory=300 * 2**20,
+        logging_level=logging.ERROR,
+    )
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+        if previous is None:
+            os.environ.pop("RAY_USAGE_STATS_ENABLED", None)
+        else:
+            os.environ["RAY_USAGE_STATS_ENABLED"] = previous

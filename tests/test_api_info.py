@@ -20,6 +20,7 @@ from yolonas_cli import NAS
 from yolonas_cli.cli.app import app
 from yolonas_cli.core.devices import resolve_half, select_device
 from yolonas_cli.core.errors import UsageError, WeightsError
+from yolonas_cli.core.version import __version__
 from yolonas_cli.model.blocks import QARepVGGBlock, reparameterize_model
 from yolonas_cli.model.yolo_nas import arch_from_state_dict, build_model
 from yolonas_cli.weights.checkpoint import save_checkpoint
@@ -134,7 +135,7 @@ def test_custom_class_count_and_names_from_our_own_format(tmp_path):
     model = NAS(path)
     assert model.names == {0: "a", 1: "b", 2: "c"}
     results = model(np.full((64, 96, 3), 127, np.uint8), imgsz=96, conf=0.0, verbose=False)
-    assert set(results[0].boxes.cls.astype(int)) <= {0, 1, 2}
+    assert set(results[0].boxes.cls.int().tolist()) <= {0, 1, 2}
 
 
 def test_wrong_shapes_and_names_are_clear_errors(tmp_path):
@@ -246,4 +247,40 @@ def test_exported_model_through_the_api_info_and_predict(tiny_checkpoint, tmp_pa
     theirs = exported(imgsz=160, conf=0.05, verbose=False)
     assert [len(r.boxes) for r in ours] == [len(r.boxes) for r in theirs]
     for a, b in zip(ours, theirs):
-        assert np.abs(a.boxes.xyxy - b.boxes.xyxy).max(initial=0) < 5e-3
+        assert np.abs(a.boxes.xyxy.numpy() - b.boxes.xyxy.numpy()).max(initial=0) < 5e-3
+
+
+def test_verbose_false_is_silent_for_predict_val_and_export(tiny_checkpoint, tmp_path, capfd, monkeypatch):
+    """Python calls with verbose=False print nothing at all (file descriptors 1 and 2), as the CLI's; the
+    same calls verbose do print (so the capture sees them)."""
+    import shutil
+
+    from yolonas_cli.data.datasets.photos import PHOTOS, write_photo_dataset
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DISPLAY", raising=False)  # show=True below: headless, its warning must stay silent too
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    data = write_photo_dataset(tmp_path / "data")
+    (tmp_path / "data" / "labels" / "val").mkdir(parents=True)
+    for photo in PHOTOS:
+        (tmp_path / "data" / "labels" / "val" / f"{photo.stem}.txt").write_text("0 0.5 0.5 0.4 0.6\n")
+    model = NAS(shutil.copy(tiny_checkpoint, tmp_path / "tiny.pt"))
+    capfd.readouterr()
+
+    results = model.predict(imgsz=128, conf=0.01, save=True, save_txt=True, save_crop=True, verbose=False)
+    streamed = list(model.predict("rocket.jpg", imgsz=128, stream=True, show=True, verbose=False))
+    metrics = model.val(data=str(data), imgsz=128, batch=2, verbose=False)
+    exported = model.export(format="torchscript", imgsz=128, verbose=False)
+    quiet = capfd.readouterr()
+    assert (quiet.out, quiet.err) == ("", "")
+    assert len(results) == 4 and len(streamed) == 1 and metrics.box.map >= 0 and exported.is_file()
+    assert (tmp_path / "runs/detect/predict/labels").is_dir() and (tmp_path / "runs/detect/val/metrics.json").is_file()
+
+    model.predict(imgsz=128, verbose=True)
+    model.val(data=str(data), imgsz=128, batch=2)
+    model.export(format="torchscript", imgsz=128)
+    loud = capfd.readouterr()
+    assert "image 1/4" in loud.err and "Results saved to" in loud.err and "all " in loud.out
+    assert loud.err.count("Predict:  yolo-nas predict model=") == 1  # the hint once per export
+    assert loud.err.count(f"yolo-nas {__version__}, Python ") == 1  # the header once per model, as Ultralytics'
+    assert loud.err.index(f"yolo-nas {__version__}, Python ") < loud.err.index("image 1/4")

@@ -28,7 +28,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("formats", ("formats",)),  # one module per export format, their registry, INT8
     ("cfg", ("cfg",)),  # the typed arguments of every mode
     ("detector", ("detector",)),  # weights or an exported file behind one Backend
-    ("modes", ("modes",)),  # predict, val, export, info, benchmark
+    ("distributed", ("distributed",)),  # Ray: the cluster, model files shipped to workers, batch inference on actors
+    ("modes", ("modes",)),  # predict, val, export, info, benchmark, serve
     ("api", ("api",)),  # NAS: the Detector with the modes as methods
     ("cli", ("cli",)),  # the command line
     ("entry", ("", "__main__")),  # the package itself (NAS, lazily) and `python -m yolonas_cli`

@@ -123,7 +123,7 @@ class Case:
 
 def saved(stem: str, shape: tuple[int, int]) -> Callable[[Path], None]:
     def check(tmp: Path) -> None:
-        out = cv2.imread(str(tmp / "runs/predict/exp" / f"{stem}.jpg"))
+        out = cv2.imread(str(tmp / "runs/detect/predict" / f"{stem}.jpg"))
         assert out is not None and out.shape[:2] == shape
 
     return check
@@ -131,7 +131,7 @@ def saved(stem: str, shape: tuple[int, int]) -> Callable[[Path], None]:
 
 def predicted_size(hw: tuple[int, int]) -> Callable[[Path], None]:
     def check(tmp: Path) -> None:
-        entries = json.loads((tmp / "runs/predict/exp/predictions.json").read_text())
+        entries = json.loads((tmp / "runs/detect/predict/predictions.json").read_text())
         assert [(e["height"], e["width"]) for e in entries] == [hw]
 
     return check
@@ -290,7 +290,7 @@ def test_ctrl_c_leaves_complete_files_and_says_how_far_it_got(workspace: Path, t
     rest = proc.stderr.read()
     assert proc.wait(timeout=60) == 130
     assert "interrupted after" in rest and "Traceback" not in rest
-    run_dir = tmp_path / "runs/predict/exp"
+    run_dir = tmp_path / "runs/detect/predict"
     jpgs = sorted(run_dir.glob("*.jpg"))
     assert 19 <= len(jpgs) < 400  # the image being saved at the signal may be dropped, never half-written
     assert all(cv2.imread(str(p)) is not None for p in jpgs)

@@ -140,6 +140,9 @@ def test_cli_prints_the_table_and_saves_csv_and_json(cli_run) -> None:
     markdown = (run_dir / "benchmark.md").read_text()
     assert "| Format | Precision | Size MB | Model ms |" in markdown
     assert "| PyTorch eager, unfused (baseline) | FP32 |" in markdown
+    # stdout is not a terminal here: the table is the Markdown one, one line per row, never wrapped
+    assert result.stdout.strip() == markdown.strip()
+    assert "Predict:" not in result.output and "Validate:" not in result.output  # no hints per internal export
 
 
 def test_rows_have_the_expected_shape(cli_run) -> None:

@@ -68,6 +68,21 @@ def test_mode_help_lists_every_argument_with_its_default(mode: str, form: str) -
     assert_lists_every_argument(result.stdout, mode)
 
 
+@pytest.mark.parametrize("command", ["cfg", "checks", "version", "help"])
+@pytest.mark.parametrize("form", ["help {command}", "{command} --help", "{command} -h", "{command} help"])
+def test_command_help_like_the_modes_help(command: str, form: str) -> None:
+    """`yolo-nas help cfg`, `cfg --help`, `checks --help`: what the command does, its usage and examples;
+    nothing else runs (no YAML, no environment report)."""
+    result = invoke(*form.format(command=command).split())
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"yolo-nas {command}: ")
+    assert any(line.startswith(f"Usage: yolo-nas {command}") for line in lines)
+    assert "Examples:" in lines and lines[-1].startswith("  yolo-nas ")
+    assert "predict:" not in result.stdout and "Python " not in result.stdout  # not cfg's YAML, not checks
+    assert result.stderr == ""
+
+
 def test_version() -> None:
     result = invoke("version")
     assert (result.exit_code, result.stdout.strip()) == (0, __version__)
@@ -120,18 +135,18 @@ def test_checks_reports_versions_without_importing_optional_backends() -> None:
         (["vall"], "Error: 'vall' is not a valid mode. Did you mean 'val'?"),
         (
             ["xyzzy"],
-            "Error: 'xyzzy' is not a valid mode. Use one of predict, val, export, info, benchmark, or "
+            "Error: 'xyzzy' is not a valid mode. Use one of predict, val, export, info, benchmark, serve, or "
             "help, version, checks, cfg.",
         ),
         (
             ["train"],
             "Error: mode 'train' is not supported: yolo-nas runs pretrained models "
-            "(predict, val, export, info, benchmark)",
+            "(predict, val, export, info, benchmark, serve)",
         ),
         (
             ["conf=0.5"],
             "Error: no mode given: use 'yolo-nas MODE key=value ...' with MODE one of predict, val, "
-            "export, info, benchmark",
+            "export, info, benchmark, serve",
         ),
         (["help", "predit"], "Error: 'predit' is not a valid mode. Did you mean 'predict'?"),
         (["cfg", "val", "export"], "Error: 'cfg' takes at most one mode, got val export"),

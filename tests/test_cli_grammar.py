@@ -18,6 +18,7 @@ from yolonas_cli.cfg import (
     ExportArgs,
     InfoArgs,
     PredictArgs,
+    ServeArgs,
     ValArgs,
     make_args,
 )
@@ -106,7 +107,7 @@ BAD = [
     ("predict", "imgsz", "'imgsz' needs a value, e.g. imgsz=640"),
     ("predict", "conf", "'conf' needs a value, e.g. conf=0.25"),
     ("predict", "model=", "'model' needs a value, e.g. model=yolo_nas_s.pt"),
-    ("predict", "source=", "'source' needs a value, e.g. source=bus.jpg"),
+    ("predict", "source=", "'source' needs a value, e.g. source=rocket.jpg"),
     ("predict", "classes", "'classes' needs a value, e.g. classes=[0,2]"),
     ("predict", "save=", "'save' needs a value, e.g. save=True"),
     ("predict", "conf=1.5", "conf=1.5 is out of range: use a number between 0 and 1"),
@@ -230,6 +231,7 @@ def test_every_mode_has_a_dataclass_and_every_field_a_help_line() -> None:
         "export": ExportArgs,
         "info": InfoArgs,
         "benchmark": BenchmarkArgs,
+        "serve": ServeArgs,
     }
     assert classes == cfg.MODE_ARGS and tuple(classes) == MODES
     for mode, klass in classes.items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import importlib.machinery
 import importlib.util
+import re
 import shutil
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from yolonas_cli.api import NAS
 from yolonas_cli.cfg import ExportArgs
 from yolonas_cli.core import console
 from yolonas_cli.core.errors import MissingExtraError, UsageError, WeightsError
+from yolonas_cli.core.install import pip_extra
 from yolonas_cli.engine.engine import EngineSettings
 from yolonas_cli.engine.letterbox import Letterbox
 from yolonas_cli.engine.postprocess import postprocess
@@ -216,7 +218,7 @@ def test_missing_openvino_is_one_line_with_the_hint(monkeypatch, tiny: Path) -> 
 
     real = iu.find_spec
     monkeypatch.setattr(iu, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
-    with pytest.raises(MissingExtraError, match=r"pip install 'yolo-nas\[openvino\]'"):
+    with pytest.raises(MissingExtraError, match=re.escape(pip_extra("openvino"))):  # see test_install.py
         get("openvino").check_installed()
 
 
@@ -227,7 +229,7 @@ def test_engine_needs_tensorrt_and_cuda(tiny: Path) -> None:
     from yolonas_cli.cli.app import run_cli
 
     if importlib.util.find_spec("tensorrt") is None:
-        with pytest.raises(MissingExtraError, match=r"needs tensorrt.*pip install 'yolo-nas\[tensorrt\]'"):
+        with pytest.raises(MissingExtraError, match=r"needs tensorrt.*" + re.escape(pip_extra("tensorrt"))):
             export_model(NAS(tiny), ExportArgs(model=str(tiny), format="engine"))
     elif not torch.cuda.is_available():
         with pytest.raises(MissingExtraError, match="needs CUDA"):
@@ -259,7 +261,7 @@ def test_tensorrt_older_than_10_is_refused_with_the_upgrade_hint(monkeypatch, ti
     old.__version__ = "8.6.1"  # what `import tensorrt` gives on JetPack 5
     old.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)
     monkeypatch.setitem(sys.modules, "tensorrt", old)
-    with pytest.raises(MissingExtraError, match=r"pip install -U 'yolo-nas\[tensorrt\]'"):
+    with pytest.raises(MissingExtraError, match=re.escape(pip_extra("tensorrt").replace("install", "install -U"))):
         load_tensorrt()
     with pytest.raises(MissingExtraError, match=r"TensorRT 8\.6\.1 is installed"):
         get("engine").check_installed()

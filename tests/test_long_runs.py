@@ -57,7 +57,7 @@ def test_600_images_in_bounded_memory(tiny_checkpoint, tmp_path):
     common = (f"model={tiny_checkpoint}", "imgsz=64", "save=False", "save_txt", "save_json")
     short = peak_rss_kb(tmp_path, "predict", *common, f"source={folder}/00[0-4]?.jpg", "name=short")
     long = peak_rss_kb(tmp_path, "predict", *common, f"source={folder}", "name=long")
-    assert len(json.loads((tmp_path / "runs/predict/long/predictions.json").read_text())) == 600
+    assert len(json.loads((tmp_path / "runs/detect/long/predictions.json").read_text())) == 600
     assert long - short < GROWTH_LIMIT_MB * 1024, (short, long)
 
 
@@ -68,7 +68,7 @@ def test_1500_frame_video_in_bounded_memory(tiny_checkpoint, tmp_path):
     common = (f"model={tiny_checkpoint}", "imgsz=64", "save=False", "save_json")
     short = peak_rss_kb(tmp_path, "predict", *common, "source=short.avi", "name=short")
     long = peak_rss_kb(tmp_path, "predict", *common, "source=long.avi", "name=long")
-    assert len(json.loads((tmp_path / "runs/predict/long/predictions.json").read_text())) == 1500
+    assert len(json.loads((tmp_path / "runs/detect/long/predictions.json").read_text())) == 1500
     assert long - short < GROWTH_LIMIT_MB * 1024, (short, long)
 
 
@@ -113,5 +113,5 @@ def test_val_detections_cost_little_memory(tiny_checkpoint, tmp_path):
     many = write_val_dataset(tmp_path / "many", 400, (120, 160))
     few_kb = peak_rss_kb(tmp_path, "val", *common, f"data={few}", "name=few")
     many_kb = peak_rss_kb(tmp_path, "val", *common, f"data={many}", "name=many")
-    assert len(json.loads((tmp_path / "runs/val/many/predictions.json").read_text())) == 400 * 300
+    assert len(json.loads((tmp_path / "runs/detect/many/predictions.json").read_text())) == 400 * 300
     assert many_kb - few_kb < 100 * 1024, (few_kb, many_kb)

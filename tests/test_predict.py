@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 import textwrap
@@ -13,12 +14,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 from typer.testing import CliRunner
 
 from formula import FIXTURES
 from httpserver import serve
 from yolonas_cli import NAS
 from yolonas_cli.cli.app import app
+from yolonas_cli.core.version import __version__
 from yolonas_cli.data.sources import default_source, open_source
 
 SCRIPT = Path(sys.executable).parent / "yolo-nas"
@@ -81,7 +85,7 @@ def test_cli_save_json_matches_the_original_pipeline(s_checkpoint, tmp_path, con
         cwd=tmp_path,
     )
     assert result.exit_code == 0, result.output
-    entries = json.loads((tmp_path / "runs/predict/exp/predictions.json").read_text())
+    entries = json.loads((tmp_path / "runs/detect/predict/predictions.json").read_text())
     assert sorted(Path(e["path"]).name for e in entries) == [
         "astronaut.png",
         "chelsea.png",
@@ -171,7 +175,7 @@ def test_directory_source_saves_annotated_images_labels_crops_and_json(tiny_chec
         "save_crop",
         "save_json",
     )
-    run_dir = tmp_path / "runs/predict/exp"
+    run_dir = tmp_path / "runs/detect/predict"
     entries = {Path(e["path"]).name: e for e in json.loads((run_dir / "predictions.json").read_text())}
     assert set(entries) == {p.name for p in images}
     for image in images:
@@ -207,13 +211,13 @@ def test_directory_source_saves_annotated_images_labels_crops_and_json(tiny_chec
 def test_video_source_keeps_frame_count_and_vid_stride(tiny_checkpoint, tmp_path):
     video = write_video(tmp_path / "clip.avi", 10)
     out = predict_cli(tiny_checkpoint, tmp_path, f"source={video}", "save_txt")
-    saved = cv2.VideoCapture(str(tmp_path / "runs/predict/exp/clip.avi"))
+    saved = cv2.VideoCapture(str(tmp_path / "runs/detect/predict/clip.avi"))
     assert int(saved.get(cv2.CAP_PROP_FRAME_COUNT)) == 10
     assert int(saved.get(cv2.CAP_PROP_FRAME_WIDTH)) == 128 and int(saved.get(cv2.CAP_PROP_FRAME_HEIGHT)) == 96
     saved.release()
     assert "video 1/1 (frame 10/10)" in out.stderr
     predict_cli(tiny_checkpoint, tmp_path, f"source={video}", "vid_stride=3", "name=strided")
-    strided = cv2.VideoCapture(str(tmp_path / "runs/predict/strided/clip.avi"))
+    strided = cv2.VideoCapture(str(tmp_path / "runs/detect/strided/clip.avi"))
     assert int(strided.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
     strided.release()
 
@@ -223,12 +227,12 @@ def test_glob_and_list_file_sources(tiny_checkpoint, tmp_path):
     result = predict_cli(
         tiny_checkpoint, tmp_path, f"source={tmp_path / 'imgs'}/img00[12].jpg", "save=False", "save_json"
     )
-    names = [Path(e["path"]).name for e in json.loads((tmp_path / "runs/predict/exp/predictions.json").read_text())]
+    names = [Path(e["path"]).name for e in json.loads((tmp_path / "runs/detect/predict/predictions.json").read_text())]
     assert names == ["img001.jpg", "img002.jpg"] and "image 2/2" in result.stderr
     listing = tmp_path / "list.txt"
     listing.write_text(f"imgs/{images[3].name}\n\n# a comment\n{images[0]}\n")
     predict_cli(tiny_checkpoint, tmp_path, f"source={listing}", "save=False", "save_json")
-    names = [Path(e["path"]).name for e in json.loads((tmp_path / "runs/predict/exp2/predictions.json").read_text())]
+    names = [Path(e["path"]).name for e in json.loads((tmp_path / "runs/detect/predict2/predictions.json").read_text())]
     assert names == ["img003.jpg", "img000.jpg"]
 
 
@@ -236,17 +240,17 @@ def test_http_image_source(tiny_checkpoint, tmp_path):
     image = write_images(tmp_path / "imgs", 1)[0]
     with serve({"/photo.jpg": image.read_bytes()}) as base:
         result = predict_cli(tiny_checkpoint, tmp_path, f"source={base}/photo.jpg", "save_json")
-    entries = json.loads((tmp_path / "runs/predict/exp/predictions.json").read_text())
+    entries = json.loads((tmp_path / "runs/detect/predict/predictions.json").read_text())
     assert len(entries) == 1 and (entries[0]["height"], entries[0]["width"]) == (96, 128)
-    assert cv2.imread(str(tmp_path / "runs/predict/exp/photo.jpg")).shape == (96, 128, 3)
+    assert cv2.imread(str(tmp_path / "runs/detect/predict/photo.jpg")).shape == (96, 128, 3)
     assert "photo.jpg" in result.stderr
 
 
 def test_default_source_is_the_bundled_photos_and_runs_increment(tiny_checkpoint, tmp_path):
     predict_cli(tiny_checkpoint, tmp_path)
     predict_cli(tiny_checkpoint, tmp_path)
-    for run_dir in ("exp", "exp2"):
-        assert sorted(p.name for p in (tmp_path / "runs/predict" / run_dir).iterdir()) == [
+    for run_dir in ("predict", "predict2"):
+        assert sorted(p.name for p in (tmp_path / "runs/detect" / run_dir).iterdir()) == [
             "astronaut.jpg",
             "chelsea.jpg",
             "coffee.jpg",
@@ -277,7 +281,7 @@ def test_classes_and_max_det_filter_detections(tiny_checkpoint):
     everything = model(imgsz=160, conf=0.01, verbose=False)
     assert any(len({int(c) for c in r.boxes.cls}) > 1 for r in everything)
     only = model(imgsz=160, conf=0.01, classes=[int(everything[0].boxes.cls[0])], verbose=False)
-    assert all(set(r.boxes.cls.astype(int)) <= {int(everything[0].boxes.cls[0])} for r in only)
+    assert all(set(r.boxes.cls.int().tolist()) <= {int(everything[0].boxes.cls[0])} for r in only)
     capped = model(imgsz=160, conf=0.01, max_det=2, verbose=False)
     assert all(len(r.boxes) <= 2 for r in capped)
 
@@ -293,7 +297,7 @@ def test_batches_give_the_same_detections_as_batch_one_square_and_rect(tiny_chec
         assert all(r.input_shape == shape for r in single + batched)
         assert [len(r.boxes) for r in single] == [len(r.boxes) for r in batched] and len(single[0].boxes) > 0
         for a, b in zip(single, batched):
-            assert np.array_equal(a.boxes.cls, b.boxes.cls)
+            assert torch.equal(a.boxes.cls, b.boxes.cls)
             assert np.allclose(a.boxes.xyxy, b.boxes.xyxy, atol=1e-3)
             assert np.allclose(a.boxes.conf, b.boxes.conf, atol=1e-5)
 
@@ -316,7 +320,7 @@ def test_subprocess_of_the_installed_script(tiny_checkpoint, tmp_path):
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "runs/predict/exp/img000.jpg").is_file()
+    assert (tmp_path / "runs/detect/predict/img000.jpg").is_file()
     assert "image 2/2" in done.stderr and "Traceback" not in done.stderr
 
 
@@ -363,5 +367,104 @@ def test_memory_stays_bounded_over_500_images(tiny_checkpoint, tmp_path):
 
     few = peak_kb(str(tmp_path / "many" / "img0[0-4]?.jpg"), "few")
     many = peak_kb(str(tmp_path / "many"), "many")
-    assert len(list((tmp_path / "runs/predict/many").glob("*.jpg"))) == 500
+    assert len(list((tmp_path / "runs/detect/many").glob("*.jpg"))) == 500
     assert many - few < 60 * 1024, (few, many)
+
+
+# ------------------------------------------------------------------------------------ Ultralytics-style behaviour
+
+
+def test_header_line_once_before_the_first_result(tiny_checkpoint, tmp_path):
+    """Version, the device device=auto chose, the model and its fused size; only when verbose."""
+    out = predict_cli(tiny_checkpoint, tmp_path, "save=False").stderr.splitlines()
+    fused = NAS(tiny_checkpoint).fuse().model
+    params = sum(p.numel() for p in fused.parameters())
+    with FlopCounterMode(display=False) as counter, torch.no_grad():  # torch's own count, independent of ours
+        fused(torch.zeros(1, 3, 128, 128))
+    header = [line for line in out if line.startswith("yolo-nas ")]
+    assert len(header) == 1
+    assert header[0].startswith(
+        f"yolo-nas {__version__}, Python {platform.python_version()}, torch {torch.__version__}"
+    )
+    assert ", cpu (" in header[0]  # device=auto on this CPU-only machine
+    model_part = header[0].split("; ")[1]
+    assert model_part.startswith(f"formula_tiny.pth (fused): {params:,} parameters, ")
+    assert model_part.endswith(" GFLOPs at 128x128")
+    gflops = float(model_part.split()[-4])
+    # ours counts the convolution modules, torch's every convolution call: 0.2% apart on this model
+    assert gflops == pytest.approx(counter.get_total_flops() / 1e9, rel=0.01)
+    assert out.index(header[0]) < next(i for i, line in enumerate(out) if line.startswith("image 1/4"))
+    quiet = predict_cli(tiny_checkpoint, tmp_path, "save=False", "verbose=False")
+    assert quiet.stderr == "" and quiet.stdout == ""
+
+
+def test_run_folders_are_ultralytics_and_save_dir_is_on_the_results(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = NAS(tiny_checkpoint)(imgsz=128, save=True, verbose=False)
+    second = NAS(tiny_checkpoint)(imgsz=128, save_txt=True, conf=0.01, verbose=False)
+    assert {r.save_dir for r in first} == {str(Path("runs/detect/predict"))}
+    assert {r.save_dir for r in second} == {str(Path("runs/detect/predict2"))}
+    assert (tmp_path / "runs/detect/predict/rocket.jpg").is_file()
+    assert NAS(tiny_checkpoint)(imgsz=128, verbose=False)[0].save_dir is None  # nothing saved: no folder
+    assert sorted(p.name for p in (tmp_path / "runs/detect").iterdir()) == ["predict", "predict2"]
+
+
+def test_show_on_a_headless_machine_warns_once_and_the_run_goes_on(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    result = predict_cli(tiny_checkpoint, tmp_path, "show", "stream=True")
+    warnings = [line for line in result.stderr.splitlines() if "show=True" in line]
+    assert len(warnings) == 1 and "cannot open a window" in warnings[0] and "saving is not affected" in warnings[0]
+    assert len(list((tmp_path / "runs/detect/predict").glob("*.jpg"))) == 4
+
+
+def test_save_frames_writes_every_video_frame(tiny_checkpoint, tmp_path):
+    video = write_video(tmp_path / "clip.avi", 6)
+    predict_cli(tiny_checkpoint, tmp_path, f"source={video}", "save=False", "save_frames", "vid_stride=2")
+    run_dir = tmp_path / "runs/detect/predict"
+    assert sorted(p.name for p in run_dir.iterdir()) == ["clip_frames"]  # save=False: no video
+    frames = sorted((run_dir / "clip_frames").iterdir())
+    assert [p.name for p in frames] == ["clip_1.jpg", "clip_2.jpg", "clip_3.jpg"]
+    assert all(cv2.imread(str(p)).shape == (96, 128, 3) for p in frames)
+
+
+def test_show_boxes_false_saves_the_plain_image(tiny_checkpoint, tmp_path):
+    image = write_images(tmp_path / "imgs", 1, suffix=".png")[0]
+    predict_cli(tiny_checkpoint, tmp_path, f"source={image}", "show_boxes=False", "conf=0.0")
+    saved = cv2.imread(str(tmp_path / "runs/detect/predict/img000.jpg"))
+    plain = cv2.imdecode(cv2.imencode(".jpg", cv2.imread(str(image)))[1], cv2.IMREAD_COLOR)
+    assert np.array_equal(saved, plain)
+
+
+def test_progress_total_counts_video_frames(tmp_path):
+    from yolonas_cli.data.sources import open_source
+
+    write_images(tmp_path / "mixed", 2)
+    write_video(tmp_path / "mixed" / "clip.avi", 10)
+    assert open_source(tmp_path / "mixed").frame_total() == 12
+    assert open_source(tmp_path / "mixed", vid_stride=3).frame_total() == 2 + 4
+    assert len(list(open_source(tmp_path / "mixed", vid_stride=3))) == 6
+    assert open_source([str(tmp_path / "mixed" / "clip.avi"), 0]).frame_total() is None  # a webcam: endless
+
+
+def test_an_example_source_that_is_missing_names_the_bundled_photos(tiny_checkpoint, tmp_path):
+    result = run("predict", f"model={tiny_checkpoint}", "source=bus.jpg", cwd=tmp_path)
+    assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1
+    assert "source 'bus.jpg' does not exist" in result.stderr
+    assert f"are in {default_source()}: leave source out" in result.stderr and "rocket.jpg" in result.stderr
+    ran = predict_cli(tiny_checkpoint, tmp_path, "source=rocket.jpg", "save=False")
+    assert f"using the bundled sample photo {default_source() / 'rocket.jpg'}" in ran.stderr
+    assert f"image 1/1 {default_source() / 'rocket.jpg'}: " in ran.stderr
+
+
+def test_a_static_export_given_another_imgsz_warns(tiny_checkpoint, tmp_path):
+    import shutil
+
+    weights = Path(shutil.copy(tiny_checkpoint, tmp_path / "tiny.pt"))
+    exported = NAS(weights).export(format="torchscript", imgsz=128, verbose=False)
+    warned = run("predict", f"model={exported}", "imgsz=160", "save=False", cwd=tmp_path)
+    assert warned.exit_code == 0, warned.output
+    assert "fixed input of 128x128, so it runs at that size, not at imgsz=160x160" in warned.stderr
+    assert ": 128x128 " in warned.stderr  # the images did run at the model's size
+    default = run("predict", f"model={exported}", "save=False", cwd=tmp_path)
+    assert default.exit_code == 0 and "fixed input" not in default.stderr

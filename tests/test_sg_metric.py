@@ -353,7 +353,7 @@ def test_val_protocol_sg_prints_and_saves_both_definitions(tmp_path, tiny_checkp
         ],
     )
     assert out.exit_code == 0, out.output
-    saved = json.loads((tmp_path / "runs" / "exp" / "metrics.json").read_text())
+    saved = json.loads((tmp_path / "runs" / "val" / "metrics.json").read_text())
     sg, ultralytics = saved["sg"], saved["all"]
     assert (sg["mAP50-95"], sg["mAP50"], sg["mAP75"]) == pytest.approx((0.75, 0.75, 0.75), abs=1e-6)
     assert (sg["precision"], sg["recall"], sg["f1"]) == pytest.approx((7 / 12, 1.0, 11 / 15), abs=1e-6)

@@ -18,21 +18,26 @@ from yolonas_cli.data.sinks import JsonSink, VideoSink, make_run_dir
 
 
 def test_run_dir_default_and_increment(tmp_path, monkeypatch) -> None:
+    """Ultralytics 8's layout (docs/en/modes/predict.md, cfg.get_save_dir): runs/detect/<mode>, then <mode>2, ..."""
     monkeypatch.chdir(tmp_path)
     first = make_run_dir(None, None, exist_ok=False, mode="predict")
-    assert first == Path("runs", "predict", "exp") and not first.exists()  # created only on save
+    assert first == Path("runs", "detect", "predict") and not first.exists()  # created only on save
     first.mkdir(parents=True)
-    assert make_run_dir(None, None, False, "predict").name == "exp2"
+    assert make_run_dir(None, None, False, "predict") == Path("runs", "detect", "predict2")
     claimed = make_run_dir(None, None, False, "predict", create=True)
-    assert claimed.name == "exp2" and claimed.is_dir()
-    assert make_run_dir(None, None, False, "predict").name == "exp3"
-    assert make_run_dir(None, None, True, "predict").name == "exp"
+    assert claimed.name == "predict2" and claimed.is_dir()
+    assert make_run_dir(None, None, False, "predict").name == "predict3"
+    assert make_run_dir(None, None, True, "predict").name == "predict"
+    for mode in ("val", "train"):  # every mode names its folder through the same rule
+        assert make_run_dir(None, None, False, mode, create=True) == Path("runs", "detect", mode)
+        assert make_run_dir(None, None, False, mode) == Path("runs", "detect", f"{mode}2")
 
 
 def test_run_dir_project_and_name(tmp_path) -> None:
     assert make_run_dir(tmp_path / "proj", "demo", False, "predict") == tmp_path / "proj" / "demo"
     (tmp_path / "proj" / "demo").mkdir(parents=True)
     assert make_run_dir(str(tmp_path / "proj"), "demo", False, "val").name == "demo2"
+    assert make_run_dir(tmp_path / "proj", None, False, "val") == tmp_path / "proj" / "val"
 
 
 def test_atomic_write_leaves_no_temp(tmp_path) -> None:

@@ -207,7 +207,7 @@ def test_printed_and_saved_map_equal_independent_pycocotools(dataset, tiny_check
     truth = read_ground_truth(dataset)
     inject(noisy_detections(truth))
     out = cli(tmp_path, f"model={tiny_checkpoint}", f"data={dataset}", "imgsz=96", "batch=4", "save_json", "save_txt")
-    run_dir = tmp_path / "runs" / "exp"
+    run_dir = tmp_path / "runs" / "val"
     predictions = json.loads((run_dir / "predictions.json").read_text())
     stats = pycocotools_stats(coco_gt_json(truth), predictions)
     assert 0.2 < stats[0] < 0.95  # a meaningful, not a trivial, score
@@ -320,7 +320,7 @@ def test_classes_filter_restricts_predictions_and_ground_truth(dataset, tiny_che
         "save_json",
         "plots=False",
     )
-    run_dir = tmp_path / "runs" / "exp"
+    run_dir = tmp_path / "runs" / "val"
     predictions = json.loads((run_dir / "predictions.json").read_text())
     assert {p["category_id"] for p in predictions} <= {3, 18}
     saved = json.loads((run_dir / "metrics.json").read_text())
@@ -366,15 +366,15 @@ def test_coco_json_ground_truth_with_crowd_boxes(tmp_path, tiny_checkpoint, inje
 def test_real_model_both_protocols_and_rect(dataset, tiny_checkpoint, tmp_path):
     model, data = f"model={tiny_checkpoint}", f"data={dataset}"
     out = cli(tmp_path, model, data, "imgsz=160", "batch=4", "rect", "save_json")
-    saved = json.loads((tmp_path / "runs" / "exp" / "metrics.json").read_text())
+    saved = json.loads((tmp_path / "runs" / "val" / "metrics.json").read_text())
     stats = pycocotools_stats(
         coco_gt_json(read_ground_truth(dataset)),
-        json.loads((tmp_path / "runs" / "exp" / "predictions.json").read_text()),
+        json.loads((tmp_path / "runs" / "val" / "predictions.json").read_text()),
     )
     assert saved["all"]["mAP50-95"] == pytest.approx(max(stats[0], 0), abs=1e-6) and saved["sg"] is None
     assert HEADER in out.stdout
     sg = cli(tmp_path, model, data, "imgsz=160", "protocol=sg", "plots=False")
-    saved = json.loads((tmp_path / "runs" / "exp2" / "metrics.json").read_text())
+    saved = json.loads((tmp_path / "runs" / "val2" / "metrics.json").read_text())
     assert set(saved["sg"]) == {
         "mAP50-95",
         "mAP50",
@@ -456,3 +456,84 @@ def test_nas_val_method_is_the_same_validation(dataset, tiny_checkpoint, tmp_pat
     stats = pycocotools_stats(coco_gt_json(truth), _predictions_of(truth, noisy_detections(truth)))
     assert metrics.box.map == pytest.approx(stats[0], abs=1e-6)
     assert metrics.box.map75 == pytest.approx(stats[2], abs=1e-6)
+
+
+def pycocotools_ap_per_iou(gt: dict[str, Any], predictions: list[dict[str, Any]]) -> dict[int, np.ndarray]:
+    """Category id -> AP at each IoU threshold 0.50:0.05:0.95 (area all, 100 detections), from an independent
+    COCOeval: the mean of its precision over the recall grid where defined."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = gt
+        coco_gt.createIndex()
+        ev = COCOeval(coco_gt, coco_gt.loadRes(predictions), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+    precision = ev.eval["precision"][:, :, :, 0, list(ev.params.maxDets).index(100)]  # [T, R, K]
+    out = {}
+    for k, cat in enumerate(ev.params.catIds):
+        rows = precision[:, :, k]
+        if (rows > -1).any():
+            out[cat] = np.array([row[row > -1].mean() for row in rows])
+    return out
+
+
+def test_metrics_object_has_ultralytics_detmetrics_api(dataset, tiny_checkpoint, tmp_path, inject):
+    """all_ap against an independent COCOeval per class and IoU; f1, mean_results, summary, to_csv/to_json/to_df,
+    curves and the confusion matrix against the numbers they are defined from."""
+    truth = read_ground_truth(dataset)
+    inject(noisy_detections(truth))
+    metrics = NAS(tiny_checkpoint).val(
+        data=str(dataset), imgsz=96, batch=5, plots=False, device="cpu", project=str(tmp_path / "runs"), verbose=False
+    )
+    box = metrics.box
+    expected = pycocotools_ap_per_iou(coco_gt_json(truth), _predictions_of(truth, noisy_detections(truth)))
+    assert box.all_ap.shape == (len(box.ap_class_index), 10)
+    for row, c in zip(box.all_ap, box.ap_class_index):
+        np.testing.assert_allclose(row, expected[COCO80_TO_COCO91[int(c)]], atol=1e-9)
+    np.testing.assert_allclose(box.all_ap.mean(1), box.ap, atol=1e-9)
+    np.testing.assert_allclose(box.all_ap[:, 0], box.ap50, atol=1e-9)
+    np.testing.assert_allclose(box.f1, 2 * box.p * box.r / (box.p + box.r + 1e-16), atol=1e-9)
+    assert metrics.mean_results() == box.mean_results() == [box.mp, box.mr, box.map50, box.map]
+    assert box.fitness() == pytest.approx(0.1 * box.map50 + 0.9 * box.map) == metrics.fitness
+    assert metrics.class_result(0) == (box.p[0], box.r[0], box.ap50[0], box.ap[0])
+
+    rows = metrics.summary()
+    assert [r["Class"] for r in rows] == [COCO80_NAMES[int(c)] for c in box.ap_class_index]
+    counts = np.bincount([int(r[0]) for e in truth for r in e["rows"]], minlength=80)
+    assert [r["Instances"] for r in rows] == [int(counts[c]) for c in box.ap_class_index]
+    assert [r["mAP50-95"] for r in rows] == pytest.approx(box.ap.tolist(), abs=1e-5)
+    assert [r["Box-F1"] for r in rows] == pytest.approx(box.f1.tolist(), abs=1e-5)
+    assert json.loads(metrics.to_json()) == rows
+    csv_lines = metrics.to_csv().splitlines()
+    assert (
+        csv_lines[0] == "Class,Images,Instances,Box-P,Box-R,Box-F1,mAP50,mAP50-95" and len(csv_lines) == len(rows) + 1
+    )
+    frame = metrics.to_df()
+    assert frame["mAP50"].tolist() == [r["mAP50"] for r in rows]
+
+    assert metrics.curves == [
+        "Precision-Recall(B)",
+        "F1-Confidence(B)",
+        "Precision-Confidence(B)",
+        "Recall-Confidence(B)",
+    ]
+    curves = metrics.curves_results
+    assert [c[2:] for c in curves] == [
+        ["Recall", "Precision"],
+        ["Confidence", "F1"],
+        ["Confidence", "Precision"],
+        ["Confidence", "Recall"],
+    ]
+    best = int(np.argmin(np.abs(box.px - box.best_conf)))
+    assert all(c[1].shape == (len(box.ap_class_index), 1000) for c in curves)
+    np.testing.assert_allclose(curves[1][1][:, best], box.f1)
+    np.testing.assert_allclose(curves[2][1][:, best], box.p)
+    np.testing.assert_allclose(curves[3][1][:, best], box.r)
+
+    matrix = metrics.confusion_matrix.matrix
+    assert matrix.shape == (81, 81)
+    assert matrix.sum(0)[:80].tolist() == counts.tolist()  # every true box is predicted as a class or missed
+    tp, fp = metrics.confusion_matrix.tp_fp()
+    assert tp.tolist() == np.diag(matrix)[:80].tolist() and (fp == matrix[:80].sum(1) - tp).all()
+    summary = metrics.confusion_matrix.summary()
+    assert summary[-1]["Predicted"] == "background" and summary[0]["person"] == matrix[0, 0]

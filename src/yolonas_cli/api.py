@@ -35,8 +35,9 @@ class NAS(Detector):
         predict arguments (conf, iou, imgsz, classes, save, save_txt, ...; save defaults to False here).
 
         Returns a list of Result (one per image or frame), or a generator of them with `stream=True`.
+        `verbose=False` prints nothing (errors are raised, not printed).
         """
-        args = predict.predict_args(self.path, source, kwargs, cli_defaults=False)
+        args = predict.predict_args(self.path, source, {**kwargs, "stream": stream}, cli_defaults=False)
         results = predict.predict_stream(self, args)
         return results if stream else list(results)
 

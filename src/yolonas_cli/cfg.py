@@ -1,6 +1,7 @@
 """Typed arguments of every mode: defaults, one-line help, validation and coercion.
 
-Each mode has one dataclass (`PredictArgs`, `ValArgs`, `ExportArgs`, `InfoArgs`, `BenchmarkArgs`), all built
+Each mode has one dataclass (`PredictArgs`, `ValArgs`, `ExportArgs`, `InfoArgs`, `BenchmarkArgs`,
+`ServeArgs`), all built
 on `CommonArgs`. Every field carries its help line and its check in `dataclasses.field(metadata=...)`, and
 `__post_init__` runs the checks, so an instance (from the CLI parser, from `make_args`, from direct
 construction or from `dataclasses.replace`) always holds valid, normalised values, or construction raises
@@ -40,7 +41,7 @@ from yolonas_cli.core.errors import UsageError
 from yolonas_cli.core.sizes import STRIDE, imgsz_pair
 from yolonas_cli.formats import registry
 
-MODES = ("predict", "val", "export", "info", "benchmark")
+MODES = ("predict", "val", "export", "info", "benchmark", "serve")
 EXPORT_FORMATS = registry.EXPORT_FORMATS
 BENCHMARK_FORMATS = tuple(f.name for f in registry.FORMATS)  # the PyTorch weights and every export
 FORMAT_ALIASES = registry.ALIASES
@@ -60,6 +61,31 @@ def unknown_key_message(mode: str, key: str, where: str = "") -> str:
     """The one-line error for a key that `mode` does not take (`where` names a cfg file, if any)."""
     hint = did_you_mean(key, field_names(mode)) or f" Run 'yolo-nas {mode} --help' to list the arguments."
     return f"'{key}'{where} is not a valid argument for {mode}.{hint}"
+
+
+def ray_target(name: str, value: Any) -> str | None:
+    """None (this process), auto (the running cluster), local (start one here) or a cluster address
+    (ray://host:port for Ray Client, host:port for the cluster's GCS)."""
+    allowed = "use auto, local, or a cluster address such as ray://host:10001 (None = no Ray)"
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise bad_value(name, value, "is not valid", allowed)
+    spelled = value.strip()
+    if spelled.lower() in ("auto", "local"):
+        return spelled.lower()
+    host, _, number = spelled.removeprefix("ray://").rpartition(":")
+    if not host or not number.isdigit() or not 0 < int(number) < 65536 or any(c.isspace() for c in spelled):
+        raise bad_value(name, value, "is not valid", allowed)
+    return spelled
+
+
+def tcp_port(name: str, value: Any) -> int:
+    """A TCP port 0-65535 (0 = any free port)."""
+    checked = integer(0)(name, value)
+    if checked is None or checked > 65535:
+        raise bad_value(name, value, "is out of range", "use a port between 0 and 65535 (0 = any free port)")
+    return checked
 
 
 def formats(name: str, value: Any) -> list[str] | None:
@@ -125,25 +151,35 @@ def _flag(default: bool, help: str) -> Any:
 def _project(mode: str) -> Any:
     return arg(
         None,
-        f"folder that holds the run folders (None = runs/{mode})",
+        "folder that holds the run folders (None = runs/detect)",
         text(True),
         (str,),
-        example=f"runs/{mode}",
+        example="runs/detect",
     )
 
 
-def _name() -> Any:
+def _name(mode: str) -> Any:
     return arg(
         None,
-        "run folder name (None = exp; exp2, exp3, ... when it exists)",
+        f"run folder name (None = {mode}; {mode}2, {mode}3, ... when it exists)",
         text(True),
         (str,),
-        example="exp",
+        example=mode,
     )
 
 
 def _exist_ok() -> Any:
     return _flag(False, "reuse an existing run folder instead of numbering a new one")
+
+
+def _ray() -> Any:
+    return arg(
+        None,
+        "run on Ray: auto (the running cluster), local (start one here) or ray://host:port (None = no Ray)",
+        ray_target,
+        (str,),
+        example="local",
+    )
 
 
 # ---------------------------------------------------------------- the mode dataclasses
@@ -190,7 +226,7 @@ class PredictArgs(CommonArgs):
         "image, video, folder, glob, URL, stream or webcam index (None = the bundled sample photos)",
         source,
         (str, int),
-        example="bus.jpg",
+        example="rocket.jpg",
     )
     conf: float = _conf(0.25)
     iou: float = _iou()
@@ -208,14 +244,20 @@ class PredictArgs(CommonArgs):
     save_crop: bool = _flag(False, "save each detected box as crops/<class>/<stem>.jpg")
     save_json: bool = _flag(False, "save every detection to predictions.json (path, size, boxes, confidences, classes)")
     project: str | None = _project("predict")
-    name: str | None = _name()
+    name: str | None = _name("predict")
     exist_ok: bool = _exist_ok()
     line_width: int | None = arg(
         None, "box line width in pixels (None = scaled to the image)", integer(1, optional=True), example=2
     )
     show_labels: bool = _flag(True, "draw class names on the boxes")
     show_conf: bool = _flag(True, "draw confidences on the boxes")
+    show_boxes: bool = _flag(True, "draw the boxes (False = annotated outputs show the plain image)")
+    show: bool = _flag(False, "show the results in a window (q stops; needs a display)")
+    save_frames: bool = _flag(False, "also save every video frame as <stem>_frames/<stem>_<frame>.jpg")
+    stream: bool = _flag(False, "Python: return a generator instead of a list (the CLI always streams)")
     stream_buffer: bool = _flag(False, "queue every stream frame (False = keep only the latest)")
+    ray: str | None = _ray()
+    workers: int = arg(0, "Ray actors with ray= (0 = one per CPU of the cluster; unused without ray)", integer(0))
 
 
 @dataclass
@@ -244,9 +286,12 @@ class ValArgs(CommonArgs):
     save_txt: bool = _flag(False, "save predicted labels as labels/<stem>.txt")
     plots: bool = _flag(True, "save PR curves and confusion matrices")
     project: str | None = _project("val")
-    name: str | None = _name()
+    name: str | None = _name("val")
     exist_ok: bool = _exist_ok()
-    workers: int = arg(2, "image decoding threads (0 = in the main thread)", integer(0))
+    workers: int = arg(
+        2, "image decoding threads (0 = in the main thread); with ray=, Ray actors (0 = one per CPU)", integer(0)
+    )
+    ray: str | None = _ray()
 
 
 @dataclass
@@ -319,8 +364,33 @@ class BenchmarkArgs(CommonArgs):
         0, "also time every row beside this many spinning processes, in alternate rounds (0 = quiet only)", integer(0)
     )
     project: str | None = _project("benchmark")
-    name: str | None = _name()
+    name: str | None = _name("benchmark")
     exist_ok: bool = _exist_ok()
+
+
+@dataclass
+class ServeArgs(CommonArgs):
+    """Arguments of `yolo-nas serve`."""
+
+    mode: ClassVar[str] = "serve"
+
+    host: str = arg("127.0.0.1", "address to listen on (0.0.0.0 = every interface)", text(), (str,))
+    port: int = arg(8000, "TCP port to listen on (0 = any free port)", tcp_port)
+    conf: float = _conf(0.25)
+    iou: float = _iou()
+    max_det: int = _max_det()
+    classes: list[int] | None = _classes()  # noqa: RUF009 (a dataclasses.Field, not a default)
+    half: bool = _half()
+    batch: int = _batch(8, "most requests run together in one model call (dynamic batching)")
+    max_wait_ms: float = arg(5.0, "how long a batch waits for more requests, in ms", number(0, 10_000))
+    max_queue: int = arg(64, "most requests waiting for the model; more are refused with 503", integer(1))
+    max_body_mb: float = arg(20.0, "largest request body in MB (larger ones get 413)", number(0, 4096, low_open=True))
+    max_pixels: int = arg(50_000_000, "largest image in pixels, width x height (larger ones get 413)", integer(1))
+    timeout: float = arg(
+        30.0, "seconds a request may take to arrive and to be answered", number(0, 3600, low_open=True)
+    )
+    replicas: int = arg(1, "Ray Serve replicas (with ray=; without it one process serves)", integer(1))
+    ray: str | None = _ray()
 
 
 MODE_ARGS: dict[str, type[CommonArgs]] = {
@@ -329,6 +399,7 @@ MODE_ARGS: dict[str, type[CommonArgs]] = {
     "export": ExportArgs,
     "info": InfoArgs,
     "benchmark": BenchmarkArgs,
+    "serve": ServeArgs,
 }
 
 

@@ -42,7 +42,9 @@ class Detector:
 
     def __init__(self, model: str | Path = "yolo_nas_s.pt", *, weights_dir: str | Path | None = None):
         self.fused = False
+        self.header_shown = False  # a mode printed this model's header line already (once per Detector)
         self.weights_dir = weights_dir
+        self._profiles: dict[tuple[int, int], tuple[int, int]] = {}
         self._backends: dict[tuple[str, ...], Backend | None] = {}  # opened runtimes (None: a conversion failed)
         self._sha256: str | None = None
         self._exported: ExportMetadata | None = None
@@ -94,7 +96,17 @@ class Detector:
         if self._loaded is not None:
             reparameterize_model(self._loaded.model.eval())
         self.fused = True
+        self._profiles.clear()
         return self
+
+    def profile(self, imgsz: tuple[int, int]) -> tuple[int, int]:
+        """(parameters, FLOPs) of the model as it runs (fused once a mode has run it) at `imgsz` (h, w); counted
+        once per size. Weights only."""
+        if imgsz not in self._profiles:
+            from yolonas_cli.model.profile import count_flops, count_parameters
+
+            self._profiles[imgsz] = (count_parameters(self.model), count_flops(self.model, *imgsz))
+        return self._profiles[imgsz]
 
     def backend(
         self, device: str | int | torch.device | None = "auto", half: bool = False, runtime: str = "torch"

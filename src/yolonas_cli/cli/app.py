@@ -18,6 +18,7 @@ import os
 import platform
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import typer
@@ -27,6 +28,7 @@ from yolonas_cli.cli.parse import parse_args
 from yolonas_cli.core import console
 from yolonas_cli.core.checks import did_you_mean, format_value
 from yolonas_cli.core.errors import UsageError, YoloNasError
+from yolonas_cli.core.install import pip_extra
 from yolonas_cli.core.version import __version__
 from yolonas_cli.formats import registry
 
@@ -37,12 +39,45 @@ MODE_SUMMARIES = {
     "export": "export to ONNX, TorchScript, OpenVINO or TensorRT",
     "info": "show a model's classes, input size, layers and parameters",
     "benchmark": "time the model (and optionally its mAP) on every available backend",
+    "serve": "serve detections over HTTP (POST /predict) with dynamic batching",
 }
 COMMANDS = {
-    "help": "help [MODE]   this text, or every argument of MODE with its default and meaning",
-    "version": "version       print the version",
-    "checks": "checks        report Python, library versions, devices and optional backends",
-    "cfg": "cfg [MODE]    print the default arguments of every mode (or of MODE) as YAML",
+    "help": "help [MODE|COMMAND]  this text, every argument of MODE, or what COMMAND does",
+    "version": "version              print the version",
+    "checks": "checks               report Python, library versions, devices and optional backends",
+    "cfg": "cfg [MODE]           print the default arguments of every mode (or of MODE) as YAML",
+}
+
+
+@dataclass(frozen=True)
+class CommandHelp:
+    """The help of a special command: its arguments after the name, what it does, examples."""
+
+    arguments: str
+    does: str
+    examples: tuple[str, ...]
+
+
+COMMAND_HELP = {
+    "help": CommandHelp(
+        "[MODE|COMMAND]",
+        "print the usage, the modes and these commands; with a mode, every argument of the mode with its "
+        "default and meaning; with a command, what the command does.",
+        ("yolo-nas help", "yolo-nas help predict", "yolo-nas help cfg"),
+    ),
+    "version": CommandHelp("", "print the version of yolo-nas.", ("yolo-nas version",)),
+    "checks": CommandHelp(
+        "",
+        "report the Python, OS, CPU, library versions, the CUDA and MPS devices torch sees, and which optional "
+        "export backends are installed (with the command that installs a missing one). Only torch is imported.",
+        ("yolo-nas checks",),
+    ),
+    "cfg": CommandHelp(
+        "[MODE]",
+        "print the default arguments of every mode (or of MODE) as YAML; save it, edit it and load it back "
+        "with cfg=file.yaml (keys given on the command line win).",
+        ("yolo-nas cfg predict > my.yaml", "yolo-nas predict cfg=my.yaml source=photos/"),
+    ),
 }
 _ALIASES = {"h": "help", "check": "checks", "v": "version"}
 _TASK = "detect"  # Ultralytics' optional TASK word (`yolo detect predict ...`); YOLO-NAS only detects
@@ -77,10 +112,11 @@ def help_text() -> str:
     lines += [
         "",
         "Examples:",
-        "  yolo-nas predict model=yolo_nas_s.pt source=bus.jpg conf=0.4 save_txt",
+        "  yolo-nas predict model=yolo_nas_s.pt source=rocket.jpg conf=0.4 save_txt",
         "  yolo-nas val model=yolo_nas_m.pt data=coco8.yaml batch=8",
         "  yolo-nas export model=yolo_nas_s.pt format=onnx imgsz=640",
         "  yolo-nas benchmark model=yolo_nas_s.pt formats=[onnx,openvino]",
+        "  yolo-nas serve model=yolo_nas_s.pt port=8000",
         "  yolo-nas predict --help",
         "",
         "Values: true/false/none (any case), numbers, lists [0,2] or 640,480; anything else is text.",
@@ -108,6 +144,14 @@ def mode_help_text(mode: str) -> str:
         "from YAML (command-line keys win).",
     ]
     return "\n".join(lines)
+
+
+def command_help_text(command: str) -> str:
+    """What a special command does, its usage and examples (`yolo-nas help cfg`, `yolo-nas cfg --help`)."""
+    entry = COMMAND_HELP[command]
+    usage = f"yolo-nas {command} {entry.arguments}".rstrip()
+    lines = [f"yolo-nas {command}: {entry.does}", "", f"Usage: {usage}", "", "Examples:"]
+    return "\n".join(lines + [f"  {example}" for example in entry.examples])
 
 
 def _yaml_scalar(value: Any) -> str:
@@ -173,7 +217,7 @@ def _backend_status(module: str, extra: str) -> str:
     except (ImportError, ValueError):
         found = False
     if not found:
-        return f"not installed (pip install 'yolo-nas[{extra}]')"
+        return f"not installed ({pip_extra(extra)})"
     return f"installed {_dist_version(dists) or '(version unknown)'}"
 
 
@@ -236,9 +280,17 @@ def _mode_name(token: str) -> str:
 
 
 def _help(rest: Sequence[str]) -> int:
+    if len(rest) == 1 and _command(rest[0]) in COMMAND_HELP:
+        _print(command_help_text(_command(rest[0])))
+        return 0
     mode = _at_most_one("help", rest)
     _print(mode_help_text(mode) if mode else help_text())
     return 0
+
+
+def _asks_for_help(tokens: Sequence[str]) -> bool:
+    """True when a token is a help word (help, h, -h, --help) rather than a key=value."""
+    return any("=" not in t and _command(t) == "help" for t in tokens)
 
 
 def _version(rest: Sequence[str]) -> int:
@@ -300,7 +352,7 @@ def _exit_code(code: Any) -> int:
 
 def run_mode(mode: str, tokens: Sequence[str]) -> int:
     """Parse `tokens` for `mode`, then run it with console verbosity set from its `verbose`."""
-    if any("=" not in t and _command(t) == "help" for t in tokens):
+    if _asks_for_help(tokens):
         _print(mode_help_text(mode))
         return 0
     args = parse_args(mode, tokens)
@@ -316,6 +368,9 @@ def _dispatch(tokens: list[str]) -> int:
         return _help([])
     head, rest = _command(tokens[0]), tokens[1:]
     if head in SPECIAL_COMMANDS:
+        if head != "help" and _asks_for_help(rest):  # `cfg --help`, `checks -h`: the command's own help
+            _print(command_help_text(head))
+            return 0
         return SPECIAL_COMMANDS[head](rest)
     if tokens[0].lower() in MODES:
         return run_mode(tokens[0].lower(), rest)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from rich.console import Console
 from rich.progress import (
@@ -24,6 +25,7 @@ from rich.progress import (
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 out_console = Console(highlight=False, soft_wrap=True)
 _state = {"verbose": True}
+T = TypeVar("T")
 
 
 def set_verbose(verbose: bool) -> None:
@@ -44,6 +46,24 @@ def verbosity(verbose: bool) -> Iterator[None]:
         yield
     finally:
         set_verbose(previous)
+
+
+def each_step_with_verbosity(steps: Iterator[T], verbose: bool) -> Iterator[T]:
+    """Yield the items of the generator `steps`, running each of its steps (and its closing) with verbosity
+    `verbose`; between the items the caller's verbosity is back, so a paused generator changes nothing."""
+    try:
+        while True:
+            with verbosity(verbose):
+                try:
+                    item = next(steps)
+                except StopIteration:
+                    return
+            yield item
+    finally:
+        close = getattr(steps, "close", None)
+        if close is not None:
+            with verbosity(verbose):
+                close()
 
 
 def info(message: str) -> None:
@@ -71,6 +91,11 @@ def out(renderable: object) -> None:
 def text(message: str) -> None:
     """Plain text for the user on stdout, printed as is (no markup, no highlighting, no wrapping)."""
     out_console.print(message, markup=False, emoji=False, highlight=False, soft_wrap=True)
+
+
+def stdout_is_terminal() -> bool:
+    """True when stdout is a terminal (False when piped or redirected to a file)."""
+    return sys.stdout.isatty()
 
 
 def interactive() -> bool:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import platform
+from pathlib import Path
+
 import torch
 
 from yolonas_cli.core import console
@@ -51,3 +54,23 @@ def resolve_half(half: bool, device: torch.device) -> bool:
         console.warn("half=True needs a GPU; running in FP32 on the CPU")
         return False
     return half
+
+
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: torch.device) -> str:
+    """What runs on `device`, for the console: "cuda:0 (NVIDIA H200)", "cpu (AMD EPYC 7B13)", "mps"."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        return f"cpu ({cpu_name()})"
+    return str(device)

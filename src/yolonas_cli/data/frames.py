@@ -74,10 +74,20 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray | None:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError:
         return None
-    if data.size == 0:
+    return decode_image(data, jpeg=Path(path).suffix.lower() in (".jpg", ".jpeg"))
+
+
+def decode_image(data: bytes | np.ndarray, jpeg: bool | None = None) -> np.ndarray | None:
+    """Decode encoded image bytes as `read_image` decodes a file (None when they are not a decodable image).
+
+    `jpeg`: decode as a JPEG (EXIF-rotated) or as stored; None tells JPEG by its magic bytes (a file is told by
+    its suffix)."""
+    buffer = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    if buffer.size == 0:
         return None
-    flags = _JPEG_FLAGS if Path(path).suffix.lower() in (".jpg", ".jpeg") else cv2.IMREAD_UNCHANGED
-    return cv2.imdecode(data, flags)
+    if jpeg is None:
+        jpeg = bytes(buffer[:3]) == b"\xff\xd8\xff"
+    return cv2.imdecode(buffer, _JPEG_FLAGS if jpeg else cv2.IMREAD_UNCHANGED)
 
 
 def image_frames(item: SourceItem, index: int, total: int) -> Iterator[Frame]:
@@ -104,8 +114,7 @@ def video_frames(item: SourceItem, index: int, total: int, stride: int) -> Itera
         if not cap.isOpened():
             console.warn(f"skipping '{item.name}': it cannot be opened as a video")
             return
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        frame_count = math.ceil(count / stride) if count > 0 else None
+        frame_count = _strided_count(cap, stride)
         fps = _valid_fps(cap.get(cv2.CAP_PROP_FPS))
         n = 0
         for img in _read_frames(cap, stride):
@@ -113,6 +122,22 @@ def video_frames(item: SourceItem, index: int, total: int, stride: int) -> Itera
             yield Frame(img, item.name, index, total, "video", n, frame_count, fps)
         if n == 0:
             console.warn(f"video '{item.name}' has no frames")
+    finally:
+        cap.release()
+
+
+def _strided_count(cap: cv2.VideoCapture, stride: int) -> int | None:
+    """The frames an open capture will yield at `stride` (from its container's frame count), or None."""
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    return math.ceil(count / stride) if count > 0 else None
+
+
+def video_frame_count(path: str | os.PathLike[str], stride: int = 1) -> int | None:
+    """The frames `video_frames` will yield from the video at `path` with `stride`, as its container states
+    it, or None when unknown (or the file cannot be opened)."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        return _strided_count(cap, stride) if cap.isOpened() else None
     finally:
         cap.release()
 

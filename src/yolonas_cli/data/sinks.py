@@ -25,18 +25,20 @@ if TYPE_CHECKING:
     from yolonas_cli.data.results import Result
 
 _MAX_INCREMENT = 9999
+RUNS_ROOT = Path("runs") / "detect"  # Ultralytics 8's runs/<task> (YOLO-NAS has one task: detect)
 
 
 def make_run_dir(
     project: str | os.PathLike[str] | None, name: str | None, exist_ok: bool, mode: str, create: bool = False
 ) -> Path:
-    """The run folder `<project>/<name>` (default `runs/<mode>/exp`), numbered `exp2`, `exp3`, ... when it
-    exists and `exist_ok` is False.
+    """The run folder of a `mode` ("predict", "val", "train", ...), named as Ultralytics 8 names it:
+    `<project>/<name>`, by default `runs/detect/<mode>`, numbered `predict2`, `predict3`, ... when it exists
+    and `exist_ok` is False. Every mode that writes a run folder calls this, with its own name.
 
     Not created by default (sinks create it on their first write, so nothing appears when nothing is saved);
     `create=True` claims the folder at once with an exclusive mkdir, safe against concurrent runs."""
-    base = Path(project) if project else Path("runs") / mode
-    stem = str(name) if name else "exp"
+    base = Path(project) if project else RUNS_ROOT
+    stem = str(name) if name else mode
     for n in range(1, _MAX_INCREMENT + 1):
         candidate = base / (stem if n == 1 else f"{stem}{n}")
         if exist_ok:
@@ -182,13 +184,13 @@ class JsonSink:
 
 def json_entry(result: Result, decimals: int = 3) -> dict[str, Any]:
     """The `predictions.json` entry of one result; boxes in original-image pixels."""
-    boxes = result.boxes
+    boxes = result.boxes.numpy()
     detections = [
         {
             "box": [round(float(v), decimals) for v in xyxy],
             "confidence": round(float(c), 5),
             "class": int(k),
-            "name": result.names.get(int(k), str(int(k))),
+            "name": result.name_of(k),
         }
         for xyxy, c, k in zip(boxes.xyxy, boxes.conf, boxes.cls)
     ]

@@ -2,7 +2,8 @@
 `Frame` at a time (images are decoded when reached, videos read frame by frame by `frames`; nothing is held
 in memory).
 
-Accepted: an image or video file, a directory (not recursive), a glob (`**` recursive), a `.txt` list of
+A bare file name of a bundled sample photo (`rocket.jpg`) that is not in the current folder means that
+photo. Accepted: an image or video file, a directory (not recursive), a glob (`**` recursive), a `.txt` list of
 paths, an http(s) URL of an image or video (downloaded first), a webcam index or an rtsp/rtmp/tcp/http stream
 URL, a numpy array (HxWx3 BGR), a PIL image, and a list of these. numpy + cv2 only (no torch).
 """
@@ -22,7 +23,15 @@ import numpy as np
 
 from yolonas_cli.core import console
 from yolonas_cli.core.errors import UsageError, YoloNasError
-from yolonas_cli.data.frames import Frame, SourceItem, array_to_bgr, image_frames, stream_frames, video_frames
+from yolonas_cli.data.frames import (
+    Frame,
+    SourceItem,
+    array_to_bgr,
+    image_frames,
+    stream_frames,
+    video_frame_count,
+    video_frames,
+)
 
 IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".avi", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".webm", ".wmv")
@@ -61,6 +70,19 @@ class Source:
     def has_video(self) -> bool:
         return any(item.kind == "video" for item in self.items)
 
+    def frame_total(self) -> int | None:
+        """How many frames iterating will yield: one per image, each video's frame count after `vid_stride`;
+        None when a stream is among the items or a video's frame count is unknown."""
+        total = 0
+        for item in self.items:
+            if item.kind == "stream":
+                return None
+            count = video_frame_count(item.target, self.vid_stride) if item.kind == "video" else 1
+            if count is None:
+                return None
+            total += count
+        return total
+
     def __iter__(self) -> Iterator[Frame]:
         files = decoded = 0
         total = len(self.items)
@@ -92,6 +114,28 @@ class Source:
 def default_source() -> Path:
     """The bundled sample photos folder (astronaut.png, chelsea.png, coffee.png, rocket.jpg)."""
     return Path(__file__).parents[1] / "assets"
+
+
+def bundled_samples() -> list[Path]:
+    """The bundled sample photos, sorted by name."""
+    return sorted(p for p in default_source().iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _bundled_sample(text: str) -> Path | None:
+    """The bundled sample photo a bare file name (no folder part) names, e.g. "rocket.jpg", else None."""
+    if Path(text).name != text:
+        return None
+    return next((p for p in bundled_samples() if p.name == text), None)
+
+
+def _bundled_hint() -> str:
+    """Where the bundled sample photos are and how to run on them (for a source that does not exist)."""
+    names = ", ".join(p.name for p in bundled_samples())
+    example = default_source() / "rocket.jpg"
+    return (
+        f"the bundled sample photos ({names}) are in {default_source()}: leave source out to run on all of "
+        f"them, or give one, e.g. source={example}"
+    )
 
 
 def open_source(
@@ -207,7 +251,11 @@ class _Resolver:
         if any(c in text for c in _GLOB_CHARS):
             matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
             return _nonempty([_file_item(p) for p in matches if p.is_file() and _is_media(p)], text)
-        raise UsageError(f"source '{text}' does not exist")
+        bundled = None if in_list else _bundled_sample(text)
+        if bundled is not None:
+            console.info(f"{text} is not in the current folder: using the bundled sample photo {bundled}")
+            return [_file_item(bundled, strict=True)]
+        raise UsageError(f"source '{text}' does not exist" + ("" if in_list else f"; {_bundled_hint()}"))
 
     def _expand_list(self, list_file: Path) -> list[SourceItem]:
         items: list[SourceItem] = []

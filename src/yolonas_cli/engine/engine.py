@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from yolonas_cli.core import console
 from yolonas_cli.data.frames import Frame
@@ -207,7 +208,7 @@ class Engine:
     ) -> Result:
         orig_shape = tuple(frame.image_bgr.shape[:2])
         return Result(
-            boxes=Boxes(det, orig_shape),
+            boxes=Boxes(torch.from_numpy(det).to(self.backend.device), orig_shape),  # on the model's device
             names=self.names,
             orig_img=frame.image_bgr if keep_image else None,
             orig_shape=orig_shape,

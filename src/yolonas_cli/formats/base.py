@@ -16,6 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from yolonas_cli.core import install
 from yolonas_cli.core.errors import MissingExtraError
 
 if TYPE_CHECKING:
@@ -27,8 +28,8 @@ Requirement = tuple[str, str]  # (module to import, the pip command that install
 
 
 def pip_extra(name: str) -> str:
-    """The pip command of one of the project's extras."""
-    return f"pip install 'yolo-nas[{name}]'"
+    """The pip command of one of the project's extras, for how this copy was installed (`core.install`)."""
+    return install.pip_extra(name)
 
 
 @dataclass(frozen=True)

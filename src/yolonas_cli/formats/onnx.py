@@ -19,6 +19,7 @@ from yolonas_cli.core import console
 from yolonas_cli.core.cpus import cpu_budget
 from yolonas_cli.core.errors import MissingExtraError
 from yolonas_cli.core.files import atomic_file
+from yolonas_cli.core.install import pip_extra
 from yolonas_cli.engine.backend import check_input, outputs_to_raw, run_in_batches
 from yolonas_cli.formats.calibration import calibration_for
 from yolonas_cli.formats.int8 import finish_int8, measure_cost, quantize_onnx
@@ -33,7 +34,7 @@ def load_onnxruntime() -> Any:
         import onnxruntime
     except ImportError:
         raise MissingExtraError(
-            "onnxruntime is not installed (needed to run .onnx models): pip install 'yolo-nas[onnx]'"
+            f"onnxruntime is not installed (needed to run .onnx models): {pip_extra('onnx')}"
         ) from None
     return onnxruntime
 

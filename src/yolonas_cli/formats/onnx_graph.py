@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from yolonas_cli.core.errors import MissingExtraError, UsageError
+from yolonas_cli.core.install import pip_extra
 from yolonas_cli.formats.metadata import INPUT_NAME, ExportMetadata
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ def require(module: str, extra: str, what: str = "") -> Any:
         return importlib.import_module(module)
     except ImportError:
         need = f" (needed {what})" if what else ""
-        raise MissingExtraError(f"{module} is not installed{need}: pip install 'yolo-nas[{extra}]'") from None
+        raise MissingExtraError(f"{module} is not installed{need}: {pip_extra(extra)}") from None
 
 
 def max_opset() -> int:

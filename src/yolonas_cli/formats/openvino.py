@@ -27,6 +27,7 @@ from yolonas_cli.core import console
 from yolonas_cli.core.cpus import cpu_budget
 from yolonas_cli.core.errors import MissingExtraError, WeightsError
 from yolonas_cli.core.files import atomic_dir
+from yolonas_cli.core.install import pip_extra
 from yolonas_cli.engine.backend import check_input, outputs_to_raw, run_in_batches
 from yolonas_cli.formats.calibration import DEFAULT_DATA, calibration_for
 from yolonas_cli.formats.int8 import float_tail, measure_cost
@@ -136,7 +137,7 @@ def load_openvino() -> Any:
         import openvino
     except ImportError:
         raise MissingExtraError(
-            "openvino is not installed (needed to run OpenVINO models): pip install 'yolo-nas[openvino]'"
+            f"openvino is not installed (needed to run OpenVINO models): {pip_extra('openvino')}"
         ) from None
     return openvino
 

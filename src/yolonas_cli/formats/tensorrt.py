@@ -31,6 +31,7 @@ import torch
 from yolonas_cli.core import console
 from yolonas_cli.core.errors import MissingExtraError, UsageError, WeightsError
 from yolonas_cli.core.files import atomic_file
+from yolonas_cli.core.install import pip_extra
 from yolonas_cli.engine.backend import check_input
 from yolonas_cli.engine.postprocess import detections_from_end2end
 from yolonas_cli.formats.calibration import calibration_for
@@ -48,7 +49,7 @@ def load_tensorrt() -> Any:
         import tensorrt
     except ImportError:
         raise MissingExtraError(
-            "tensorrt is not installed (needed for .engine models): pip install 'yolo-nas[tensorrt]'"
+            f"tensorrt is not installed (needed for .engine models): {pip_extra('tensorrt')}"
         ) from None
     check_tensorrt_version(tensorrt.__version__)
     return tensorrt
@@ -60,7 +61,7 @@ def check_tensorrt_version(version: str) -> None:
     if not major.isdigit() or int(major) < MIN_TENSORRT:
         raise MissingExtraError(
             f"TensorRT {version} is installed; yolo-nas needs TensorRT {MIN_TENSORRT} or "
-            "newer for .engine models: pip install -U 'yolo-nas[tensorrt]'"
+            f"newer for .engine models: {pip_extra('tensorrt').replace('pip install', 'pip install -U', 1)}"
         )
 
 

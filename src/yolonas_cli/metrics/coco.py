@@ -12,7 +12,7 @@ import contextlib
 import io
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,12 +38,14 @@ COCO_STAT_NAMES = (
 @dataclass(frozen=True)
 class CocoScores:
     """pycocotools results: `stats` [12] in `COCO_STAT_NAMES` order (-1 where undefined), and per category
-    id the AP50-95 and AP50 (area all, maxDets 100; -1 for categories without targets)."""
+    id the AP50-95 and AP50 (area all, maxDets 100; -1 for categories without targets) and `ap_iou`, the AP
+    at each of the 10 IoU thresholds 0.50:0.05:0.95 (float [10], -1 where undefined)."""
 
     stats: np.ndarray
     ap: dict[int, float]
     ap50: dict[int, float]
     summary: str = ""
+    ap_iou: dict[int, np.ndarray] = field(default_factory=dict)
 
     def stat(self, name: str) -> float:
         return float(self.stats[COCO_STAT_NAMES.index(name)])
@@ -91,8 +93,8 @@ def coco_evaluate(
     summary = io.StringIO()
     with contextlib.redirect_stdout(summary):
         evaluator.summarize()
-    ap, ap50 = _per_category(evaluator)
-    return CocoScores(np.asarray(evaluator.stats, dtype=np.float64), ap, ap50, summary.getvalue())
+    ap, ap50, ap_iou = _per_category(evaluator)
+    return CocoScores(np.asarray(evaluator.stats, dtype=np.float64), ap, ap50, summary.getvalue(), ap_iou)
 
 
 def _joined_eval(parts: list[dict[str, Any]], params: Any) -> dict[str, Any]:
@@ -108,16 +110,20 @@ def _joined_eval(parts: list[dict[str, Any]], params: Any) -> dict[str, Any]:
     }
 
 
-def _per_category(evaluator: Any) -> tuple[dict[int, float], dict[int, float]]:
-    """AP50-95 and AP50 per category id from COCOeval's precision [T, R, K, A, M] (area all, maxDets 100)."""
+def _per_category(evaluator: Any) -> tuple[dict[int, float], dict[int, float], dict[int, np.ndarray]]:
+    """AP50-95, AP50 and the AP at each IoU threshold per category id, from COCOeval's precision [T, R, K, A, M]
+    (area all, maxDets 100); -1 where a category has no defined value."""
     precision = evaluator.eval["precision"]
     m = list(evaluator.params.maxDets).index(100) if 100 in evaluator.params.maxDets else -1
-    ap, ap50 = {}, {}
+    ap, ap50, ap_iou = {}, {}, {}
     for k, cat in enumerate(evaluator.params.catIds):
-        every, first = precision[:, :, k, 0, m], precision[0, :, k, 0, m]
-        ap[int(cat)] = float(every[every > -1].mean()) if (every > -1).any() else -1.0
-        ap50[int(cat)] = float(first[first > -1].mean()) if (first > -1).any() else -1.0
-    return ap, ap50
+        every = precision[:, :, k, 0, m]  # [T, R]
+        valid = every > -1
+        per_iou = np.array([row[ok].mean() if ok.any() else -1.0 for row, ok in zip(every, valid)], np.float64)
+        ap[int(cat)] = float(every[valid].mean()) if valid.any() else -1.0
+        ap50[int(cat)] = float(per_iou[0])
+        ap_iou[int(cat)] = per_iou
+    return ap, ap50, ap_iou
 
 
 class CocoGroundTruth:

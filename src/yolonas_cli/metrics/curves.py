@@ -38,6 +38,11 @@ class PRCurves:
         return self.r[:, self.best] if len(self.classes) else np.zeros(0)
 
     @property
+    def f1_at_best(self) -> np.ndarray:
+        """[C] F1 of each class at the best-F1 confidence."""
+        return self.f1[:, self.best] if len(self.classes) else np.zeros(0)
+
+    @property
     def best_conf(self) -> float:
         return float(CONF_GRID[self.best])
 

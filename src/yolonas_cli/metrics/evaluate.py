@@ -28,7 +28,7 @@ import numpy as np
 
 from yolonas_cli.core import console
 from yolonas_cli.core.errors import YoloNasError
-from yolonas_cli.data.datasets.dataset import Dataset, Sample
+from yolonas_cli.data.datasets.dataset import Dataset, ImageTruth, Sample
 from yolonas_cli.data.datasets.labels import CorruptSample, Labels
 from yolonas_cli.engine.batching import shape_batches
 from yolonas_cli.engine.engine import Engine, StageTimer
@@ -42,7 +42,9 @@ from yolonas_cli.metrics.sg import SGDetectionMetric
 from yolonas_cli.metrics.val_metrics import BoxMetrics, ValMetrics
 
 Loaded = Union[Sample, CorruptSample]
-OnImage = Optional[Callable[[Sample, np.ndarray], None]]
+Image = Union[Sample, ImageTruth]  # scoring needs its path, image_id, hw and labels, not its pixels
+Detected = Union[tuple[Image, np.ndarray, Letterbox], CorruptSample]
+OnImage = Optional[Callable[[Image, np.ndarray], None]]
 
 
 @dataclass(frozen=True)
@@ -71,22 +73,70 @@ def evaluate(
     `on_image(sample, detections)` is called for each image (detections float32 [K, 6] in original pixels,
     unclipped with the original's val pipeline); `title` names the progress bar. Raises YoloNasError when no
     image could be read."""
+    loaded = prefetch(partial(load_safely, dataset), len(dataset), workers, max(2 * engine.settings.batch, 4))
+    with contextlib.closing(loaded):
+        detected = detect(engine, loaded)
+        return score(
+            dataset,
+            detected,
+            engine.timer,
+            classes=classes,
+            original_metric=original_metric,
+            on_image=on_image,
+            title=title,
+        )
+
+
+def score(
+    dataset: Dataset,
+    detected: Iterable[Detected],
+    timer: StageTimer,
+    *,
+    classes: list[int] | None = None,
+    original_metric: bool = False,
+    on_image: OnImage = None,
+    title: str = "val",
+) -> Evaluation:
+    """Score the detections of the images of `dataset`, given in dataset order as (image, detections [K, 6] in
+    original pixels, its letterbox), a CorruptSample for each image left out. `timer` gives the speed (read at
+    the end). The loop of `evaluate`, and of runs whose detections come from elsewhere (Ray workers)."""
     tally = Accumulator(dataset, classes, original_metric)
-    batch = engine.settings.batch
-    loaded = prefetch(partial(load_safely, dataset), len(dataset), workers, max(2 * batch, 4))
-    with contextlib.closing(loaded), console.count_progress(title, len(dataset)) as advance:
-        samples = _skip_corrupt(loaded, tally, advance)
-        for group in shape_batches(samples, batch, lambda sample: engine.input_shape(sample.image)):
-            for sample, (det, lb, _) in zip(group, engine.run_batch([s.image for s in group])):
-                tally.add(sample, det, lb)
-                if on_image is not None:
-                    on_image(sample, det)
-            advance(len(group))
+    with console.count_progress(title, len(dataset)) as advance:
+        for item in detected:
+            advance(1)
+            if isinstance(item, CorruptSample):
+                console.warn(f"skipping a corrupt image: {item}")
+                tally.skipped += 1
+                continue
+            image, det, lb = item
+            tally.add(image, det, lb)
+            if on_image is not None:
+                on_image(image, det)
     if not tally.seen:
         raise YoloNasError(
             f"none of the {len(dataset)} images of split '{dataset.split}' of {dataset.yaml_path.name} could be read"
         )
-    return tally.finish(engine.timer)
+    return tally.finish(timer)
+
+
+def detect(engine: Engine, loaded: Iterable[Loaded]) -> Iterator[Detected]:
+    """The engine run over loaded samples in batches of one input shape (`shape_batches`), in order; each
+    CorruptSample is passed on (ahead of the batch it was found in)."""
+    corrupt: list[CorruptSample] = []
+
+    def samples() -> Iterator[Sample]:
+        for item in loaded:
+            if isinstance(item, CorruptSample):
+                corrupt.append(item)
+            else:
+                yield item
+
+    for group in shape_batches(samples(), engine.settings.batch, lambda sample: engine.input_shape(sample.image)):
+        yield from corrupt
+        corrupt.clear()
+        for sample, (det, lb, _) in zip(group, engine.run_batch([s.image for s in group])):
+            yield sample, det, lb
+    yield from corrupt
 
 
 # ---------------------------------------------------------------------------------------- data feeding
@@ -124,17 +174,6 @@ def prefetch(load: Callable[[int], Loaded], count: int, workers: int, depth: int
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _skip_corrupt(items: Iterable[Loaded], tally: Accumulator, advance: Callable[[int], Any]) -> Iterator[Sample]:
-    """The samples of `items`; each corrupt one is reported, counted as skipped and passed over."""
-    for item in items:
-        if isinstance(item, CorruptSample):
-            console.warn(f"skipping a corrupt image: {item}")
-            tally.skipped += 1
-            advance(1)
-            continue
-        yield item
-
-
 # ---------------------------------------------------------------------------------------- scoring
 
 
@@ -161,10 +200,10 @@ class Accumulator:
         self.ignored: list[np.ndarray] = []
         self.conf: list[np.ndarray] = []
         self.cls: list[np.ndarray] = []
-        self.confusion = ConfusionMatrix(self.nc)
+        self.confusion = ConfusionMatrix(self.nc, names=dataset.names)
         self.sg_metric = SGDetectionMetric(self.nc) if original_metric else None
 
-    def add(self, sample: Sample, det: np.ndarray, lb: Letterbox) -> None:
+    def add(self, sample: Image, det: np.ndarray, lb: Letterbox) -> None:
         """Score one image: det [K, 6] in original pixels from the engine (unclipped with protocol=sg)."""
         labels = sample.labels.only_classes(self.classes)
         boxes = clipped(det, sample.hw)
@@ -227,6 +266,7 @@ class Accumulator:
             protocol="sg" if self.sg_metric is not None else "coco",
             coco={k: float(v) for k, v in zip(COCO_STAT_NAMES, scores.stats)},
             sg=self.sg_metric.compute().as_dict() if self.sg_metric is not None else None,
+            confusion_matrix=self.confusion,
         )
         return Evaluation(metrics, scores, curves, self.confusion, self.detections)
 
@@ -237,6 +277,8 @@ class Accumulator:
         classes = curves.classes
         ap = np.array([max(scores.ap.get(ids[c], 0.0), 0.0) for c in classes])
         ap50 = np.array([max(scores.ap50.get(ids[c], 0.0), 0.0) for c in classes])
+        no_ap = np.zeros(10)
+        all_ap = np.array([np.maximum(scores.ap_iou.get(ids[c], no_ap), 0.0) for c in classes]).reshape(-1, 10)
         p, r = curves.precision, curves.recall
         return BoxMetrics(
             nc=self.nc,
@@ -256,6 +298,9 @@ class Accumulator:
             images=self.images,
             instances=self.instances,
             best_conf=curves.best_conf,
+            f1=curves.f1_at_best,
+            all_ap=all_ap,
+            pr_curves=curves,
         )
 
 

@@ -45,8 +45,20 @@ def run(args: ExportArgs) -> int:
     return 0
 
 
-def export_model(model: Detector, args: ExportArgs) -> Path:
-    """Export `model` as `args` says; returns the path of the exported file or folder (beside the weights)."""
+def export_model(model: Detector, args: ExportArgs, *, hints: bool = True) -> Path:
+    """Export `model` as `args` says; returns the path of the exported file or folder (beside the weights).
+
+    The console follows `args.verbose` for the duration of the call. `hints`: end with the `Predict:` and
+    `Validate:` commands for the file (a command that exports several files, like the benchmark, passes
+    False)."""
+    with console.verbosity(args.verbose):
+        path = _export(model, args)
+        if hints:
+            _print_next_steps(args, path)
+    return path
+
+
+def _export(model: Detector, args: ExportArgs) -> Path:
     fmt = get(args.format)
     check_args(args, fmt)
     fmt.check_installed(args.int8)
@@ -62,7 +74,6 @@ def export_model(model: Detector, args: ExportArgs) -> Path:
             f"{fmt.title} export failed after {time.perf_counter() - started:.1f}s: {type(exc).__name__}: {exc}"
         ) from exc
     console.info(f"{fmt.title}: exported in {time.perf_counter() - started:.1f}s to '{path}' ({size_mb(path):.1f} MB)")
-    _print_next_steps(args, path)
     return path
 
 

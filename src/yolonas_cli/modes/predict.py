@@ -1,5 +1,11 @@
 """`yolo-nas predict`: the engine's results streamed through the output sinks (annotated images and videos,
-labels, crops, predictions.json) and the console lines. `NAS.predict` runs the same `predict_stream`."""
+video frames, labels, crops, predictions.json), an optional window, and the console lines. `NAS.predict` runs
+the same `predict_stream`.
+
+The run folder is `runs/detect/predict` (`predict2`, ... when it exists; see `data.sinks.make_run_dir`),
+claimed only when something is saved. Console (verbose only): the header line, one line per image or frame,
+the speed and where the results went.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +14,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
-from yolonas_cli.cfg import PredictArgs, make_args
+import numpy as np
+
+from yolonas_cli.cfg import PredictArgs, defaults, make_args
 from yolonas_cli.core import console
 from yolonas_cli.core.files import atomic_imwrite
 from yolonas_cli.core.sizes import imgsz_pair
+from yolonas_cli.data.display import close_windows, display_problem, show_image
 from yolonas_cli.data.frames import Frame
 from yolonas_cli.data.results import Result
 from yolonas_cli.data.sinks import JsonSink, VideoSink, make_run_dir
 from yolonas_cli.data.sources import Source, default_source, open_source
 from yolonas_cli.detector import Detector
 from yolonas_cli.engine.engine import Engine, EngineSettings
+from yolonas_cli.modes.header import print_header, warn_fixed_size
+
+IMAGE_SHOW_MS = 300  # how long `show=True` shows each still image (videos and streams: 1 ms per frame)
 
 
 def engine_settings(args: PredictArgs) -> EngineSettings:
@@ -36,19 +48,35 @@ def engine_settings(args: PredictArgs) -> EngineSettings:
 
 
 def predict_stream(model: Detector, args: PredictArgs) -> Iterator[Result]:
-    """Run predict over `args.source`, saving and printing as `args` says; yields one Result per image/frame."""
+    """Run predict over `args.source`, saving, showing and printing as `args` says; yields one Result per
+    image/frame. The console follows `args.verbose` while the run works (not while the caller holds a result).
+    With `args.ray`, the images are spread over Ray actors (`modes.ray_predict`)."""
+    return console.each_step_with_verbosity(_predict(model, args), args.verbose)
+
+
+def _predict(model: Detector, args: PredictArgs) -> Iterator[Result]:
+    if args.ray is not None:
+        from yolonas_cli.modes.ray_predict import ray_predict_stream
+
+        yield from ray_predict_stream(model, args, engine_settings(args))
+        return
     source = _open(args)
     engine = model.make_engine(engine_settings(args), args.device, args.half, runtime=args.backend)
+    print_header(model, engine)
+    warn_fixed_size(engine, args.imgsz, defaults("predict")["imgsz"])
     run = PredictOutputs(args)
     seen = 0
     started = time.perf_counter()
     try:
-        with console.count_progress("predict", _progress_total(source)) as advance:
+        with console.count_progress("predict", source.frame_total()) as advance:
             for frame, result in engine.stream(source, keep_images=True):
                 run.handle(frame, result)
                 seen += 1
                 advance()
                 yield result
+                if run.stopped:
+                    console.info(f"stopped from the window after {seen} images")
+                    break
     except GeneratorExit:  # the caller stopped iterating early: keep what was saved
         run.close()
         raise
@@ -71,16 +99,12 @@ def _open(args: PredictArgs) -> Source:
     return open_source(args.source, vid_stride=args.vid_stride, stream_buffer=args.stream_buffer)
 
 
-def _progress_total(source: Source) -> int | None:
-    return None if source.has_video or source.has_stream else len(source)
-
-
 class PredictOutputs:
-    """The sinks of one predict run. The run folder is claimed only when something is saved."""
+    """The sinks and the window of one predict run. The run folder is claimed only when something is saved."""
 
     def __init__(self, args: PredictArgs):
         self.args = args
-        saving = args.save or args.save_txt or args.save_crop or args.save_json
+        saving = args.save or args.save_txt or args.save_crop or args.save_json or args.save_frames
         self.run_dir: Path | None = (
             make_run_dir(args.project, args.name, args.exist_ok, "predict", create=True) if saving else None
         )
@@ -88,36 +112,54 @@ class PredictOutputs:
         self.videos: dict[str, VideoSink] = {}
         self.stems: dict[str, str] = {}
         self.labels_written = 0
+        self.show = args.show and _can_show()
+        self.stopped = False  # q or Esc was pressed in the window
 
     def handle(self, frame: Frame, result: Result) -> None:
-        """Print the image's line and write its outputs."""
+        """Print the image's line, write its outputs and show it."""
         h, w = result.input_shape or result.orig_shape
         console.info(f"{frame.prefix}{h}x{w} {result.verbose()}{result.speed['inference']:.1f}ms")
-        if self.run_dir is None:
-            return
+        annotated = self._annotated(result) if self.show or self._saves_pictures(frame) else None
+        if self.run_dir is not None:
+            result.save_dir = str(self.run_dir)
+            self._save(frame, result, annotated)
+        if self.show and annotated is not None:
+            wait = IMAGE_SHOW_MS if frame.kind == "image" else 1
+            self.stopped = not show_image(frame.path, annotated, wait)
+
+    def _saves_pictures(self, frame: Frame) -> bool:
+        return self.run_dir is not None and (self.args.save or (self.args.save_frames and frame.kind != "image"))
+
+    def _annotated(self, result: Result) -> np.ndarray:
+        a = self.args
+        return result.plot(conf=a.show_conf, line_width=a.line_width, labels=a.show_labels, boxes=a.show_boxes)
+
+    def _save(self, frame: Frame, result: Result, annotated: np.ndarray | None) -> None:
+        assert self.run_dir is not None
         stem = self._stem(frame.path)
-        if self.args.save:
-            self._save_image(frame, result, stem)
-        if self.args.save_txt:
-            name = f"{stem}_{frame.frame}" if frame.kind != "image" else stem
-            if result.save_txt(self.run_dir / "labels" / f"{name}.txt", save_conf=self.args.save_conf):
-                self.labels_written += 1
+        named = f"{stem}_{frame.frame}" if frame.kind != "image" else stem
+        if annotated is not None and self._saves_pictures(frame):
+            self._save_pictures(frame, annotated, stem)
+        if self.args.save_txt and result.save_txt(self.run_dir / "labels" / f"{named}.txt", self.args.save_conf):
+            self.labels_written += 1
         if self.args.save_crop:
-            crop_stem = f"{stem}_{frame.frame}" if frame.kind != "image" else stem
-            result.save_crop(self.run_dir, crop_stem)
+            result.save_crop(self.run_dir / "crops", f"{named}.jpg")
         if self.json is not None:
             self.json.add(result)
 
-    def _save_image(self, frame: Frame, result: Result, stem: str) -> None:
-        annotated = result.plot(line_width=self.args.line_width, labels=self.args.show_labels, conf=self.args.show_conf)
+    def _save_pictures(self, frame: Frame, annotated: np.ndarray, stem: str) -> None:
+        """The annotated image, or the video frame (`save`) and its own JPEG (`save_frames`)."""
         assert self.run_dir is not None
         if frame.kind == "image":
             atomic_imwrite(self.run_dir / f"{stem}.jpg", annotated)
             return
-        sink = self.videos.get(frame.path)
-        if sink is None:
-            sink = self.videos[frame.path] = VideoSink(self.run_dir, stem, frame.fps, self.args.vid_stride)
-        sink.write(annotated)
+        if self.args.save_frames:
+            atomic_imwrite(self.run_dir / f"{stem}_frames" / f"{stem}_{frame.frame}.jpg", annotated)
+        if self.args.save:
+            sink = self.videos.get(frame.path)
+            if sink is None:
+                sink = self.videos[frame.path] = VideoSink(self.run_dir, stem, frame.fps, self.args.vid_stride)
+            sink.write(annotated)
 
     def _stem(self, path: str) -> str:
         """A file stem per input, unique within the run (a second 'a' becomes 'a-2')."""
@@ -132,12 +174,23 @@ class PredictOutputs:
         return self.stems[path]
 
     def close(self, failed: bool = False) -> None:
-        """Finish videos and predictions.json (complete files only; a failed run discards open videos)."""
+        """Finish videos and predictions.json (complete files only; a failed run discards open videos) and
+        close the windows."""
         for sink in self.videos.values():
             sink.abort() if failed else sink.close()
         self.videos.clear()
         if self.json is not None:
             self.json.abort() if failed else self.json.close()
+        if self.show:
+            close_windows()
+
+
+def _can_show() -> bool:
+    """True when a window can be opened here; otherwise one warning says why (the run goes on)."""
+    problem = display_problem()
+    if problem is not None:
+        console.warn(f"show=True: cannot open a window: {problem}; nothing is shown (saving is not affected)")
+    return problem is None
 
 
 def _print_summary(engine: Engine, run: PredictOutputs, seen: int, seconds: float) -> None:
@@ -162,7 +215,8 @@ def predict_args(model: Any, source: Any, overrides: dict[str, Any], *, cli_defa
 
 
 def run(args: PredictArgs) -> int:
-    """`yolo-nas predict`: run predict over the whole source; outputs are written as the results stream by."""
+    """`yolo-nas predict`: run predict over the whole source; outputs are written as the results stream by
+    (`stream=` changes nothing here: the command line always streams)."""
     for _ in predict_stream(Detector(args.model, weights_dir=args.weights_dir), args):
         pass
     return 0

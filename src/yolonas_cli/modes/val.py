@@ -13,7 +13,7 @@ metric, printed next to pycocotools' numbers on the same detections.
 `classes=` keeps only those classes on both sides: detections (in NMS) and ground truth; pycocotools is
 restricted to their category ids.
 
-Files in the run folder `runs/val/exp{N}` (always created): metrics.json (every printed number),
+Files in the run folder `runs/detect/val{N}` (always created): metrics.json (every printed number),
 predictions.json (`save_json`, COCO results format: image_id, category_id, bbox [x, y, w, h] rounded to 3
 decimals, score to 5 - exactly what was scored), BoxPR_curve.png and confusion_matrix.png (`plots`),
 labels/<stem>.txt (`save_txt`: `class xc yc w h conf`, normalised).
@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from yolonas_cli.cfg import ValArgs
+from yolonas_cli.cfg import ValArgs, defaults
 from yolonas_cli.core import console
 from yolonas_cli.core.errors import UsageError
 from yolonas_cli.core.files import atomic_write_bytes, atomic_write_chunks
 from yolonas_cli.core.sizes import imgsz_pair
-from yolonas_cli.data.datasets.dataset import Dataset, Sample, load_dataset
+from yolonas_cli.data.datasets.dataset import Dataset, ImageTruth, Sample, load_dataset
 from yolonas_cli.data.results import Boxes, Result
 from yolonas_cli.data.sinks import make_run_dir
 from yolonas_cli.detector import Detector
@@ -41,6 +41,7 @@ from yolonas_cli.metrics.evaluate import Evaluation, clipped, evaluate
 from yolonas_cli.metrics.plots import plot_confusion_matrix, plot_pr_curve
 from yolonas_cli.metrics.sg import SG_POSTPROCESS
 from yolonas_cli.metrics.val_metrics import ValMetrics
+from yolonas_cli.modes.header import print_header, warn_fixed_size
 
 __all__ = ["HEADER", "engine_settings", "run", "validate"]
 
@@ -69,6 +70,8 @@ def validate(model: Detector, args: ValArgs) -> ValMetrics:
             _announce_original_protocol(args)
         pipeline = ORIGINAL_VAL if original else PREDICT
         engine = model.make_engine(engine_settings(args), args.device, args.half, pipeline, args.backend)
+        print_header(model, engine)
+        warn_fixed_size(engine, args.imgsz, defaults("val")["imgsz"])
         if original and engine.backend.graph_nms is not None:
             raise UsageError(
                 "protocol=sg runs the original's own NMS, but this exported model has NMS in its "
@@ -76,15 +79,23 @@ def validate(model: Detector, args: ValArgs) -> ValMetrics:
             )
         run_dir = make_run_dir(args.project, args.name, args.exist_ok, "val", create=True)
         labels = LabelWriter(run_dir, dataset) if args.save_txt else None
-        evaluation = evaluate(
-            engine,
-            dataset,
-            classes=args.classes,
-            original_metric=original,
-            workers=args.workers,
-            on_image=labels.write if labels else None,
-            title=HEADER,
-        )
+        on_image = labels.write if labels else None
+        if args.ray is not None:
+            from yolonas_cli.modes.ray_val import ray_evaluate
+
+            evaluation = ray_evaluate(
+                model, args, engine, dataset, original_metric=original, on_image=on_image, title=HEADER
+            )
+        else:
+            evaluation = evaluate(
+                engine,
+                dataset,
+                classes=args.classes,
+                original_metric=original,
+                workers=args.workers,
+                on_image=on_image,
+                title=HEADER,
+            )
         return _report(evaluation, args, run_dir)
 
 
@@ -136,11 +147,11 @@ class LabelWriter:
         self.names = dataset.names
         self.unique_stems = len({p.stem for p in dataset.files}) == len(dataset.files)
 
-    def stem(self, sample: Sample) -> str:
+    def stem(self, sample: Sample | ImageTruth) -> str:
         """A file stem unique in the run (the image's stem, or its id when stems repeat)."""
         return sample.path.stem if self.unique_stems else str(sample.image_id).replace("/", "__")
 
-    def write(self, sample: Sample, det: np.ndarray) -> None:
+    def write(self, sample: Sample | ImageTruth, det: np.ndarray) -> None:
         result = Result(Boxes(clipped(det, sample.hw), sample.hw), self.names, None, sample.hw, str(sample.path))
         result.save_txt(self.folder / f"{self.stem(sample)}.txt", save_conf=True)
 

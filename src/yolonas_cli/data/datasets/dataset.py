@@ -50,6 +50,18 @@ class Sample:
         return int(self.image.shape[0]), int(self.image.shape[1])
 
 
+@dataclass(frozen=True)
+class ImageTruth:
+    """An image's ground truth without its pixels (what scoring needs): `hw` its (height, width), labels in
+    its pixels."""
+
+    index: int
+    path: Path
+    image_id: ImageId
+    hw: tuple[int, int]
+    labels: Labels
+
+
 @dataclass
 class Dataset:
     """One split of a dataset: its image files, class names, label source and COCO category ids.
@@ -95,10 +107,14 @@ class Dataset:
         image = read_image(path)
         if image is None or image.size == 0 or image.ndim not in (2, 3):
             raise CorruptSample(f"{path} cannot be decoded as an image")
-        hw = (int(image.shape[0]), int(image.shape[1]))
-        image_id = self.image_ids[index]
+        truth = self.truth(index, (int(image.shape[0]), int(image.shape[1])))
+        return Sample(index, path, truth.image_id, image, truth.labels)
+
+    def truth(self, index: int, hw: tuple[int, int]) -> ImageTruth:
+        """The labels of image `index`, whose size is `hw`, without decoding it. Raises CorruptSample."""
+        path, image_id = self.files[index], self.image_ids[index]
         labels = self.coco.labels(image_id) if self.coco else read_txt_labels(label_path(path), hw, self.nc)
-        return Sample(index, path, image_id, image, labels)
+        return ImageTruth(index, path, image_id, hw, labels)
 
 
 def image_ids_for(files: Sequence[Path], root: Path) -> list[ImageId]:

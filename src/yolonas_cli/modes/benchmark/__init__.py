@@ -65,7 +65,7 @@ from yolonas_cli.core.devices import select_device
 from yolonas_cli.core.errors import MissingExtraError, UsageError, YoloNasError
 from yolonas_cli.core.files import size_mb
 from yolonas_cli.core.sizes import imgsz_pair
-from yolonas_cli.data.sinks import make_run_dir
+from yolonas_cli.data.sinks import RUNS_ROOT, make_run_dir
 from yolonas_cli.detector import Detector
 from yolonas_cli.engine.engine import EngineSettings
 from yolonas_cli.formats.auto import runtime_for
@@ -97,18 +97,24 @@ from yolonas_cli.modes.benchmark.records import (
     Unavailable,
     Variant,
 )
-from yolonas_cli.modes.benchmark.report import render_table, save_report, summarize, summary_lines
+from yolonas_cli.modes.benchmark.report import markdown_table, render_table, save_report, summarize, summary_lines
 from yolonas_cli.modes.benchmark.rows import Context, available_formats, open_variant, plan_variants
 
 
 def run(args: BenchmarkArgs) -> int:
     """`yolo-nas benchmark`: run it, print the table and the headline numbers, save benchmark.csv, .json and
-    .md in the run folder (runs/benchmark/exp{N}); exit code 1 when no row could be measured, else 0."""
+    .md in the run folder (runs/detect/benchmark{N}); exit code 1 when no row could be measured, else 0.
+
+    On a terminal the table is drawn to fit it; piped or redirected, the Markdown table is printed instead (one
+    line per row, never wrapped)."""
     with console.verbosity(args.verbose):
         report = run_benchmark(args)
-        console.out(render_table(report))
-        for line in summary_lines(report):
-            console.text(line)
+        if console.stdout_is_terminal():
+            console.out(render_table(report))
+            for line in summary_lines(report):
+                console.text(line)
+        else:
+            console.text(markdown_table(report).rstrip("\n"))
         run_dir = make_run_dir(args.project, args.name, args.exist_ok, "benchmark", create=True)
         save_report(report, run_dir)
         console.info(f"Results saved to {run_dir}")
@@ -256,7 +262,8 @@ def run_exported_benchmark(args: BenchmarkArgs, model: Detector, device: torch.d
 
 
 def _workspace(args: BenchmarkArgs) -> Path:
-    return (Path(args.project) if args.project else Path("runs") / "benchmark") / "exports"
+    """Where the exports are cached: `exports/` beside the run folders (runs/detect/exports by default)."""
+    return (Path(args.project) if args.project else RUNS_ROOT) / "exports"
 
 
 def _reference(ctx: Context, images: Sequence[np.ndarray]) -> Reference:

@@ -11,13 +11,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
+from yolonas_cli.core.devices import cpu_name
 from yolonas_cli.core.errors import YoloNasError
 from yolonas_cli.data.datasets.dataset import load_dataset
 from yolonas_cli.engine.engine import STAGES, Engine, EngineSettings
@@ -257,7 +257,7 @@ def environment(device: torch.device, load_before: list[float] | None) -> dict[s
             continue
     env = {
         "machine": platform.machine(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
@@ -268,13 +268,3 @@ def environment(device: torch.device, load_before: list[float] | None) -> dict[s
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
     return env
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

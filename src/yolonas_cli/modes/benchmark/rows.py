@@ -163,7 +163,7 @@ def open_export(ctx: Context, variant: Variant) -> Any:
         if existing is not None and _matches(existing.metadata, ctx, variant):
             console.info(f"{variant.title} {variant.precision.upper()}: reusing {output}")
             return existing
-    path = export_model(source, _export_args(ctx, variant, source.path))
+    path = export_model(source, _export_args(ctx, variant, source.path), hints=False)
     return open_exported(path, device)
 
 
