@@ -3,6 +3,7 @@ kind, console lines, and bounded memory."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
@@ -388,12 +389,17 @@ def test_header_line_once_before_the_first_result(tiny_checkpoint, tmp_path):
     )
     assert ", cpu (" in header[0]  # device=auto on this CPU-only machine
     model_part = header[0].split("; ")[1]
-    assert model_part.startswith(f"formula_tiny.pth (fused): {params:,} parameters, ")
+    # backend=auto names the runtime it chose: OpenVINO, then ONNX Runtime, then PyTorch (README's order)
+    installed = [name for name in ("openvino", "onnxruntime") if importlib.util.find_spec(name) is not None]
+    chosen = {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}[installed[0]] if installed else "PyTorch"
+    assert model_part.startswith(f"formula_tiny.pth (fused, {chosen}): {params:,} parameters, ")
     assert model_part.endswith(" GFLOPs at 128x128")
     gflops = float(model_part.split()[-4])
     # ours counts the convolution modules, torch's every convolution call: 0.2% apart on this model
     assert gflops == pytest.approx(counter.get_total_flops() / 1e9, rel=0.01)
     assert out.index(header[0]) < next(i for i, line in enumerate(out) if line.startswith("image 1/4"))
+    torch_run = predict_cli(tiny_checkpoint, tmp_path, "save=False", "backend=torch").stderr
+    assert f"formula_tiny.pth (fused, PyTorch): {params:,} parameters, " in torch_run
     quiet = predict_cli(tiny_checkpoint, tmp_path, "save=False", "verbose=False")
     assert quiet.stderr == "" and quiet.stdout == ""
 

@@ -40,7 +40,7 @@ def test_the_tightest_cgroup_v2_quota_on_the_path_counts(tmp_path: Path) -> None
     assert cpus.cgroup_cpu_limit(root, proc) == 2
     write(root / "a" / "b" / "cpu.max", "50000 100000\n")  # half a CPU: still one thread
     assert cpus.cgroup_cpu_limit(root, proc) == 1
-    assert cpus.cpu_budget(root, proc) == 1
+    assert cpus.cpu_budget(root, proc, {}) == 1
 
 
 def test_cgroup_v1_quota_and_no_quota(tmp_path: Path) -> None:
@@ -49,7 +49,7 @@ def test_cgroup_v1_quota_and_no_quota(tmp_path: Path) -> None:
     write(root / "cpu,cpuacct" / "cpu.cfs_quota_us", "-1\n")
     write(root / "cpu,cpuacct" / "cpu.cfs_period_us", "100000\n")
     assert cpus.cgroup_cpu_limit(root, proc) is None  # -1: no quota
-    assert cpus.cpu_budget(root, proc) == cpus.affinity_count()
+    assert cpus.cpu_budget(root, proc, {}) == cpus.affinity_count()
     write(root / "cpu,cpuacct" / "docker" / "abc" / "cpu.cfs_quota_us", "300000\n")
     write(root / "cpu,cpuacct" / "docker" / "abc" / "cpu.cfs_period_us", "100000\n")
     assert cpus.cgroup_cpu_limit(root, proc) == 3
@@ -63,7 +63,21 @@ def test_the_budget_never_exceeds_the_affinity_mask(tmp_path: Path) -> None:
     write(proc, "0::/\n")
     write(root / "cpu.max", f"{(cpus.affinity_count() + 3) * 100000} 100000\n")
     assert cpus.cgroup_cpu_limit(root, proc) == cpus.affinity_count() + 3
-    assert cpus.cpu_budget(root, proc) == cpus.affinity_count()
+    assert cpus.cpu_budget(root, proc, {}) == cpus.affinity_count()
+
+
+def test_a_smaller_omp_num_threads_caps_the_budget(tmp_path: Path) -> None:
+    """OMP_NUM_THREADS (a user's, or Ray's for an actor of num_cpus=1) is the budget of every runtime when it is
+    smaller; a larger or malformed value changes nothing."""
+    root, proc = tmp_path / "cgroup", tmp_path / "proc_cgroup"
+    write(proc, "0::/\n")
+    write(root / "cpu.max", "300000 100000\n")
+    everything = min(cpus.affinity_count(), 3)
+    assert cpus.cpu_budget(root, proc, {"OMP_NUM_THREADS": "1"}) == 1
+    assert cpus.cpu_budget(root, proc, {"OMP_NUM_THREADS": "1,1"}) == 1  # nested levels: the outer one counts
+    assert cpus.cpu_budget(root, proc, {"OMP_NUM_THREADS": "64"}) == everything
+    for malformed in ("0", "-2", "two", ""):
+        assert cpus.cpu_budget(root, proc, {"OMP_NUM_THREADS": malformed}) == everything
 
 
 def test_thread_environment_adds_only_what_is_not_set() -> None:

@@ -381,6 +381,7 @@ class ServeArgs(CommonArgs):
     max_det: int = _max_det()
     classes: list[int] | None = _classes()  # noqa: RUF009 (a dataclasses.Field, not a default)
     half: bool = _half()
+    backend: str = _backend("auto")
     batch: int = _batch(8, "most requests run together in one model call (dynamic batching)")
     max_wait_ms: float = arg(5.0, "how long a batch waits for more requests, in ms", number(0, 10_000))
     max_queue: int = arg(64, "most requests waiting for the model; more are refused with 503", integer(1))

@@ -3,7 +3,8 @@
 Two facts decide how fast inference runs beside other work on the same CPU:
 
 - how many threads: as many as the CPUs this process may use (`cpu_budget`): the CPUs in its affinity mask,
-  fewer when a cgroup CPU quota (a container's `--cpus`) pays for fewer. libgomp (torch's OpenMP) and OpenCV
+  fewer when a cgroup CPU quota (a container's `--cpus`) pays for fewer, or when `OMP_NUM_THREADS` asks for
+  fewer (a user's choice, or a scheduler's: Ray sets it to an actor's `num_cpus`). libgomp (torch's OpenMP) and OpenCV
   already follow the affinity mask; a quota only through `OMP_NUM_THREADS`, which is set here when it is
   tighter. ONNX Runtime and OpenVINO are given `cpu_budget()` when their sessions are built.
 - what idle threads do: OpenMP workers spin for a while (libgomp: about 3 ms, `GOMP_SPINCOUNT` 300000)
@@ -49,12 +50,21 @@ def affinity_count() -> int:
         return os.cpu_count() or 1
 
 
-def cpu_budget(cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> int:
+def cpu_budget(
+    cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP, environ: Mapping[str, str] | None = None
+) -> int:
     """How many CPUs this process may use: its affinity mask, capped by the tightest cgroup CPU quota (whole
-    CPUs, at least 1)."""
-    cpus = affinity_count()
-    quota = cgroup_cpu_limit(cgroup_root, proc_cgroup)
-    return max(1, min(cpus, quota)) if quota is not None else cpus
+    CPUs) and by a smaller `OMP_NUM_THREADS` in `environ` (os.environ by default); at least 1."""
+    limits = [affinity_count(), cgroup_cpu_limit(cgroup_root, proc_cgroup), asked_threads(environ)]
+    return max(1, min(limit for limit in limits if limit is not None))
+
+
+def asked_threads(environ: Mapping[str, str] | None = None) -> int | None:
+    """The thread count `OMP_NUM_THREADS` asks for (its first level when it lists several), None when it is
+    not set or not a positive integer."""
+    value = (os.environ if environ is None else environ).get("OMP_NUM_THREADS", "")
+    first = value.split(",")[0].strip()
+    return int(first) if first.isdigit() and int(first) > 0 else None
 
 
 def cgroup_cpu_limit(cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> int | None:
