@@ -300,10 +300,10 @@ def test_rows_are_timed_in_turn_with_busy_rounds_between(tiny_checkpoint: Path) 
     engines = [Recorded("a", engine), Recorded("b", engine)]
     images = measure.benchmark_images(1)
     with Spinners(1) as spinners:
-        timings = measure.time_rows(engines, images, runs=3, warmup=1, spinners=spinners)  # type: ignore[arg-type]
-    assert calls == ["a", "b"] + ["a", "b"] * 6  # warm-ups, then 6 rounds (3 quiet, 3 busy)
+        timings = measure.time_rows(engines, images, runs=2, warmup=1, spinners=spinners)  # type: ignore[arg-type]
+    assert calls == ["a", "b"] + ["a", "b"] * 4  # warm-ups, then 4 rounds (2 quiet, 2 busy)
     for quiet, busy in timings:
-        assert quiet.e2e.count == 3 and busy is not None and busy.e2e.count == 3
+        assert quiet.e2e.count == 2 and busy is not None and busy.e2e.count == 2
     ((quiet, busy),) = measure.time_rows(engines[:1], images, runs=2, warmup=0)  # type: ignore[arg-type]
     assert quiet.e2e.count == 2 and busy is None
 
@@ -338,7 +338,11 @@ def test_busy_processes_spin_only_while_running_and_are_gone_after() -> None:
     assert all(not Path(f"/proc/{pid}").exists() or _state(pid) == "Z" for pid in pids)
 
 
-def test_cli_busy_reports_the_busy_column(tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_cli_busy_reports_the_busy_column(tiny_checkpoint: Path, tmp_path: Path, monkeypatch) -> None:
+    import yolonas_cli.modes.benchmark as benchmark_mode
+
+    # the peak is not what this test checks: a 256^3 GEMM instead of 2048^3 (about 4 s less on 2 loaded cores)
+    monkeypatch.setattr(benchmark_mode, "_peak", lambda device: measure.matmul_peak(device, size=256, runs=1))
     result = runner.invoke(
         app,
         [
