@@ -1,7 +1,7 @@
 """`backend=auto`: `.pt` weights on a CPU run in the fastest runtime installed, converted once and cached.
 
 The order is OpenVINO, then ONNX Runtime, then PyTorch (`AUTO_ORDER`; measured by `yolo-nas benchmark` on this
-project's 2-core AVX-512 machine, S at 640 end to end: OpenVINO 0.78x, ONNX Runtime 0.95-1.05x the time of
+project's 2-core AVX-512 machine, S at 640 end to end: OpenVINO 0.78-0.81x, ONNX Runtime 0.90-1.05x the time of
 PyTorch, FP32 all three, with the same detections within the export parity tolerances). On a GPU, or with
 `backend=torch`, the weights run in PyTorch as before.
 
