@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,18 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def s_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same for YOLO-NAS S with the fixture formula weights."""
     return _write_checkpoint(tmp_path_factory.mktemp("weights"), "s")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_weights_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A fresh weights cache for the session (unless YOLONAS_WEIGHTS_DIR is set): predict's backend=auto
+    converts each weights file used into it once, and nothing is written to the user's own cache."""
+    if os.environ.get("YOLONAS_WEIGHTS_DIR"):
+        yield
+        return
+    os.environ["YOLONAS_WEIGHTS_DIR"] = str(tmp_path_factory.mktemp("weights_cache"))
+    yield
+    os.environ.pop("YOLONAS_WEIGHTS_DIR", None)
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import os
+import time
 from pathlib import Path
 
 import cv2
@@ -18,6 +20,7 @@ from yolonas_cli.cfg import make_args
 from yolonas_cli.cli.app import app
 from yolonas_cli.engine.engine import EngineSettings
 from yolonas_cli.engine.letterbox import Letterbox
+from yolonas_cli.formats.auto import runtime_for
 from yolonas_cli.modes.benchmark import measure, records, rows
 from yolonas_cli.modes.benchmark import report as tables
 
@@ -42,6 +45,7 @@ def _onnx_ready() -> bool:
 
 ONNX = _onnx_ready()
 FORMATS = ["pytorch", "onnx", "engine"] if ONNX else ["pytorch", "engine"]
+AUTO = runtime_for("auto", torch.device("cpu"))  # the runtime of predict's default on this machine, if any
 
 
 def make_dataset(root: Path) -> Path:
@@ -145,6 +149,7 @@ def test_rows_have_the_expected_shape(cli_run) -> None:
     _, run_dir = cli_run
     report = json.loads((run_dir / "benchmark.json").read_text())
     expected = [("pytorch", "fp32", True), ("pytorch", "fp32", False)]
+    expected += [("auto", "fp32", False)] if AUTO else []
     expected += [("onnx", "fp32", False)] if ONNX else []
     expected += [("engine", "fp32", False)]
     assert [(r["format"], r["precision"], r["baseline"]) for r in report["rows"]] == expected
@@ -156,11 +161,26 @@ def test_rows_have_the_expected_shape(cli_run) -> None:
     assert report["settings"]["imgsz"] == [160, 160] and report["settings"]["runs"] == 2
 
 
+def test_stage_times_add_up_to_the_end_to_end_time(cli_run) -> None:
+    """Every row's stages are those of its median pass (they add up to the end-to-end median, to the 3
+    decimals stored), and its model time is the inference stage of the same passes, so neither median nor p90
+    of the model exceeds the end-to-end one."""
+    _, run_dir = cli_run
+    report = json.loads((run_dir / "benchmark.json").read_text())
+    ok = [r for r in report["rows"] if r["status"] == "ok"]
+    assert ok
+    for row in ok:
+        stages = row["preprocess_ms"] + row["inference_ms"] + row["postprocess_ms"]
+        assert stages == pytest.approx(row["e2e_median_ms"], abs=2e-3), row["title"]
+        assert row["model_median_ms"] <= row["e2e_median_ms"] and row["model_p90_ms"] <= row["e2e_p90_ms"]
+        assert row["busy_e2e_median_ms"] is None and row["busy_ratio"] is None  # no busy=N in this run
+
+
 def test_measured_numbers_are_positive_and_agreement_is_computed(cli_run) -> None:
     _, run_dir = cli_run
     report = json.loads((run_dir / "benchmark.json").read_text())
     ok = [r for r in report["rows"] if r["status"] == "ok"]
-    assert len(ok) == (3 if ONNX else 2)
+    assert len(ok) == 2 + ONNX + bool(AUTO)
     for row in ok:
         for key in (
             "size_mb",
@@ -186,6 +206,18 @@ def test_measured_numbers_are_positive_and_agreement_is_computed(cli_run) -> Non
     assert report["flops_per_image"] > 0
     assert all(v > 0 for v in report["peak_gflops"]["methods"].values())
     assert report["summary"]["fastest"]["speedup"] > 0
+
+
+def test_the_predict_default_row_runs_the_converted_weights(cli_run) -> None:
+    """With OpenVINO or ONNX Runtime installed, a row times what `yolo-nas predict` runs by default: the
+    weights converted once into the weights cache, in that runtime, agreeing with PyTorch."""
+    if not AUTO:
+        pytest.skip("neither OpenVINO nor ONNX Runtime is installed: predict's default is PyTorch")
+    _, run_dir = cli_run
+    row = next(r for r in json.loads((run_dir / "benchmark.json").read_text())["rows"] if r["format"] == "auto")
+    assert row["title"] == "Predict default (backend=auto)" and row["status"] == "ok"
+    assert "/converted/" in row["file"] and row["size_mb"] > 0
+    assert row["box_diff_px"] < 0.01 and row["detections_matched"] == row["detections_reference"]
 
 
 def test_a_format_that_cannot_run_here_is_reported_not_fatal(cli_run) -> None:
@@ -230,10 +262,129 @@ def test_map_is_measured_for_every_row_with_a_labelled_dataset(cli_run) -> None:
 # ---------------------------------------------------------------------------------------------- pieces
 
 
+def test_summarized_runs_are_consistent() -> None:
+    """The stages reported are the median pass's (the two middle passes averaged for an even count), so they
+    add up to the end-to-end median; the model figure is the inference stage of every pass."""
+    runs = [
+        {"preprocess": 1.0, "inference": 10.0, "postprocess": 1.0},  # 12
+        {"preprocess": 3.0, "inference": 30.0, "postprocess": 5.0},  # 38: an outlier
+        {"preprocess": 2.0, "inference": 9.0, "postprocess": 2.0},  # 13
+        {"preprocess": 1.5, "inference": 11.0, "postprocess": 1.5},  # 14
+        {"preprocess": 1.0, "inference": 12.0, "postprocess": 2.0},  # 15
+    ]
+    odd = measure.summarize_runs(runs)
+    assert odd.e2e.median == 14.0 and odd.stages == runs[3]
+    assert odd.model.median == 11.0 and odd.model.count == 5
+    even = measure.summarize_runs(runs[:4])  # totals 12, 38, 13, 14: middle passes 13 and 14
+    assert even.e2e.median == 13.5 == sum(even.stages.values())
+    assert even.stages == {"preprocess": 1.75, "inference": 10.0, "postprocess": 1.75}
+
+
+def test_rows_are_timed_in_turn_with_busy_rounds_between(tiny_checkpoint: Path) -> None:
+    """time_rows: every engine makes one pass per round, in turn; with spinners every other round runs
+    beside them, giving each engine its own busy timing of `runs` passes."""
+    from yolonas_cli.api import NAS
+    from yolonas_cli.modes.benchmark.busy import Spinners
+
+    calls: list[str] = []
+
+    class Recorded:  # the real engine, with its passes written down
+        def __init__(self, name: str, engine) -> None:
+            self.name, self.engine = name, engine
+
+        def run_batch(self, images):
+            calls.append(self.name)
+            return self.engine.run_batch(images)
+
+    engine = NAS(tiny_checkpoint).make_engine(EngineSettings(imgsz=(64, 64)), "cpu")
+    engines = [Recorded("a", engine), Recorded("b", engine)]
+    images = measure.benchmark_images(1)
+    with Spinners(1) as spinners:
+        timings = measure.time_rows(engines, images, runs=2, warmup=1, spinners=spinners)  # type: ignore[arg-type]
+    assert calls == ["a", "b"] + ["a", "b"] * 4  # warm-ups, then 4 rounds (2 quiet, 2 busy)
+    for quiet, busy in timings:
+        assert quiet.e2e.count == 2 and busy is not None and busy.e2e.count == 2
+    ((quiet, busy),) = measure.time_rows(engines[:1], images, runs=2, warmup=0)  # type: ignore[arg-type]
+    assert quiet.e2e.count == 2 and busy is None
+
+
+def _state(pid: int) -> str:
+    """The process state letter from /proc (R running, S sleeping, T stopped, ...)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc (Linux)")
+def test_busy_processes_spin_only_while_running_and_are_gone_after() -> None:
+    from yolonas_cli.modes.benchmark.busy import Spinners
+
+    with Spinners(2) as spinners:
+        pids = [p.pid for p in spinners.processes]
+        time.sleep(0.3)  # started, then paused
+        assert [_state(pid) for pid in pids] == ["T", "T"]
+        paused = [_cpu_seconds(pid) for pid in pids]
+        time.sleep(0.3)
+        assert [_cpu_seconds(pid) for pid in pids] == paused
+        with spinners.running():
+            assert all(_state(pid) in "RS" for pid in pids)
+            time.sleep(0.6)
+        spun = [_cpu_seconds(pid) - before for pid, before in zip(pids, paused)]
+        assert all(s > 0.05 for s in spun), spun  # each had CPU time while running (load elsewhere varies)
+        assert [_state(pid) for pid in pids] == ["T", "T"]
+    assert all(not Path(f"/proc/{pid}").exists() or _state(pid) == "Z" for pid in pids)
+
+
+def test_cli_busy_reports_the_busy_column(tiny_checkpoint: Path, tmp_path: Path, monkeypatch) -> None:
+    import yolonas_cli.modes.benchmark as benchmark_mode
+
+    # the peak is not what this test checks: a 256^3 GEMM instead of 2048^3 (about 4 s less on 2 loaded cores)
+    monkeypatch.setattr(benchmark_mode, "_peak", lambda device: measure.matmul_peak(device, size=256, runs=1))
+    result = runner.invoke(
+        app,
+        [
+            "benchmark",
+            f"model={tiny_checkpoint}",
+            "imgsz=64",
+            "runs=2",
+            "warmup=0",
+            "device=cpu",
+            "formats=pytorch",
+            "int8=False",
+            "busy=1",
+            f"project={tmp_path}",
+            "name=run",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "run" / "benchmark.json").read_text())
+    assert report["settings"]["busy"] == 1
+    for row in report["rows"]:
+        assert row["busy_e2e_median_ms"] > 0
+        assert row["busy_ratio"] == pytest.approx(row["busy_e2e_median_ms"] / row["e2e_median_ms"], rel=1e-2)
+    markdown = (tmp_path / "run" / "benchmark.md").read_text()
+    assert "| E2E ms | Busy E2E ms | Pre / post ms |" in markdown
+    assert "beside 1 spinning processes (busy=1)" in markdown
+
+
 def test_stats_median_and_p90() -> None:
     stats = records.Stats.of([5.0, 1.0, 3.0, 2.0, 4.0])
     assert (stats.median, stats.min, stats.count) == (3.0, 1.0, 5)
     assert stats.p90 == pytest.approx(4.6)
+
+
+def test_plan_variants_with_the_predict_default() -> None:
+    cpu = rows.plan_variants(["pytorch", "onnx"], torch.device("cpu"), half=False, int8=False, auto=True)
+    assert [(v.format, v.baseline) for v in cpu] == [
+        ("pytorch", True),
+        ("pytorch", False),
+        ("auto", False),
+        ("onnx", False),
+    ]
+    assert "auto" not in [v.format for v in rows.plan_variants(["onnx"], torch.device("cpu"), False, False, auto=True)]
 
 
 def test_plan_variants_cpu_and_gpu() -> None:

@@ -153,4 +153,8 @@ def test_the_lock_is_reentrant_and_a_waiter_gives_up(tmp_path: Path, monkeypatch
     ):
         pass
     assert time.monotonic() - started < 2
+    with locking.exclusive_lock(target, timeout=0.3, required=False) as held:  # work the lock only saves
+        assert held is False  # the wait ran out: the block runs without the lock
     assert blocker.wait(timeout=60) == 0
+    with locking.exclusive_lock(target, timeout=0.3, required=False) as held:
+        assert held is True

@@ -3,6 +3,7 @@ kind, console lines, and bounded memory."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
@@ -23,7 +24,7 @@ from httpserver import serve
 from yolonas_cli import NAS
 from yolonas_cli.cli.app import app
 from yolonas_cli.core.version import __version__
-from yolonas_cli.data.sources import default_source
+from yolonas_cli.data.sources import default_source, open_source
 
 SCRIPT = Path(sys.executable).parent / "yolo-nas"
 SETTINGS = [(0.25, 0.7), (0.4, 0.5)]
@@ -62,9 +63,10 @@ def run(*tokens: str, cwd: Path | None = None):
 # ------------------------------------------------------------------------------------ parity
 
 
+@pytest.mark.parametrize("backend", ["auto", "torch"])  # auto: OpenVINO or ONNX Runtime where installed
 @pytest.mark.parametrize(("conf", "iou"), SETTINGS)
-def test_python_api_matches_the_original_pipeline(s_checkpoint, conf, iou):
-    results = NAS(s_checkpoint)(conf=conf, iou=iou, verbose=False)
+def test_python_api_matches_the_original_pipeline(s_checkpoint, conf, iou, backend):
+    results = NAS(s_checkpoint)(conf=conf, iou=iou, backend=backend, verbose=False)
     assert len(results) == 4
     for result in results:
         assert_matches_reference(
@@ -101,6 +103,34 @@ def test_cli_save_json_matches_the_original_pipeline(s_checkpoint, tmp_path, con
             [d["confidence"] for d in dets],
             [d["class"] for d in dets],
         )
+
+
+def test_the_first_batch_is_preceded_by_an_untimed_warm_up(tiny_checkpoint):
+    """The engine runs its backend once on zeros of the first batch's input shape before timing anything
+    (a runtime's one-time set-up is not reported as inference time), and only once."""
+    from yolonas_cli.engine.engine import EngineSettings
+
+    engine = NAS(tiny_checkpoint).make_engine(EngineSettings(imgsz=(128, 128), batch=2), "cpu", runtime="torch")
+    calls: list[tuple[tuple[int, ...], bool]] = []
+    real = engine.backend
+
+    class Recorded:  # the real backend, with its inputs written down
+        name, device, fixed_input, graph_nms = real.name, real.device, real.fixed_input, real.graph_nms
+
+        def __call__(self, images):
+            calls.append((images.shape, not images.any()))
+            return real(images)
+
+        def synchronize(self) -> None:
+            real.synchronize()
+
+    engine.backend = Recorded()
+    frames = list(open_source(default_source()))[:3]
+    results = list(engine.stream(frames))
+    assert calls == [((2, 3, 128, 128), True), ((2, 3, 128, 128), False), ((1, 3, 128, 128), False)]
+    assert engine.timer.images == 3 and len(results) == 3
+    engine.run_batch([frames[0].image_bgr])
+    assert len(calls) == 4  # warm once
 
 
 # ------------------------------------------------------------------------------------ sources
@@ -359,12 +389,17 @@ def test_header_line_once_before_the_first_result(tiny_checkpoint, tmp_path):
     )
     assert ", cpu (" in header[0]  # device=auto on this CPU-only machine
     model_part = header[0].split("; ")[1]
-    assert model_part.startswith(f"formula_tiny.pth (fused): {params:,} parameters, ")
+    # backend=auto names the runtime it chose: OpenVINO, then ONNX Runtime, then PyTorch (README's order)
+    installed = [name for name in ("openvino", "onnxruntime") if importlib.util.find_spec(name) is not None]
+    chosen = {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}[installed[0]] if installed else "PyTorch"
+    assert model_part.startswith(f"formula_tiny.pth (fused, {chosen}): {params:,} parameters, ")
     assert model_part.endswith(" GFLOPs at 128x128")
     gflops = float(model_part.split()[-4])
     # ours counts the convolution modules, torch's every convolution call: 0.2% apart on this model
     assert gflops == pytest.approx(counter.get_total_flops() / 1e9, rel=0.01)
     assert out.index(header[0]) < next(i for i, line in enumerate(out) if line.startswith("image 1/4"))
+    torch_run = predict_cli(tiny_checkpoint, tmp_path, "save=False", "backend=torch").stderr
+    assert f"formula_tiny.pth (fused, PyTorch): {params:,} parameters, " in torch_run
     quiet = predict_cli(tiny_checkpoint, tmp_path, "save=False", "verbose=False")
     assert quiet.stderr == "" and quiet.stdout == ""
 

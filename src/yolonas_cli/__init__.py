@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from yolonas_cli.core.cpus import apply_thread_environment
 from yolonas_cli.core.version import __version__
+
+# First, before any module of the package can import torch or OpenCV: their thread pools read these variables
+# once, when they load (idle workers sleep instead of spinning; a CPU quota caps OpenMP's threads). Variables
+# already set are kept. See core/cpus.py.
+apply_thread_environment()
 
 __all__ = ["NAS", "__version__", "sg_evaluate"]
 

@@ -48,6 +48,16 @@ BENCHMARK_FORMATS = tuple(f.name for f in registry.FORMATS)  # the PyTorch weigh
 FORMAT_ALIASES = registry.ALIASES
 
 
+def _backend(default: str) -> Any:
+    return arg(
+        default,
+        "runtime of .pt weights: auto (on a CPU the fastest installed: openvino, onnxruntime, else torch; "
+        "converted once and cached), torch, openvino or onnxruntime",
+        choice(registry.BACKENDS, registry.BACKEND_ALIASES),
+        (str,),
+    )
+
+
 def unknown_key_message(mode: str, key: str, where: str = "") -> str:
     """The one-line error for a key that `mode` does not take (`where` names a cfg file, if any)."""
     hint = did_you_mean(key, field_names(mode)) or f" Run 'yolo-nas {mode} --help' to list the arguments."
@@ -325,6 +335,7 @@ class FrameArgs(CommonArgs):
     iou: float = _iou()
     max_det: int = _max_det()
     half: bool = _half()
+    backend: str = _backend("auto")
     batch: int = _batch(1)
     classes: list[int] | None = _classes()  # noqa: RUF009 (a dataclasses.Field, not a default)
     agnostic_nms: bool = _flag(False, "suppress overlapping boxes across classes, not only within one")
@@ -394,6 +405,7 @@ class ValArgs(CommonArgs):
     max_det: int = _max_det()
     batch: int = _batch(16)
     half: bool = _half()
+    backend: str = _backend("torch")
     classes: list[int] | None = _classes()  # noqa: RUF009 (a dataclasses.Field, not a default)
     rect: bool = _flag(False, "letterbox each batch to its smallest stride multiple instead of a square")
     split: str = arg("val", "dataset split to evaluate: val, test or train", choice(("val", "test", "train")), (str,))
@@ -487,6 +499,9 @@ class BenchmarkArgs(CommonArgs):
     warmup: int = arg(3, "untimed warm-up runs per backend", integer(0))
     half: bool = _half("also time FP16 where the backend supports it")
     int8: bool = _flag(True, "also time INT8 where the backend supports it")
+    busy: int = arg(
+        0, "also time every row beside this many spinning processes, in alternate rounds (0 = quiet only)", integer(0)
+    )
     project: str | None = _project("benchmark")
     name: str | None = _name("benchmark")
     exist_ok: bool = _exist_ok()
@@ -621,6 +636,7 @@ class ServeArgs(CommonArgs):
     max_det: int = _max_det()
     classes: list[int] | None = _classes()  # noqa: RUF009 (a dataclasses.Field, not a default)
     half: bool = _half()
+    backend: str = _backend("auto")
     batch: int = _batch(8, "most requests run together in one model call (dynamic batching)")
     max_wait_ms: float = arg(5.0, "how long a batch waits for more requests, in ms", number(0, 10_000))
     max_queue: int = arg(64, "most requests waiting for the model; more are refused with 503", integer(1))

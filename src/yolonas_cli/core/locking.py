@@ -41,10 +41,16 @@ def lock_path(target: str | os.PathLike[str]) -> Path:
 
 
 @contextmanager
-def exclusive_lock(target: str | os.PathLike[str], *, timeout: float, what: str | None = None) -> Iterator[None]:
+def exclusive_lock(
+    target: str | os.PathLike[str], *, timeout: float, what: str | None = None, required: bool = True
+) -> Iterator[bool]:
     """Hold the lock of `target` (which need not exist) for the enclosed block; see the module docstring.
+    Yields True while the lock is held.
 
-    `timeout`: the longest wait for another holder, in seconds; `what` names the work in messages."""
+    `timeout`: the longest wait for another holder, in seconds; `what` names the work in messages.
+    `required=False` is for work the lock only saves (a conversion another process may be making), never
+    guards: when the wait runs out or the file system cannot lock, the block runs without the lock (yields
+    False); what it writes must still go to a temporary name and be renamed."""
     path = lock_path(target)
     key = (str(path.absolute()), threading.get_ident())
     with _held_guard:
@@ -52,12 +58,18 @@ def exclusive_lock(target: str | os.PathLike[str], *, timeout: float, what: str 
         _held[key] = depth + 1
     try:
         if depth:
-            yield
+            yield True
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = _acquire(path, timeout, what or f"'{Path(target).name}'")
         try:
-            yield
+            fd = _acquire(path, timeout, what or f"'{Path(target).name}'")
+        except (YoloNasError, OSError):
+            if required:
+                raise
+            yield False
+            return
+        try:
+            yield True
         finally:
             _release(path, fd)
     finally:

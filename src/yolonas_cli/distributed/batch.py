@@ -55,6 +55,7 @@ class WorkerSpec:
     half: bool = False
     pipeline: Pipeline = PREDICT
     weights_dir: str | None = None
+    runtime: str = "torch"  # backend= (auto: each actor's machine converts the weights once, see formats.auto)
     bgr_uint8: bool = False
     after_image: AfterImage | None = None
 
@@ -84,8 +85,8 @@ class ImageWorker:
 
     def __init__(self, spec: WorkerSpec):
         console.set_verbose(False)  # the driver reports; a worker's prints would interleave
-        detector = Detector(fetch_model(spec.model, spec.weights_dir))
-        self.engine = detector.make_engine(spec.settings, spec.device, spec.half, spec.pipeline)
+        detector = Detector(fetch_model(spec.model, spec.weights_dir), weights_dir=spec.weights_dir)
+        self.engine = detector.make_engine(spec.settings, spec.device, spec.half, spec.pipeline, spec.runtime)
         self.names = detector.names
         self.spec = spec
         self.worker = f"{socket.gethostname()}:{os.getpid()}"

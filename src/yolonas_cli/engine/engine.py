@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,9 +31,8 @@ from yolonas_cli.data.results import Boxes, Result
 from yolonas_cli.engine.backend import Backend, GraphNMS
 from yolonas_cli.engine.batching import shape_batches
 from yolonas_cli.engine.letterbox import Letterbox
-from yolonas_cli.engine.postprocess import PRE_NMS_TOP_K, filter_detections, postprocess
+from yolonas_cli.engine.postprocess import PRE_NMS_TOP_K, filter_detections, postprocess_batch
 from yolonas_cli.engine.slicing import SliceConfig, TileMerger, iter_tiles, plan_tiles
-from yolonas_cli.engine.threads import single_opencv_thread, single_torch_thread
 
 STAGES = ("preprocess", "inference", "postprocess")
 
@@ -64,14 +62,12 @@ class Pipeline:
         rounding it (its predict);
     clip_boxes: detections mapped back to the image are clipped to it (the original's predict does not clip;
         its val metric clips to the network-input canvas itself, see `metrics.sg`);
-    to_input: (letterbox, BGR image) -> network input float32 [3, H, W] (default: `Letterbox.apply`);
-    one_opencv_thread: preprocess on the calling thread (see `threads.single_opencv_thread`).
+    to_input: (letterbox, BGR image) -> network input float32 [3, H, W] (default: `Letterbox.apply`).
     """
 
     truncate_resize: bool = False
     clip_boxes: bool = True
     to_input: Callable[[Letterbox, np.ndarray], np.ndarray] = Letterbox.apply
-    one_opencv_thread: bool = True
 
 
 PREDICT = Pipeline()
@@ -100,7 +96,12 @@ class Prepared:
 
 
 class Engine:
-    """Runs a backend over images and returns one `Result` per image, in input order."""
+    """Runs a backend over images and returns one `Result` per image, in input order.
+
+    The first batch is preceded by one untimed backend call at its input shape (`warm_up`): a runtime's
+    one-time set-up (kernel selection, memory plans, graph compilation) is not reported as inference time.
+    No stage changes a process-wide setting (thread counts are set once, see `core.cpus`), so engines may run
+    in several threads at once."""
 
     def __init__(self, backend: Backend, names: dict[int, str], settings: EngineSettings, pipeline: Pipeline = PREDICT):
         self.backend = backend
@@ -108,6 +109,7 @@ class Engine:
         self.settings = settings
         self.pipeline = pipeline
         self.timer = StageTimer()
+        self.warm = False
         if backend.graph_nms is not None:
             _warn_unhonoured(settings, backend.graph_nms)
 
@@ -134,8 +136,7 @@ class Engine:
     def preprocess(self, images: Sequence[np.ndarray]) -> Prepared:
         """BGR (or grey/BGRA/16-bit) images of one padded shape -> network input. See `Letterbox`."""
         boxes = tuple(self.letterbox(img.shape[:2]) for img in images)
-        with single_opencv_thread() if self.pipeline.one_opencv_thread else nullcontext():
-            inputs = np.stack([self.pipeline.to_input(lb, img) for lb, img in zip(boxes, images)])
+        inputs = np.stack([self.pipeline.to_input(lb, img) for lb, img in zip(boxes, images)])
         return Prepared(inputs, boxes)
 
     def infer(self, prepared: Prepared):
@@ -144,28 +145,38 @@ class Engine:
 
     def postprocess(self, raw, letterboxes: Sequence[Letterbox], max_det: int | None = None) -> list[np.ndarray]:
         """Raw outputs -> per image float32 [K,6] (x1, y1, x2, y2, conf, class) in original pixels; at most
-        `max_det` per image (None: `settings.max_det`)."""
+        `max_det` per image (None: `settings.max_det`).
+
+        NMS runs for the whole batch on the backend's device; the detections come to the host once, at the end."""
         s = self.settings
         max_det = s.max_det if max_det is None else max_det
-        with single_torch_thread():  # a few small ops: thread hand-offs would cost more than they save
-            if self.backend.graph_nms is None:
-                detections = postprocess(
-                    raw[0],
-                    raw[1],
-                    conf=s.conf,
-                    iou=s.iou,
-                    max_det=max_det,
-                    pre_nms_top_k=s.pre_nms_top_k,
-                    multi_label=s.multi_label,
-                    agnostic=s.agnostic_nms,
-                    classes=s.classes,
-                )
-            else:  # the graph ran NMS: only the stricter conf, classes and max_det are left to apply
-                detections = filter_detections(raw, conf=s.conf, max_det=max_det, classes=s.classes)
+        if self.backend.graph_nms is None:
+            padded, counts = postprocess_batch(
+                raw[0],
+                raw[1],
+                conf=s.conf,
+                iou=s.iou,
+                max_det=max_det,
+                pre_nms_top_k=s.pre_nms_top_k,
+                multi_label=s.multi_label,
+                agnostic=s.agnostic_nms,
+                classes=s.classes,
+            )
+            rows, sizes = padded.cpu().numpy(), counts.tolist()
+            detections = [det[:n] for det, n in zip(rows, sizes)]
+        else:  # the graph ran NMS: only the stricter conf, classes and max_det are left to apply
+            kept = filter_detections(raw, conf=s.conf, max_det=max_det, classes=s.classes)
+            detections = [det.cpu().numpy() for det in kept]
         return [
-            np.asarray(lb.to_original(det.cpu().numpy(), clip=self.pipeline.clip_boxes), dtype=np.float32)
+            np.asarray(lb.to_original(det, clip=self.pipeline.clip_boxes), dtype=np.float32)
             for lb, det in zip(letterboxes, detections)
         ]
+
+    def warm_up(self, shape: tuple[int, ...]) -> None:
+        """One untimed backend call on zeros of the input shape [B, 3, H, W] (then `warm` is True)."""
+        self.backend(np.zeros(shape, dtype=np.float32))
+        self.backend.synchronize()
+        self.warm = True
 
     # --- loop ---------------------------------------------------------------------------------------
     @property
@@ -177,7 +188,8 @@ class Engine:
     def run_batch(self, images: Sequence[np.ndarray]) -> list[tuple[np.ndarray, Letterbox, dict[str, float]]]:
         """All three stages on images that share a padded shape; returns (detections, letterbox, speed ms).
 
-        With slicing, each image is run tile by tile (`run_sliced`), whatever its shape."""
+        With slicing, each image is run tile by tile (`run_sliced`), whatever its shape. The first call warms the
+        backend up first, outside the timing."""
         if self.settings.slicing is not None:
             return [self.run_sliced(image) for image in images]
         detections, letterboxes, totals, shape = self._stages(images)
@@ -225,7 +237,9 @@ class Engine:
     ) -> tuple[list[np.ndarray], tuple[Letterbox, ...], dict[str, float], tuple[int, ...]]:
         """The three stages on images of one padded shape: (detections [K, 6] in the images' pixels, at most
         `max_det` each (None: `settings.max_det`), their letterboxes, ms per stage for the whole batch, the
-        network input's shape)."""
+        network input's shape). The first call warms the backend up first, outside the timing."""
+        if not self.warm:
+            self.warm_up((len(images), 3, *self.input_shape(images[0])))
         clock = time.perf_counter()
         prepared = self.preprocess(images)
         t_pre = time.perf_counter()

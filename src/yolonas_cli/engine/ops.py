@@ -11,11 +11,13 @@ NMS follows torchvision's semantics exactly: IoU is computed in the boxes' float
 ``inter / (area_a + area_b - inter)`` and compared with the threshold in float64; a box is suppressed when its
 IoU with a kept, higher-scoring box is strictly greater than the threshold; candidates are visited in a stable
 descending-score order (equal scores: lower index first), and the kept indices come back in that order.
+`greedy_nms` runs it for a batch of images on their device with no copy to the host (postprocessing uses it;
+`nms` and `batched_nms` are its one-image forms).
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVar, Union
+from typing import Any, Optional, TypeVar, Union
 
 import numpy as np
 import torch
@@ -28,8 +30,10 @@ __all__ = [
     "box_ios",
     "box_iou",
     "clip_boxes",
+    "greedy_nms",
     "ltwh_to_xyxy",
     "nms",
+    "packed_width",
     "xywh_to_xyxy",
     "xyxy_to_ltwh",
     "xyxy_to_xywh",
@@ -40,29 +44,30 @@ Boxes = TypeVar("Boxes", Tensor, np.ndarray)
 ArrayLike = Union[Tensor, np.ndarray]
 
 BOX_FORMATS = ("xyxy", "xywh", "ltwh")
-_NMS_BLOCK = 1024  # rows of the suppression matrix computed at once (bounds memory to ~block * N)
+_NMS_BLOCK = 256  # candidates resolved together by greedy NMS (a block's pairwise matrix is block x block)
+_NMS_ELEMENTS = 1 << 23  # most pairwise IoU entries computed at once (32 MB per float32 temporary)
 
 
 # ---------------------------------------------------------------------------------------------------- IoU
 
 
 def _area(boxes: Tensor) -> Tensor:
-    """Areas of ``boxes`` [N, 4] xyxy -> [N] (negative for inverted boxes, as torchvision)."""
-    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    """Areas of ``boxes`` [..., N, 4] xyxy -> [..., N] (negative for inverted boxes, as torchvision)."""
+    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
 
 
 def _pairwise_iou(a: Tensor, area_a: Tensor, b: Tensor, area_b: Tensor) -> Tensor:
-    """IoU [N, M] of ``a`` [N, 4] and ``b`` [M, 4] (xyxy) given their precomputed areas.
+    """IoU [..., N, M] of ``a`` [..., N, 4] and ``b`` [..., M, 4] (xyxy) given their precomputed areas.
 
     Same float operations as torchvision's NMS kernel: ``w = max(0, min(x2) - max(x1))``, likewise ``h``,
     ``inter = w * h``, ``iou = inter / (area_a + area_b - inter)``. In-place steps keep temporaries few.
     """
-    ax1, ay1, ax2, ay2 = (c[:, None] for c in a.unbind(1))
-    bx1, by1, bx2, by2 = (c[None, :] for c in b.unbind(1))
+    ax1, ay1, ax2, ay2 = (c.unsqueeze(-1) for c in a.unbind(-1))
+    bx1, by1, bx2, by2 = (c.unsqueeze(-2) for c in b.unbind(-1))
     w = torch.minimum(ax2, bx2).sub_(torch.maximum(ax1, bx1)).clamp_(min=0)
     h = torch.minimum(ay2, by2).sub_(torch.maximum(ay1, by1)).clamp_(min=0)
     inter = w.mul_(h)
-    union = (area_a[:, None] + area_b[None, :]).sub_(inter)
+    union = (area_a.unsqueeze(-1) + area_b.unsqueeze(-2)).sub_(inter)
     return inter.div_(union)
 
 
@@ -134,49 +139,135 @@ def _above(ious: Tensor, iou: float) -> Tensor:
     return ious.double() > iou
 
 
-def _overlaps(
-    boxes: Tensor, area: Tensor, labels: Tensor | None, alive: np.ndarray, start: int, iou: float
-) -> np.ndarray:
-    """Bool [len(alive), N - start]: box ``alive[r]`` suppresses box ``start + c`` (IoU > iou, same label).
+def _suppression(
+    rows: tuple[Tensor, Tensor, Tensor | None], cols: tuple[Tensor, Tensor, Tensor | None], iou: float
+) -> Tensor:
+    """Bool [B, R, C]: row box r would suppress column box c (IoU > iou and, with labels, the same label).
 
-    The diagonal (a box against itself) is cleared.
+    ``rows`` and ``cols`` are (boxes [B, K, 4] xyxy, areas [B, K], labels [B, K] or None)."""
+    (a, area_a, label_a), (b, area_b, label_b) = rows, cols
+    over = _above(_pairwise_iou(a, area_a, b, area_b), iou)
+    if label_a is not None and label_b is not None:
+        over &= label_a[:, :, None] == label_b[:, None, :]
+    return over
+
+
+def _resolve_block(over: Tensor, alive: Tensor) -> Tensor:
+    """The greedy decisions inside one block: keep [B, M] from ``over`` [B, M, M] (j would suppress i, j < i
+    only) and ``alive`` [B, M] (not suppressed from earlier blocks, not padding).
+
+    Greedy NMS is the unique fixed point of ``keep[i] = alive[i] and no kept j < i suppresses i``. Iterating
+    that map from ``keep = alive`` gets every i < t right after t steps (each decision reads only earlier
+    ones), so it ends in at most M + 1 steps; it usually ends in 2-4, since a box's fate rarely depends on a
+    long chain of boxes that suppress each other. Each step is one batched matrix product on the device.
+    Stopping needs to know that nothing changed: read every step on a CPU (free), every 4th on a GPU."""
+    weights = over.to(torch.float32)  # 0/1: the products count suppressors exactly (M <= 2**24)
+    check_every = 1 if over.device.type == "cpu" else 4
+    keep = alive
+    for step in range(over.shape[1] + 1):
+        hit = torch.bmm(keep.to(torch.float32).unsqueeze(1), weights).squeeze(1) > 0
+        updated = alive & ~hit
+        if (step + 1) % check_every == 0 and torch.equal(updated, keep):
+            return updated
+        keep = updated
+    return keep
+
+
+def packed_width(mask: Tensor) -> int:
+    """How many columns of ``mask`` [B, N] (bool) hold every row's True entries once they are packed to the
+    front: the largest count on a CPU, where reading it is free; N on other devices, where reading it would
+    wait for the device (the padding then rides along, marked invalid)."""
+    if mask.device.type != "cpu" or mask.numel() == 0:
+        return mask.shape[1]
+    return int(mask.sum(1).max())
+
+
+def greedy_nms(boxes: Tensor, valid: Tensor, labels: Tensor | None, iou: float, max_keep: int | None = None) -> Tensor:
+    """Greedy NMS of candidates already in visiting order, for a batch of images at once, on their device.
+
+    Args:
+        boxes: ``Tensor[B, N, 4]`` xyxy, floating; per image in the order candidates are visited (decreasing
+            score, ties in the order wanted).
+        valid: ``Tensor[B, N]`` bool; False marks padding, which is never kept and suppresses nothing.
+        labels: ``Tensor[B, N]`` class ids (class-aware: only equal labels suppress), or None (agnostic).
+        iou: a candidate is suppressed when its IoU with an earlier kept one is strictly greater than this.
+        max_keep: keep only the first this many (None: all); later candidates are then not examined where
+            that can be known for free (on a CPU).
+
+    Returns:
+        ``Tensor[B, N]`` bool, True for the kept candidates.
+
+    Works on blocks of ``_NMS_BLOCK`` candidates: a block first loses the candidates that the kept ones of
+    earlier blocks suppress (only kept rows are compared), then is resolved by `_resolve_block`. Images are
+    taken a few at a time so that no pairwise matrix holds more than ``_NMS_ELEMENTS`` entries. No tensor is
+    copied to the host: the only values read are the fixed point's convergence checks, and on a CPU (where
+    reading is free) the counts that cut padding and stop early.
     """
-    rows = torch.from_numpy(alive).to(boxes.device)
-    cols = slice(start, None)
-    over = _above(_pairwise_iou(boxes[rows], area[rows], boxes[cols], area[cols]), iou)
-    if labels is not None:
-        over &= labels[rows][:, None] == labels[cols][None, :]
-    over_np = over.cpu().numpy()
-    over_np[np.arange(alive.size), alive - start] = False
-    return over_np
-
-
-def _greedy_nms(boxes: Tensor, scores: Tensor, labels: Tensor | None, iou: float) -> Tensor:
-    """Greedy NMS; ``labels`` None means class-agnostic. Returns kept indices, decreasing score.
-
-    Works on blocks of ``_NMS_BLOCK`` candidates in score order: the suppression rows of a block's surviving
-    candidates against all later candidates are computed at once, then walked in order.
-    """
-    order = torch.sort(scores, descending=True, stable=True).indices
-    boxes = _as_float(boxes)[order]
-    labels = None if labels is None else labels[order]
+    boxes = _as_float(boxes)
+    n = valid.shape[1]
+    keep = torch.zeros_like(valid, dtype=torch.bool)
+    if n == 0:
+        return keep
     area = _area(boxes)
-    n = boxes.shape[0]
-    removed = np.zeros(n, dtype=bool)
-    keep: list[int] = []
-    for start in range(0, n, _NMS_BLOCK):
-        alive = np.flatnonzero(~removed[start : start + _NMS_BLOCK]) + start
-        if alive.size == 0:
-            continue
-        over = _overlaps(boxes, area, labels, alive, start, iou)
-        hits = np.any(over, axis=1).tolist()
-        tail = removed[start:]  # a view: updating it updates `removed`
-        for r, i in enumerate(alive.tolist()):
-            if not removed[i]:
-                keep.append(i)
-                if hits[r]:
-                    tail |= over[r]
-    return order[torch.tensor(keep, dtype=torch.long, device=order.device)]
+    block = max(1, min(_NMS_BLOCK, n))
+    images = max(1, _NMS_ELEMENTS // (block * n))
+    for first in range(0, valid.shape[0], images):
+        part = slice(first, first + images)
+        sets = (boxes[part], area[part], None if labels is None else labels[part])
+        keep[part] = _greedy_blocks(sets, valid[part], block, iou, max_keep)
+    return keep
+
+
+Sets = tuple[Tensor, Tensor, Optional[Tensor]]  # boxes [B, K, 4] xyxy, areas [B, K], labels [B, K] or None
+
+
+def _greedy_blocks(sets: Sets, valid: Tensor, block: int, iou: float, max_keep: int | None) -> Tensor:
+    """`greedy_nms` on a few images."""
+    n = valid.shape[1]
+    keep = torch.zeros_like(valid, dtype=torch.bool)
+    for start in range(0, n, block):
+        now = _cut(sets, start, start + block)
+        alive = valid[:, start : start + block]
+        if start:
+            alive = alive & ~_suppressed_by_kept(sets, keep[:, :start], now, iou)
+        keep[:, start : start + block] = _resolve_block(_suppression(now, now, iou).triu_(diagonal=1), alive)
+        if max_keep is not None and _all_have(keep, max_keep):
+            break
+    if max_keep is not None:
+        keep &= keep.cumsum(1) <= max_keep
+    return keep
+
+
+def _all_have(keep: Tensor, count: int) -> bool:
+    """True when every image keeps ``count`` candidates already, where that is free to know (a CPU); else False."""
+    return keep.device.type == "cpu" and bool((keep.sum(1) >= count).all())
+
+
+def _suppressed_by_kept(sets: Sets, kept: Tensor, cols: Sets, iou: float) -> Tensor:
+    """Bool [B, C]: a column candidate is suppressed by one of the ``kept`` [B, S] candidates of ``sets``."""
+    order = torch.sort((~kept).to(torch.uint8), dim=1, stable=True).indices[:, : packed_width(kept)]
+    rows = tuple(None if t is None else _take(t, order) for t in sets)
+    over = _suppression(rows, cols, iou)  # type: ignore[arg-type]
+    return (over & kept.gather(1, order)[:, :, None]).any(1)
+
+
+def _take(values: Tensor, index: Tensor) -> Tensor:
+    """``values`` [B, K, ...] at ``index`` [B, R] along dim 1."""
+    return values.gather(1, index.view(*index.shape, *([1] * (values.ndim - 2))).expand(-1, -1, *values.shape[2:]))
+
+
+def _cut(sets: Sets, start: int, stop: int) -> Sets:
+    boxes, area, labels = sets
+    return boxes[:, start:stop], area[:, start:stop], None if labels is None else labels[:, start:stop]
+
+
+def _sorted_nms(boxes: Tensor, scores: Tensor, labels: Tensor | None, iou: float) -> Tensor:
+    """Kept indices of one image's boxes, visited in stable descending score order."""
+    order = torch.sort(scores, descending=True, stable=True).indices
+    valid = torch.ones(1, order.numel(), dtype=torch.bool, device=boxes.device)
+    ordered_labels = None if labels is None else labels[order][None]
+    keep = greedy_nms(_as_float(boxes)[order][None], valid, ordered_labels, iou)[0]
+    return order[keep]
 
 
 def nms(boxes: Tensor, scores: Tensor, iou: float) -> Tensor:
@@ -192,7 +283,7 @@ def nms(boxes: Tensor, scores: Tensor, iou: float) -> Tensor:
         first, i.e. a stable descending sort).
     """
     _check_nms_inputs(boxes, scores)
-    return _greedy_nms(boxes, scores, None, iou)
+    return _sorted_nms(boxes, scores, None, iou)
 
 
 def batched_nms(boxes: Tensor, scores: Tensor, labels: Tensor, iou: float) -> Tensor:
@@ -212,7 +303,7 @@ def batched_nms(boxes: Tensor, scores: Tensor, labels: Tensor, iou: float) -> Te
         ``LongTensor[K]`` kept indices, decreasing score (ties: lower index first).
     """
     _check_nms_inputs(boxes, scores, labels)
-    return _greedy_nms(boxes, scores, labels, iou)
+    return _sorted_nms(boxes, scores, labels, iou)
 
 
 # ---------------------------------------------------------------------------------------------- formats

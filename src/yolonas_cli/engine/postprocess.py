@@ -6,9 +6,18 @@ Per image, on float32:
    than ``conf``, in row-major (anchor, then class) order. Single-label: each anchor's best class, kept when
    its score is greater than or equal to ``conf``.
 2. ``classes``: only candidates of these class ids remain (single-label: after choosing the best class).
-3. More than ``pre_nms_top_k`` candidates: keep ``torch.topk`` of the scores.
-4. Class-aware NMS (``agnostic=True``: class-agnostic) with IoU threshold ``iou``.
+3. More than ``pre_nms_top_k`` candidates: keep the ``pre_nms_top_k`` highest scores; of candidates tied at
+   the cut, the first in row-major order (the original's ``torch.topk`` leaves that choice open).
+4. Class-aware NMS (``agnostic=True``: class-agnostic) with IoU threshold ``iou``, visiting candidates by
+   decreasing score, ties in row-major order.
 5. The first ``max_det`` survivors, in decreasing confidence.
+
+The whole batch is processed at once on the device the outputs are on (`postprocess_batch`): no per-image
+loop and no copy to the host; the caller copies the final detections once. Candidates are ranked by one
+int64 key per (anchor, class) pair, the score's float32 bits above the negated row-major index, so that one
+``topk`` both selects and orders them exactly as steps 3 and 4 say. The pairs are first narrowed to the
+``pre_nms_top_k`` anchors with the best candidate: a pair among the best k has fewer than k pairs above it,
+hence fewer than k anchors whose best pair is above it, so its anchor is among the best k anchors.
 """
 
 from __future__ import annotations
@@ -18,11 +27,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from yolonas_cli.engine.ops import batched_nms, nms
+from yolonas_cli.engine.ops import greedy_nms, packed_width
 
-__all__ = ["PRE_NMS_TOP_K", "detections_from_end2end", "filter_detections", "postprocess"]
+__all__ = ["PRE_NMS_TOP_K", "detections_from_end2end", "filter_detections", "postprocess", "postprocess_batch"]
 
 PRE_NMS_TOP_K = 1024  # the original's predict value: candidates entering NMS (also inside exported NMS graphs)
+_NO_KEY = torch.iinfo(torch.int64).min  # the rank key of "not a candidate"
+_INDEX_BITS = 32  # the low bits of a rank key hold (2**32 - 1 - row-major index)
 
 
 def _check_inputs(boxes: Tensor, scores: Tensor) -> None:
@@ -42,42 +53,112 @@ def _class_mask(num_classes: int, classes: Sequence[int] | None, device: torch.d
     return mask
 
 
-def _candidates(scores: Tensor, conf: float, multi_label: bool, mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-    """Candidates of one image from ``scores`` [N, C]: (anchor index [M], score [M], class [M])."""
-    if multi_label:
-        hit = scores > conf
-        if mask is not None:
-            hit &= mask[None, :]
-        anchor, label = hit.nonzero(as_tuple=True)
-        return anchor, scores[anchor, label], label
-    best, label = scores.max(dim=1)
+def rank_keys(values: Tensor, index: Tensor, hit: Tensor) -> Tensor:
+    """int64 keys ordering candidates by value (descending), then by index (ascending); ``_NO_KEY`` where
+    ``hit`` is False.
+
+    values: float32 (any shape); index: int64 in [0, 2**32) of the same shape; hit: bool of the same shape.
+    The float32 bits are made monotonic as signed integers (negative values' magnitude bits flipped; -0.0
+    counts as 0.0)."""
+    bits = (values.to(torch.float32) + 0.0).view(torch.int32)
+    ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).to(torch.int64)
+    keys = (ordered << _INDEX_BITS) | ((1 << _INDEX_BITS) - 1 - index)
+    return torch.where(hit, keys, torch.full_like(keys, _NO_KEY))
+
+
+def _index_of(keys: Tensor) -> Tensor:
+    """The index stored in rank keys (garbage where the key is ``_NO_KEY``)."""
+    return (1 << _INDEX_BITS) - 1 - (keys & ((1 << _INDEX_BITS) - 1))
+
+
+def _multi_label(scores: Tensor, conf: float, k: int, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The best ``k`` (anchor, class) candidates of each image, in visiting order, from ``scores`` [B, N, C]:
+    (rank keys [B, k'], row-major indices anchor * C + class [B, k']), k' <= k."""
+    b, n, c = scores.shape
+    hit = scores > conf
+    if mask is not None:
+        hit &= mask
+    anchors = torch.arange(n, device=scores.device).expand(b, n)
+    if n > k:  # narrow to the k anchors with the best candidate (see the module docstring)
+        best = torch.where(hit, scores, torch.tensor(-torch.inf, device=scores.device)).amax(-1)
+        top = torch.topk(rank_keys(best, anchors, best > -torch.inf), k, dim=1)
+        anchors = top.indices[:, : packed_width(top.values != _NO_KEY)]
+        scores, hit = (t.gather(1, anchors[..., None].expand(-1, -1, c)) for t in (scores, hit))
+    index = anchors[..., None] * c + torch.arange(c, device=scores.device)
+    keys = rank_keys(scores, index, hit).reshape(b, -1)
+    top_keys = torch.topk(keys, min(k, keys.shape[1]), dim=1).values
+    return top_keys, _index_of(top_keys)
+
+
+def _single_label(scores: Tensor, conf: float, k: int, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The best ``k`` anchors of each image by their best class, in visiting order: (rank keys [B, k],
+    row-major indices anchor * C + class [B, k])."""
+    b, n, c = scores.shape
+    best, label = scores.max(-1)
     hit = best >= conf
     if mask is not None:
         hit &= mask[label]
-    anchor = hit.nonzero(as_tuple=True)[0]
-    return anchor, best[anchor], label[anchor]
+    anchors = torch.arange(n, device=scores.device).expand(b, n)
+    top = torch.topk(rank_keys(best, anchors, hit), min(k, n), dim=1)
+    index = top.indices * c + label.gather(1, top.indices)
+    return top.values, index
 
 
-def _one_image(
+def postprocess_batch(
     boxes: Tensor,
     scores: Tensor,
+    *,
     conf: float,
     iou: float,
-    max_det: int,
-    pre_nms_top_k: int,
-    multi_label: bool,
-    agnostic: bool,
-    mask: Tensor | None,
-) -> Tensor:
-    """Detections [K, 6] (x1, y1, x2, y2, conf, class) of one image from boxes [N, 4] xyxy, scores [N, C]."""
-    anchor, score, label = _candidates(scores, conf, multi_label, mask)
-    if score.numel() > pre_nms_top_k:
-        top = torch.topk(score, pre_nms_top_k).indices
-        anchor, score, label = anchor[top], score[top], label[top]
-    cand = boxes[anchor]
-    keep = nms(cand, score, iou) if agnostic else batched_nms(cand, score, label, iou)
-    keep = keep[:max_det]
-    return torch.cat([cand[keep], score[keep, None], label[keep, None].to(cand.dtype)], dim=1)
+    max_det: int = 300,
+    pre_nms_top_k: int = PRE_NMS_TOP_K,
+    multi_label: bool = True,
+    agnostic: bool = False,
+    classes: Sequence[int] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """`postprocess` for the whole batch at once, on the inputs' device.
+
+    Returns:
+        ``(detections, counts)``: float32 ``Tensor[B, M, 6]`` rows ``(x1, y1, x2, y2, conf, class)`` (network
+        input pixels, decreasing confidence; rows from ``counts[b]`` on are zeros) and int64 ``Tensor[B]``, the
+        number of detections of each image. M is at most ``max_det``.
+    """
+    _check_inputs(boxes, scores)
+    boxes, scores = boxes.float(), scores.float()
+    b, n, c = scores.shape
+    mask = _class_mask(c, classes, scores.device)
+    choose = _multi_label if multi_label else _single_label
+    keys, index = choose(scores, conf, pre_nms_top_k, mask) if n and c else _nothing(b, scores.device)
+    index, valid = _without_padding(keys, index)
+    anchor, label = index // max(c, 1), index % max(c, 1)
+    cand = boxes.gather(1, anchor[..., None].expand(-1, -1, 4))
+    score = scores.reshape(b, -1).gather(1, index)
+    keep = greedy_nms(cand, valid, None if agnostic else label, iou, max_keep=max_det)
+    rows = torch.cat([cand, score[..., None], label[..., None].to(cand.dtype)], dim=2)
+    return _compact(rows, keep, max_det)
+
+
+def _without_padding(keys: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+    """(index [B, K'], valid [B, K']) of ranked candidates: the padding after the last candidate is cut where
+    that is free to know (a CPU, see `ops.packed_width`); the rest of the padding points at entry 0."""
+    valid = keys != _NO_KEY
+    width = packed_width(valid)
+    index, valid = index[:, :width], valid[:, :width]
+    return torch.where(valid, index, torch.zeros_like(index)), valid
+
+
+def _nothing(b: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    empty = torch.zeros(b, 0, dtype=torch.int64, device=device)
+    return empty, empty
+
+
+def _compact(rows: Tensor, keep: Tensor, max_det: int) -> tuple[Tensor, Tensor]:
+    """The kept rows [B, K, 6] moved to the front in order, cut to M = min(max_det, K), the rest zeroed."""
+    first = torch.sort((~keep).to(torch.uint8), dim=1, stable=True).indices[:, :max_det]
+    out = rows.gather(1, first[..., None].expand(-1, -1, rows.shape[2]))
+    counts = keep.sum(1)
+    filled = torch.arange(out.shape[1], device=out.device) < counts[:, None]
+    return torch.where(filled[..., None], out, torch.zeros_like(out)), counts
 
 
 def postprocess(
@@ -100,7 +181,8 @@ def postprocess(
         conf: score threshold; multi-label keeps ``score > conf``, single-label ``score >= conf``.
         iou: NMS IoU threshold; a box is suppressed when its IoU with a kept box is strictly greater.
         max_det: at most this many detections per image.
-        pre_nms_top_k: at most this many candidates enter NMS (the highest-scoring, ``torch.topk``).
+        pre_nms_top_k: at most this many candidates enter NMS (the highest-scoring; ties at the cut: the
+            first in row-major order).
         multi_label: one candidate per (anchor, class) above ``conf`` (True) or per anchor (False).
         agnostic: class-agnostic NMS instead of class-aware.
         classes: keep only these class ids (applied before top-k and NMS; ids outside [0, C) match
@@ -109,13 +191,20 @@ def postprocess(
     Returns:
         One float32 ``Tensor[K, 6]`` per image, rows ``(x1, y1, x2, y2, conf, class)`` with xyxy in
         network-input pixels and the class id as a float, in decreasing confidence; ``[0, 6]`` when empty.
+        On the inputs' device (see `postprocess_batch`, which returns them padded in one tensor).
     """
-    _check_inputs(boxes, scores)
-    boxes, scores = boxes.float(), scores.float()
-    mask = _class_mask(scores.shape[-1], classes, scores.device)
-    return [
-        _one_image(b, s, conf, iou, max_det, pre_nms_top_k, multi_label, agnostic, mask) for b, s in zip(boxes, scores)
-    ]
+    detections, counts = postprocess_batch(
+        boxes,
+        scores,
+        conf=conf,
+        iou=iou,
+        max_det=max_det,
+        pre_nms_top_k=pre_nms_top_k,
+        multi_label=multi_label,
+        agnostic=agnostic,
+        classes=classes,
+    )
+    return [det[:count] for det, count in zip(detections, counts.tolist())]
 
 
 def detections_from_end2end(num_dets: Tensor, boxes: Tensor, scores: Tensor, classes: Tensor) -> list[Tensor]:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from yolonas_cli.core import console
+from yolonas_cli.core.cpus import cpu_budget
 from yolonas_cli.core.errors import MissingExtraError, WeightsError, one_line
 from yolonas_cli.core.files import atomic_file
 from yolonas_cli.core.install import pip_extra
@@ -75,13 +76,14 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, path: str | Path, device: torch.device = torch.device("cpu"), threads: int = 0):
+    def __init__(self, path: str | Path, device: torch.device = torch.device("cpu"), threads: int | None = None):
         ort = load_onnxruntime()
         self.path = Path(path)
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only
-        options.intra_op_num_threads = threads
-        # No busy-waiting between runs: spinning workers starve the pre- and postprocessing around them.
+        options.intra_op_num_threads = threads or cpu_budget()  # the CPUs this process may use (core.cpus)
+        # No busy-waiting between runs: spinning workers starve the pre- and postprocessing around them, and
+        # any other process on the same CPUs.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = _session(ort, self.path, options, providers_for(ort, device))
         meta_map = dict(self.session.get_modelmeta().custom_metadata_map)

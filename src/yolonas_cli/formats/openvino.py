@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from yolonas_cli.core import console
+from yolonas_cli.core.cpus import cpu_budget
 from yolonas_cli.core.errors import MissingExtraError, WeightsError
 from yolonas_cli.core.files import atomic_dir
 from yolonas_cli.core.install import pip_extra
@@ -175,6 +176,15 @@ def find_xml(path: Path) -> Path:
     return found[0]
 
 
+def compile_config() -> dict[str, Any]:
+    """The CPU plugin's settings: float32 arithmetic (see the module docstring) on the CPUs this process may use
+    (`core.cpus.cpu_budget`: a cgroup quota counts, which OpenVINO's own count does not see), threads not pinned
+    to cores: a pinned thread cannot move off a core that another process keeps busy (S at 640, 2 cores, quiet
+    and beside one spinning process, in alternate rounds of one run: pinned 605 / 1133 ms and 821 / 1338 ms,
+    unpinned 577 / 793 ms and 745 / 1120 ms, while other users loaded the machine)."""
+    return {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": cpu_budget(), "ENABLE_CPU_PINNING": False}
+
+
 def _dims(partial_shape: Any) -> list[int | None]:
     return [d.get_length() if d.is_static else None for d in partial_shape]
 
@@ -199,7 +209,7 @@ class OpenVinoBackend:
             raise WeightsError(f"'{self.path}' carries yolo-nas metadata but is not a YOLO-NAS export: {problem}")
         self.graph_nms = self.metadata.graph_nms
         self.device = torch.device("cpu")
-        self.compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        self.compiled = core.compile_model(model, "CPU", compile_config())
         dims = _dims(model.inputs[0].partial_shape)
         self.fixed_batch = dims[0]
         self.fixed_input = (dims[2], dims[3]) if dims[2] and dims[3] else None

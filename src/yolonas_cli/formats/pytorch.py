@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from yolonas_cli.engine.backend import GraphNMS
+from yolonas_cli.engine.threads import cap_torch_threads
 
 
 def no_tf32() -> Any:
@@ -32,6 +33,7 @@ class TorchBackend:
         self.model = model.eval().to(device=device, dtype=self.dtype)
         if device.type == "cpu":  # oneDNN's NHWC convolutions: YOLO-NAS S at 640 runs about 1.6x faster
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            cap_torch_threads()
 
     def __call__(self, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.inference_mode(), no_tf32():

@@ -59,6 +59,12 @@ FORMATS: tuple[Format, ...] = (
     ),
 )
 
+#: `backend=` values that run weights in another runtime (converted once, see `formats.auto`) -> their format.
+CONVERTIBLE: dict[str, str] = {"openvino": "openvino", "onnxruntime": "onnx"}
+#: Every `backend=` value (auto: the fastest installed on a CPU; torch: PyTorch) and other spellings of them.
+BACKENDS: tuple[str, ...] = ("auto", "torch", *CONVERTIBLE)
+BACKEND_ALIASES: dict[str, str] = {"pytorch": "torch", "pt": "torch", "onnx": "onnxruntime", "ort": "onnxruntime"}
+
 BY_NAME: dict[str, Format] = {f.name: f for f in FORMATS}
 EXPORT_FORMATS: tuple[str, ...] = tuple(f.name for f in FORMATS if f.exportable)
 ALIASES: dict[str, str] = {alias: f.name for f in FORMATS for alias in f.aliases}

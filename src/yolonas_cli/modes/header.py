@@ -1,8 +1,8 @@
 """What a mode says once, before its first result (train: before its first step): the header line (versions,
-the device `device=auto` chose, the model and its size) and the warning for an `imgsz` a static exported model
-cannot honour.
+the device `device=auto` chose, the model, the runtime that runs it (`backend=auto` may have converted the
+weights) and its size) and the warning for an `imgsz` a static exported model cannot honour.
 
-    yolo-nas 0.1.0, Python 3.11.9, torch 2.13.0, cpu (AMD EPYC 7B13); yolo_nas_s (fused): 12,167,600
+    yolo-nas 0.1.0, Python 3.11.9, torch 2.13.0, cpu (AMD EPYC 7B13); yolo_nas_s (fused, OpenVINO): 12,167,600
     parameters, 31.8 GFLOPs at 640x640   <- one line
 """
 
@@ -19,7 +19,7 @@ from yolonas_cli.core.sizes import imgsz_pair
 from yolonas_cli.core.version import __version__
 from yolonas_cli.detector import Detector
 from yolonas_cli.engine.engine import Engine
-from yolonas_cli.formats.registry import BY_NAME
+from yolonas_cli.formats.registry import BY_NAME, CONVERTIBLE
 from yolonas_cli.model.profile import count_flops, count_parameters
 
 
@@ -53,9 +53,16 @@ def _model_text(model: Detector, engine: Engine) -> str:
         kind = "static" if fixed is not None else "dynamic"
         return f"{model.path.name} ({BY_NAME[meta.format].runtime}, {meta.precision.upper()}, {kind} input) at {h}x{w}"
     name = model.variant or model.path.name
-    fused = " (fused)" if model.fused else ""
+    kind = ("fused, " if model.fused else "") + runtime_name(engine.backend.name)
     params, flops = model.profile((h, w))
-    return f"{name}{fused}: {params:,} parameters, {flops / 1e9:.3g} GFLOPs at {h}x{w}"
+    return f"{name} ({kind}): {params:,} parameters, {flops / 1e9:.3g} GFLOPs at {h}x{w}"
+
+
+def runtime_name(backend: str) -> str:
+    """The runtime's own name for a backend's name: torch -> PyTorch, openvino -> OpenVINO, onnxruntime -> ONNX
+    Runtime (the weights converted by `backend=auto`)."""
+    fmt = BY_NAME.get("pytorch" if backend == "torch" else CONVERTIBLE.get(backend, backend))
+    return fmt.runtime if fmt is not None else backend
 
 
 def print_header(model: Detector, engine: Engine) -> None:

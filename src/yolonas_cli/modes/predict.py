@@ -77,7 +77,7 @@ def run_frames(
     `make_outputs(args, engine)` returns (made after the header, so that a failing start leaves no run folder),
     which saves and shows it and returns the result to yield; then the summary."""
     source = _open(args)
-    engine = model.make_engine(engine_settings(args), args.device, args.half)
+    engine = model.make_engine(engine_settings(args), args.device, args.half, runtime=args.backend)
     print_header(model, engine)
     warn_fixed_size(engine, args.imgsz, defaults(args.mode)["imgsz"])
     run = make_outputs(args, engine)

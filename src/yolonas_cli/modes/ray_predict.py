@@ -91,6 +91,7 @@ def ray_predict_stream(model: Detector, args: PredictArgs, settings: EngineSetti
                 args.device,
                 args.half,
                 weights_dir=args.weights_dir,
+                runtime=args.backend,
                 after_image=partial(save_pixels, pixels) if pixels else None,
             )
             console.info(f"predicting {len(paths)} images on {actors.count} Ray actors ({cluster.cpus} CPUs)")

@@ -45,6 +45,7 @@ def ray_evaluate(
             args.half,
             engine.pipeline,
             weights_dir=args.weights_dir,
+            runtime=args.backend,
             bgr_uint8=True,
         )
         console.info(f"running {len(paths)} images on {actors.count} Ray actors ({cluster.cpus} CPUs)")

@@ -74,7 +74,7 @@ def validate(model: Detector, args: ValArgs) -> ValMetrics:
         if original:
             _announce_original_protocol(args)
         pipeline = ORIGINAL_VAL if original else PREDICT
-        engine = model.make_engine(engine_settings(args), args.device, args.half, pipeline=pipeline)
+        engine = model.make_engine(engine_settings(args), args.device, args.half, pipeline, args.backend)
         print_header(model, engine)
         warn_fixed_size(engine, args.imgsz, defaults("val")["imgsz"])
         if original and engine.backend.graph_nms is not None:

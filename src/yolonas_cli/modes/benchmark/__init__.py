@@ -7,15 +7,20 @@
 The run is told here; its pieces are `records` (what is recorded), `rows` (which rows, and how each is
 opened), `measure` (timing, agreement, mAP, the machine) and `report` (tables and files).
 
-What one row measures (after `warmup` untimed calls, `runs` timed calls of each kind, garbage collection
-paused while timing):
+What a row measures: passes through the whole pipeline, preprocess (letterbox of the decoded photo) +
+inference (the backend on the ready input, synchronised) + postprocess (NMS, boxes mapped back to the photo),
+each stage timed by the engine's own clock. Decoding from disk is excluded: the photo is decoded once, before
+timing. Every row is opened (exported when needed) and compared first; then all rows are timed together:
+`warmup` untimed passes each, then `runs` rounds in which every row makes one timed pass in turn (garbage
+collection paused), so that load from outside the benchmark falls on every row alike and the ratios between
+rows hold. With `busy=N`, N spinning processes run beside every other round (`busy.Spinners`), and each row
+gets a second set of `runs` passes: its busy/quiet ratio is measured on the same machine at the same time.
 
-- model: the backend alone on a ready input batch (the input conversion inside the backend, the forward
-  pass, a device sync);
-- end-to-end: preprocess (letterbox of the decoded photo) + inference + postprocess (NMS, boxes mapped back
-  to the photo). Decoding from disk is excluded: the photo is decoded once, before timing.
+- end-to-end: whole passes, median and 90th percentile (ms per batch); images/s is `batch / median`;
+- model: the inference stage of the same passes, so that no row can show a model time above its end-to-end
+  time (each pass's total contains its inference);
+- stages: those of the median pass, which add up to the end-to-end median.
 
-Times are per batch; median and 90th percentile are printed, images/s is `batch / median end-to-end`.
 Achieved GFLOP/s is `FLOPs of the fused model (2 x MACs of every convolution) x batch / median model
 time`, the same useful work for every row (the unfused baseline executes more, and is credited the same).
 
@@ -26,7 +31,9 @@ Rows:
 - the baseline: the unfused model in eval mode run eagerly (`torch.no_grad`), with the original's kind of
   preprocessing (OpenCV resize and centre pad, RGB, `float64 / 255` cast to float32, CHW) and the same
   postprocessing as every other row;
-- PyTorch: the fused model through the shared engine (what `yolo-nas predict` runs);
+- PyTorch: the fused model through the shared engine (what `yolo-nas predict backend=torch` runs);
+- Predict default (backend=auto), on a CPU with OpenVINO or ONNX Runtime installed: the weights converted
+  once into the weights cache and run by that runtime (what `yolo-nas predict` runs; `formats.auto`);
 - each exported format (exported once into `<project>/exports/`, reused while it matches the weights, size,
   batch and precision), FP32, FP16 (`half=True`, GPU only) and INT8 (`int8=True`, where the format has it).
 
@@ -44,7 +51,8 @@ measured too and used for FP16 and INT8 rows.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -60,19 +68,24 @@ from yolonas_cli.core.sizes import imgsz_pair
 from yolonas_cli.data.sinks import RUNS_ROOT, make_run_dir
 from yolonas_cli.detector import Detector
 from yolonas_cli.engine.engine import EngineSettings
+from yolonas_cli.formats.auto import runtime_for
 from yolonas_cli.formats.registry import BY_NAME
 from yolonas_cli.model.profile import count_flops, variant_flops
+from yolonas_cli.modes.benchmark.busy import Spinners
 from yolonas_cli.modes.benchmark.measure import (
     PEAK_SIZE,
     Reference,
     benchmark_images,
+    compare_row,
     dataset_map,
     environment,
     load_average,
     make_reference,
     matmul_peak,
+    measure_map,
     one_line,
-    time_row,
+    record_timing,
+    time_rows,
 )
 from yolonas_cli.modes.benchmark.records import (
     PHOTO,
@@ -120,17 +133,18 @@ def run_benchmark(args: BenchmarkArgs) -> BenchmarkReport:
     settings = EngineSettings(imgsz=imgsz, batch=args.batch)
     ctx = Context(args, model, unfused, device, settings, _workspace(args))
     formats = args.formats if args.formats is not None else available_formats(device)
-    variants = plan_variants(formats, device, args.half, args.int8)
+    auto = runtime_for("auto", device) is not None  # a runtime faster than PyTorch is installed
+    variants = plan_variants(formats, device, args.half, args.int8, auto=auto)
     images = benchmark_images(args.batch)
     load_before = load_average()
     ref = _reference(ctx, images)
     flops = count_flops(model.model, *imgsz)
-    console.info(f"Measuring the matrix-multiply peak ({PEAK_SIZE}^3 float32 GEMM, {torch.get_num_threads()} threads)")
-    peak = matmul_peak(device)
-    rows = []
-    for variant in variants:
-        console.info(f"Benchmarking {variant.title} {variant.precision.upper()} ...")
-        rows.append(measure_variant(ctx, variant, images, ref, flops, peak))
+    opened = [open_row(ctx, variant, images, ref) for variant in variants]
+    rows = [row for row, _ in opened]
+    peak = _peak(device)
+    time_opened(opened, args, images, flops, peak)
+    if args.data:
+        measure_maps(opened, args.data, ref)
     _speedups(rows)
     report = BenchmarkReport(
         rows, peak, flops, _settings(args, device, imgsz, formats), environment(device, load_before)
@@ -139,24 +153,65 @@ def run_benchmark(args: BenchmarkArgs) -> BenchmarkReport:
     return report
 
 
-def measure_variant(
-    ctx: Context, variant: Variant, images: Sequence[np.ndarray], ref: Reference, flops: int, peak: Peak
-) -> Row:
-    """Open, time and compare one variant; any failure becomes the row's status."""
+def open_row(ctx: Context, variant: Variant, images: Sequence[np.ndarray], ref: Reference) -> tuple[Row, Any]:
+    """Open (exporting first when needed) and compare one variant: (row, its engine or None); any failure
+    becomes the row's status."""
+    console.info(f"Opening {variant.title} {variant.precision.upper()} ...")
     row = Row(variant)
     try:
         opened = open_variant(ctx, variant)
     except (Unavailable, MissingExtraError) as exc:
         row.status = f"not available: {exc}"
-        return row
+        return row, None
     except Exception as exc:  # an exporter or runtime failure must not end the whole benchmark
         row.status = f"failed: {one_line(exc)}"
-        return row
+        return row, None
+    _guarded(row, lambda: compare_row(row, opened, images, ref))
+    return row, opened.engine
+
+
+def measure_maps(opened: Sequence[tuple[Row, Any]], data: str, ref: Reference | None) -> None:
+    """mAP50-95 on `data` of every row that was measured."""
+    for row, engine in opened:
+        if row.ok and engine is not None:
+            console.info(f"Measuring the mAP50-95 of {row.variant.title} {row.variant.precision.upper()} on {data}")
+            _guarded(row, lambda: measure_map(row, engine, data, ref))  # noqa: B023 (called at once)
+
+
+def time_opened(
+    opened: Sequence[tuple[Row, Any]], args: BenchmarkArgs, images: Sequence[np.ndarray], flops: int, peak: Peak
+) -> None:
+    """Time the rows that opened, all together (see `measure.time_rows`), beside `args.busy` busy processes
+    in every other round."""
+    timed = [(row, engine) for row, engine in opened if row.ok and engine is not None]
+    rounds = f"{args.runs} rounds" + (f" quiet and {args.runs} beside {args.busy} busy processes" if args.busy else "")
+    console.info(f"Timing {len(timed)} rows in turn, {rounds} ...")
     try:
-        time_row(row, opened, ctx.args, images, ref, flops, peak)
+        with Spinners(args.busy) if args.busy else nullcontext() as spinners:
+            timings = time_rows([engine for _, engine in timed], images, args.runs, args.warmup, spinners)
+    except YoloNasError:
+        raise
+    except Exception as exc:  # a runtime failing while timed: every row timed together is reported
+        for row, _ in timed:
+            row.status = f"failed: {one_line(exc)}"
+        return
+    for (row, _), (quiet, busy) in zip(timed, timings):
+        record_timing(row, quiet, busy, len(images), flops, peak)
+
+
+def _guarded(row: Row, work: Callable[[], None]) -> None:
+    """Run `work` for `row`; a failure becomes the row's status instead of ending the benchmark."""
+    try:
+        work()
+    except YoloNasError:
+        raise
     except Exception as exc:
         row.status = f"failed: {one_line(exc)}"
-    return row
+
+
+def _peak(device: torch.device) -> Peak:
+    console.info(f"Measuring the matrix-multiply peak ({PEAK_SIZE}^3 float32 GEMM, {torch.get_num_threads()} threads)")
+    return matmul_peak(device)
 
 
 def run_exported_benchmark(args: BenchmarkArgs, model: Detector, device: torch.device) -> BenchmarkReport:
@@ -179,18 +234,22 @@ def run_exported_benchmark(args: BenchmarkArgs, model: Detector, device: torch.d
     row = Row(variant)
     images = benchmark_images(args.batch)
     load_before = load_average()
-    peak = matmul_peak(device)
+    peak = _peak(device)
     imgsz: tuple[int, ...] = requested
     flops = 0
     try:
         engine = model.make_engine(settings, str(runtime))
         imgsz = engine.backend.fixed_input or requested
         flops = variant_flops(meta.model, len(meta.names), *imgsz) or 0
-        time_row(row, Opened(engine, model.path, size_mb(model.path)), args, images, None, flops, peak)
+        compare_row(row, Opened(engine, model.path, size_mb(model.path)), images, None)
     except YoloNasError:  # a missing runtime or a usage error: the one-line error of the CLI
         raise
     except Exception as exc:  # a runtime failure: reported in the row, as for the other rows
         row.status = f"failed: {one_line(exc)}"
+    if row.ok:
+        time_opened([(row, engine)], args, images, flops, peak)
+    if row.ok and args.data:
+        measure_maps([(row, engine)], args.data, None)
     report = BenchmarkReport(
         [row], peak, flops, _settings(args, device, imgsz, [meta.format]), environment(device, load_before)
     )
@@ -238,6 +297,7 @@ def _settings(
         "warmup": args.warmup,
         "half": args.half,
         "int8": args.int8,
+        "busy": args.busy,
         "data": args.data,
         "photo": f"{PHOTO.name} resized to {PHOTO_HW[1]}x{PHOTO_HW[0]}",
     }

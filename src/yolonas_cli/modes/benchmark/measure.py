@@ -1,5 +1,6 @@
-"""Measuring one row: the timed photo, wall times of the backend alone and of the whole pipeline, the
-machine's matrix-multiply peak, agreement with the fused PyTorch FP32 reference, and mAP with `data=`."""
+"""Measuring the rows: the timed photo, the passes through the whole pipeline (every row in turn, round after
+round; quiet and busy rounds alternating with `busy=`), the machine's matrix-multiply peak, agreement with the
+fused PyTorch FP32 reference, and mAP with `data=`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import gc
 import os
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,13 +17,13 @@ import cv2
 import numpy as np
 import torch
 
-from yolonas_cli.cfg import BenchmarkArgs
 from yolonas_cli.core.devices import cpu_name
 from yolonas_cli.core.errors import YoloNasError
 from yolonas_cli.data.datasets.dataset import load_dataset
 from yolonas_cli.engine.engine import STAGES, Engine, EngineSettings
 from yolonas_cli.metrics.evaluate import evaluate
 from yolonas_cli.metrics.matching import count_matched
+from yolonas_cli.modes.benchmark.busy import Spinners
 from yolonas_cli.modes.benchmark.records import PHOTO, PHOTO_HW, Opened, Peak, Row, Stats
 
 TOP_K = 100  # anchors compared for the box/score agreement
@@ -97,29 +99,63 @@ def benchmark_images(batch: int) -> list[np.ndarray]:
     return [photo] * batch
 
 
-def time_model(engine: Engine, inputs: np.ndarray, runs: int, warmup: int) -> Stats:
-    """The backend alone on a ready batch."""
-    backend = engine.backend
-    return Stats.of(_time_ms(lambda: backend(inputs), runs, warmup, backend.synchronize))
+def timed_run(engine: Engine, images: Sequence[np.ndarray]) -> dict[str, float]:
+    """One end-to-end pass: ms per batch of each stage, as the engine's own clock measures it (the stages are
+    contiguous, so they add up to the pass)."""
+    speed = engine.run_batch(images)[0][2]  # ms per image
+    return {stage: speed[stage] * len(images) for stage in STAGES}
 
 
-def time_pipeline(
-    engine: Engine, images: Sequence[np.ndarray], runs: int, warmup: int
-) -> tuple[Stats, dict[str, float]]:
-    """Preprocess + inference + postprocess: the end-to-end stats and each stage's median (ms per batch)."""
-    stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
+@dataclass(frozen=True)
+class Timing:
+    """What a row's timed passes say: end to end, the model alone, and the stages of the median pass."""
 
-    def once() -> None:
-        speed = engine.run_batch(images)[0][2]  # the engine's own per-stage timing, ms per image
-        for stage in STAGES:
-            stages[stage].append(speed[stage] * len(images))
+    e2e: Stats  # preprocess + inference + postprocess of each pass
+    model: Stats  # the inference stage of each pass (the backend on a ready input, synchronised)
+    stages: dict[str, float]  # of the pass whose total is the median (the two middle ones averaged)
 
-    for _ in range(warmup):
-        once()
-    for samples in stages.values():
-        samples.clear()
-    total = _time_ms(once, runs, 0)
-    return Stats.of(total), {stage: float(np.median(v)) for stage, v in stages.items()}
+
+def summarize_runs(runs: Sequence[dict[str, float]]) -> Timing:
+    """The `Timing` of passes from `timed_run`: the stages reported are the median pass's own, so they add up
+    to the median end-to-end time, and no figure can exceed the end-to-end one it is part of."""
+    totals = [sum(run.values()) for run in runs]
+    order = np.argsort(totals, kind="stable")
+    middle = [runs[i] for i in order[(len(runs) - 1) // 2 : len(runs) // 2 + 1]]
+    stages = {stage: float(np.mean([run[stage] for run in middle])) for stage in STAGES}
+    return Timing(Stats.of(totals), Stats.of([run["inference"] for run in runs]), stages)
+
+
+def time_rows(
+    engines: Sequence[Engine], images: Sequence[np.ndarray], runs: int, warmup: int, spinners: Spinners | None = None
+) -> list[tuple[Timing, Timing | None]]:
+    """Time every engine in turn, round after round, so that all of them see the same machine: `warmup`
+    untimed passes each, then `runs` rounds of one timed pass each (garbage collection paused). With
+    `spinners`, every other round runs beside the busy processes: (quiet timing, busy timing or None) per
+    engine."""
+    for engine in engines:
+        for _ in range(warmup):
+            engine.run_batch(images)
+    quiet: list[list[dict[str, float]]] = [[] for _ in engines]
+    busy: list[list[dict[str, float]]] = [[] for _ in engines]
+    with _gc_paused():
+        for round_index in range(runs * (2 if spinners else 1)):
+            beside = spinners is not None and round_index % 2 == 1
+            with spinners.running() if spinners is not None and beside else nullcontext():
+                for engine, samples in zip(engines, busy if beside else quiet):
+                    samples.append(timed_run(engine, images))
+    return [(summarize_runs(q), summarize_runs(b) if b else None) for q, b in zip(quiet, busy)]
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True)
@@ -175,34 +211,29 @@ def one_line(exc: BaseException) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def time_row(
-    row: Row,
-    opened: Opened,
-    a: BenchmarkArgs,
-    images: Sequence[np.ndarray],
-    ref: Reference | None,
-    flops: int,
-    peak: Peak,
-) -> None:
-    """Time one opened row; agreement only with a reference, GFLOP/s only with known FLOPs (> 0)."""
-    engine = opened.engine
+def compare_row(row: Row, opened: Opened, images: Sequence[np.ndarray], ref: Reference | None) -> None:
+    """Fill in an opened row's file, size and agreement with the reference (when there is one)."""
     row.file = str(opened.file) if opened.file else None
     row.size_mb = opened.size_mb
-    detections, raw = raw_outputs(engine, images)
+    detections, raw = raw_outputs(opened.engine, images)
     if ref is not None:
         row.agreement = agreement(ref, detections, raw)
-    inputs = engine.preprocess(images).inputs
-    gc.collect()
-    row.model = time_model(engine, inputs, a.runs, a.warmup)
-    row.e2e, row.stages = time_pipeline(engine, images, a.runs, a.warmup)
-    row.images_per_s = len(images) / (row.e2e.median * 1e-3)
-    row.gflops = flops * len(images) / (row.model.median * 1e-3) / 1e9 if flops else None
+
+
+def record_timing(row: Row, timing: Timing, busy: Timing | None, batch: int, flops: int, peak: Peak) -> None:
+    """Fill in a row's times, throughput and GFLOP/s (GFLOP/s only with known FLOPs, > 0)."""
+    row.e2e, row.model, row.stages, row.busy = timing.e2e, timing.model, timing.stages, busy.e2e if busy else None
+    row.images_per_s = batch / (timing.e2e.median * 1e-3)
+    row.gflops = flops * batch / (timing.model.median * 1e-3) / 1e9 if flops else None
     best = peak.best(row.variant.precision)  # no INT8 peak is measured: INT8 rows get no percentage
     row.peak_pct = 100.0 * row.gflops / best if best and row.gflops else None
-    if a.data:
-        row.agreement["map50_95"] = dataset_map(engine, a.data)
-        if ref is not None and ref.map50_95 is not None:
-            row.agreement["map50_95_diff"] = row.agreement["map50_95"] - ref.map50_95
+
+
+def measure_map(row: Row, engine: Engine, data: str, ref: Reference | None) -> None:
+    """mAP50-95 of a row on `data` (and its difference to the reference's)."""
+    row.agreement["map50_95"] = dataset_map(engine, data)
+    if ref is not None and ref.map50_95 is not None:
+        row.agreement["map50_95_diff"] = row.agreement["map50_95"] - ref.map50_95
 
 
 # ---------------------------------------------------------------------------------------------- the machine

@@ -16,6 +16,7 @@ from yolonas_cli.formats.registry import BY_NAME
 
 PHOTO = Path(__file__).parents[2] / "assets" / "rocket.jpg"  # the timed photo, resized to PHOTO_HW
 PHOTO_HW = (720, 1280)
+AUTO = "auto"  # the format name of the row of predict's default engine (backend=auto)
 
 
 class Unavailable(YoloNasError):
@@ -56,6 +57,8 @@ class Variant:
     def title(self) -> str:
         if self.baseline:
             return "PyTorch eager, unfused (baseline)"
+        if self.format == AUTO:
+            return "Predict default (backend=auto)"
         return BY_NAME[self.format].runtime if self.format in BY_NAME else self.format
 
 
@@ -67,9 +70,10 @@ class Row:
     status: str = "ok"
     file: str | None = None
     size_mb: float | None = None
-    model: Stats | None = None
-    e2e: Stats | None = None
-    stages: dict[str, float] = field(default_factory=dict)  # median ms per batch of each stage
+    model: Stats | None = None  # the inference stage of the timed passes
+    e2e: Stats | None = None  # whole passes
+    stages: dict[str, float] = field(default_factory=dict)  # ms per batch of each stage, of the median pass
+    busy: Stats | None = None  # whole passes beside the busy processes (busy=N)
     images_per_s: float | None = None
     gflops: float | None = None
     peak_pct: float | None = None
@@ -79,6 +83,11 @@ class Row:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def busy_ratio(self) -> float | None:
+        """End-to-end median beside the busy processes over the quiet one."""
+        return self.busy.median / self.e2e.median if self.busy and self.e2e else None
 
     def to_dict(self) -> dict[str, Any]:
         """A flat record (the CSV columns; the JSON row)."""
@@ -96,6 +105,9 @@ class Row:
             "e2e_median_ms": rounded(self.e2e.median if self.e2e else None),
             "e2e_p90_ms": rounded(self.e2e.p90 if self.e2e else None),
             **{f"{stage}_ms": rounded(self.stages.get(stage)) for stage in STAGES},
+            "busy_e2e_median_ms": rounded(self.busy.median if self.busy else None),
+            "busy_e2e_p90_ms": rounded(self.busy.p90 if self.busy else None),
+            "busy_ratio": significant(self.busy_ratio, 3),
             "images_per_s": significant(self.images_per_s),
             "gflops": significant(self.gflops),
             "peak_pct": significant(self.peak_pct),

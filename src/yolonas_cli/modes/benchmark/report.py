@@ -60,11 +60,14 @@ COLUMNS = (
     "Agreement",
     "Speed-up",
 )
+BUSY_COLUMN = "Busy E2E ms"  # shown when the run had busy=N
 CAPTION = (
-    "Model ms and E2E (end-to-end) ms: median / p90 per batch. Pre / post: median preprocess and "
-    "postprocess ms. GFLOP/s: fused-model FLOPs / model time (% of the same precision's matmul peak). "
-    f"Agreement with PyTorch FP32: largest box (px) and score difference over its top {TOP_K} "
-    "anchors, reference detections reproduced. Speed-up: end-to-end, over the baseline."
+    "Model ms (the inference stage) and E2E (end-to-end) ms: median / p90 per batch, every row timed in turn, "
+    "round after round. Pre / post: preprocess and postprocess ms of the median pass (with its inference "
+    "they add up to the E2E median). GFLOP/s: fused-model FLOPs / model time (% of the same precision's "
+    f"matmul peak). Agreement with PyTorch FP32: largest box (px) and score difference over its top {TOP_K} "
+    "anchors, reference detections reproduced. Speed-up: end-to-end, over the baseline. Busy E2E: median "
+    "end to end in the alternate rounds run beside the busy processes, and its ratio to the quiet median."
 )
 _TEXT_COLUMNS = ("Format", "Precision", "Agreement")
 _MIN_WIDTHS = {"Format": 9, "Agreement": 14}
@@ -86,13 +89,25 @@ def render_table(report: BenchmarkReport) -> Any:
         collapse_padding=True,
         pad_edge=False,
     )
-    for name in COLUMNS:
+    for name in columns(report):
         table.add_column(
             name, justify="left" if name in _TEXT_COLUMNS else "right", overflow="fold", min_width=_MIN_WIDTHS.get(name)
         )
     for row in report.rows:
-        table.add_row(*table_cells(row))
+        table.add_row(*table_cells(row, busy=_has_busy(report)))
     return table
+
+
+def _has_busy(report: BenchmarkReport) -> bool:
+    return bool(report.settings.get("busy"))
+
+
+def columns(report: BenchmarkReport) -> tuple[str, ...]:
+    """The table's columns: `COLUMNS`, and the busy column after E2E when the run had busy=N."""
+    if not _has_busy(report):
+        return COLUMNS
+    at = COLUMNS.index("E2E ms") + 1
+    return (*COLUMNS[:at], BUSY_COLUMN, *COLUMNS[at:])
 
 
 def report_title(report: BenchmarkReport) -> str:
@@ -105,29 +120,34 @@ def report_title(report: BenchmarkReport) -> str:
 
 def markdown_table(report: BenchmarkReport) -> str:
     """The same table in Markdown (saved as benchmark.md, for READMEs and reports)."""
+    names = columns(report)
     lines = [
         f"**{report_title(report)}**",
         "",
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "|".join("---" if c in _TEXT_COLUMNS else "---:" for c in COLUMNS) + "|",
+        "| " + " | ".join(names) + " |",
+        "|" + "|".join("---" if c in _TEXT_COLUMNS else "---:" for c in names) + "|",
     ]
     for row in report.rows:
-        lines.append("| " + " | ".join(cell.replace("|", "/") for cell in table_cells(row)) + " |")
+        cells = table_cells(row, busy=_has_busy(report))
+        lines.append("| " + " | ".join(cell.replace("|", "/") for cell in cells) + " |")
     return "\n".join([*lines, "", CAPTION, "", *summary_lines(report), ""])
 
 
-def table_cells(row: Row) -> list[str]:
-    """The ten printed cells of a row (a row that was not measured shows its status instead)."""
+def table_cells(row: Row, busy: bool = False) -> list[str]:
+    """The printed cells of a row, ten (eleven with the `busy` column); a row that was not measured shows its
+    status instead."""
     v = row.variant
     head = [v.title, v.precision.upper(), _fmt(row.size_mb, 1)]
     if not row.ok or row.model is None or row.e2e is None:
-        return [*head, "-", "-", "-", "-", "-", row.status, "-"]
+        return [*head, "-", "-", *(["-"] if busy else []), "-", "-", "-", row.status, "-"]
     pct = f" ({row.peak_pct:.0f}%)" if row.peak_pct is not None else ""
     pre_post = f"{row.stages['preprocess']:.1f} / {row.stages['postprocess']:.1f}"
+    busy_cell = f"{row.busy.median:.1f} ({row.busy_ratio:.2f}x)" if row.busy and row.busy_ratio else "-"
     return [
         *head,
         f"{row.model.median:.1f} / {row.model.p90:.1f}",
         f"{row.e2e.median:.1f} / {row.e2e.p90:.1f}",
+        *([busy_cell] if busy else []),
         pre_post,
         _fmt(row.images_per_s, 1),
         f"{_fmt(row.gflops, 0)}{pct}",
@@ -173,6 +193,9 @@ def summary_lines(report: BenchmarkReport) -> list[str]:
     lines.append(f"Matrix-multiply peak: {peak_methods} GFLOP/s; model: {model}")
     cpu = f"{env['cpu']}, {env['torch_threads']} threads" + (f", GPU {env['gpu']}" if "gpu" in env else "")
     lines.append(f"Machine: {cpu}; load average {env['load_before']} before, {env['load_after']} after")
+    busy = report.settings.get("busy")
+    if busy:
+        lines.append(f"Busy E2E: every other round ran beside {busy} spinning processes (busy={busy})")
     return lines
 
 

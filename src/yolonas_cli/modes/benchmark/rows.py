@@ -24,7 +24,7 @@ from yolonas_cli.engine.engine import Engine, EngineSettings, Pipeline
 from yolonas_cli.engine.letterbox import PAD_VALUE, Letterbox, to_bgr_uint8
 from yolonas_cli.formats.exported import open_exported
 from yolonas_cli.formats.registry import FORMATS, get
-from yolonas_cli.modes.benchmark.records import PHOTO, Opened, Unavailable, Variant
+from yolonas_cli.modes.benchmark.records import AUTO, PHOTO, Opened, Unavailable, Variant
 from yolonas_cli.modes.export import export_model
 from yolonas_cli.weights.download import sha256_file
 
@@ -40,12 +40,17 @@ def available_formats(device: torch.device) -> list[str]:
     return found
 
 
-def plan_variants(formats: Sequence[str], device: torch.device, half: bool, int8: bool) -> list[Variant]:
-    """The rows of a run: the baseline first, then each format at FP32, FP16 and INT8 where they apply."""
+def plan_variants(
+    formats: Sequence[str], device: torch.device, half: bool, int8: bool, auto: bool = False
+) -> list[Variant]:
+    """The rows of a run: the baseline first, then each format at FP32, FP16 and INT8 where they apply; with
+    `auto`, predict's default engine (backend=auto) after PyTorch FP32."""
     gpu = device.type in ("cuda", "mps")
     variants = [Variant("pytorch", "fp32", baseline=True)]
     for fmt in formats:
         variants.append(Variant(fmt, "fp32"))
+        if auto and fmt == "pytorch":
+            variants.append(Variant(AUTO, "fp32"))
         if half and (gpu or fmt == "pytorch"):  # on a CPU only PyTorch's row, to say why there is none
             variants.append(Variant(fmt, "fp16"))
         if int8 and fmt in ("onnx", "openvino", "engine") and not (fmt == "onnx" and gpu):
@@ -88,8 +93,8 @@ def original_preprocess(lb: Letterbox, image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray((rgb.astype(np.float64) / 255.0).astype(np.float32).transpose(2, 0, 1))
 
 
-#: The baseline's pipeline: the original's kind of preprocessing, float64 arithmetic and OpenCV's threads included.
-ORIGINAL_STYLE = Pipeline(to_input=original_preprocess, one_opencv_thread=False)
+#: The baseline's pipeline: the original's kind of preprocessing, float64 arithmetic included.
+ORIGINAL_STYLE = Pipeline(to_input=original_preprocess)
 
 
 @dataclass
@@ -120,6 +125,10 @@ def open_variant(ctx: Context, variant: Variant) -> Opened:
         return Opened(engine, weights, size_mb(weights))
     if variant.format == "pytorch":
         return Opened(_torch_engine(ctx, variant.precision), weights, size_mb(weights))
+    if variant.format == AUTO:  # what `yolo-nas predict` runs: the weights converted once, from the cache
+        engine = ctx.model.make_engine(ctx.settings, str(ctx.device), runtime="auto")
+        path = getattr(engine.backend, "path", weights)
+        return Opened(engine, path, size_mb(path))
     if variant.format == "engine" and ctx.device.type != "cuda":
         raise Unavailable("TensorRT needs an NVIDIA GPU (device=0)")
     backend = open_export(ctx, variant)

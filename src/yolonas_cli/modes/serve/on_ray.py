@@ -92,8 +92,8 @@ def replica_deployment(serve: Any) -> Any:
         def __init__(self, spec: ReplicaSpec):
             console.set_verbose(False)
             args = spec.args
-            detector = Detector(fetch_model(spec.model, args.weights_dir))
-            self.engine = detector.make_engine(server_settings(args), args.device, args.half)
+            detector = Detector(fetch_model(spec.model, args.weights_dir), weights_dir=args.weights_dir)
+            self.engine = detector.make_engine(server_settings(args), args.device, args.half, runtime=args.backend)
             self.served = ServedModel(
                 spec.model.name,
                 detector.variant,

@@ -31,7 +31,7 @@ def serve_locally(args: ServeArgs) -> int:
     sock = bind(args.host, args.port)  # first: a busy port fails before the model loads
     host, port = sock.getsockname()[:2]
     model = Detector(args.model, weights_dir=args.weights_dir)
-    engine = model.make_engine(server_settings(args), args.device, args.half)
+    engine = model.make_engine(server_settings(args), args.device, args.half, runtime=args.backend)
     batcher = DynamicBatcher(engine, args.batch, args.max_wait_ms, args.max_queue)
     served = served_model(model, args, str(engine.backend.device))
     app = create_app(batcher, served, lifespan=_lifespan(batcher, engine, served, f"http://{_url_host(host)}:{port}"))
