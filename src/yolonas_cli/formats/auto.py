@@ -106,7 +106,7 @@ def ensure_converted(conversion: Conversion, fmt: Format, target: Path, replace:
     `replace`: convert again even when the cached model looks usable (it did not open)."""
     if not replace and usable(target, conversion, fmt):
         return False
-    with exclusive_lock(target, timeout=LOCK_TIMEOUT_S, what=f"converting {target.name}", required=False):
+    with exclusive_lock(target, timeout=LOCK_TIMEOUT_S, what=f"the conversion of {target.name}", required=False):
         if not replace and usable(target, conversion, fmt):  # converted by another process while we waited
             return False
         console.info(
