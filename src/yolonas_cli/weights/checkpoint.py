@@ -26,13 +26,13 @@ import torch
 
 from yolonas_cli.core.errors import WeightsError
 from yolonas_cli.core.files import atomic_file
+from yolonas_cli.weights.metadata import PLAIN_DEPTH, Copier, normalise_processing
 from yolonas_cli.weights.safe_pickle import MODEL_QUALNAMES, Stub, load, stub_state_dict
 
 __all__ = ["FORMAT_TAG", "FORMAT_VERSION", "Checkpoint", "read_checkpoint", "save_checkpoint"]
 
 FORMAT_TAG = "yolonas-cli"
 FORMAT_VERSION = 1
-_PLAIN_DEPTH = 16
 _NMS_ATTRS = {
     "nms_iou": "_default_nms_iou",
     "nms_conf": "_default_nms_conf",
@@ -88,79 +88,6 @@ def _describe(obj: object) -> str:
     return f"a {type(obj).__name__}"
 
 
-MAX_COPIED_VALUES = 100_000
-MAX_COPIED_CHARS = 4 << 20
-"""What may be copied out of one file's pickle in all (metadata, processing, attributes): a YOLO-NAS file's
-metadata is a few hundred values (class names, processing, training settings); 100,000 values and 4 Mi
-characters leave room for a 10,000-class vocabulary. A pickle's memo lets a few KB describe a list nested
-to 10**10 leaves ("billion laughs"): copied as a tree it would take all memory, so the copy stops here."""
-
-
-class _Copier:
-    """Copies plain data out of one file's unpickled objects, all copies sharing one budget (see
-    MAX_COPIED_VALUES); `source` names the file in the error raised when the budget runs out."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.values = MAX_COPIED_VALUES
-        self.chars = MAX_COPIED_CHARS
-
-    def _take(self, value: Any) -> None:
-        self.values -= 1
-        if type(value) is str:
-            self.chars -= len(value)
-        if self.values < 0 or self.chars < 0:
-            raise WeightsError(
-                f"{self.source}: its metadata holds more than {MAX_COPIED_VALUES:,} values or "
-                f"{MAX_COPIED_CHARS:,} characters (a YOLO-NAS file holds a few hundred); it is damaged or hostile"
-            )
-
-    def plain(self, value: Any, depth: int = 0) -> Any:
-        """A copy made of str/int/float/bool/None, lists and str-keyed dicts (tuples become lists).
-
-        Raises TypeError for anything else, so metadata can always be written and read back safely."""
-        self._take(value)
-        if value is None or type(value) in (str, int, float, bool):
-            return value
-        if depth > _PLAIN_DEPTH:
-            raise TypeError("nested too deeply")
-        if isinstance(value, (list, tuple)):
-            return [self.plain(v, depth + 1) for v in value]
-        if isinstance(value, Mapping) and all(type(k) is str for k in value):
-            return {k: self.plain(v, depth + 1) for k, v in value.items()}
-        raise TypeError(f"{type(value).__name__} is not a plain value")
-
-    def plain_or_none(self, value: Any) -> Any:
-        """`plain(value)`, or None when the value is not plain."""
-        try:
-            return self.plain(value)
-        except TypeError:
-            return None
-
-    def processing_steps(self, proc: object, depth: int = 0) -> list[tuple[str, dict]]:
-        """Flatten a processing description into (class name, attributes) steps.
-
-        Accepts the pickled objects (`ComposeProcessing` stub with `processings`) and SG's config form
-        ({"ComposeProcessing": {"processings": [{"Name": {params}}, "Name", ...]}})."""
-        self._take(proc)
-        if depth > _PLAIN_DEPTH:
-            return [("<nested too deeply>", {})]
-        if isinstance(proc, Stub) and proc.kind == "processing":
-            name, params = proc.class_name, proc.state or {}
-        elif isinstance(proc, dict) and len(proc) == 1 and isinstance(next(iter(proc)), str):
-            name, params = next(iter(proc.items()))
-        elif isinstance(proc, str):
-            name, params = proc, {}
-        elif isinstance(proc, (list, tuple)):
-            return [step for item in proc for step in self.processing_steps(item, depth + 1)]
-        else:
-            return [(f"<{type(proc).__name__}>", {})]
-        params = params if isinstance(params, dict) else {}
-        if name == "ComposeProcessing":
-            return self.processing_steps(params.get("processings", []), depth + 1)
-        return [(name, params)]
-
-
 def _with_tensors(value: Any, depth: int = 0) -> Any:
     """A copy of training state made of tensors (compact, on the CPU), str/int/float/bool/None, lists, tuples
     and dicts keyed by str or int (an optimizer's state is keyed by parameter index). TypeError otherwise."""
@@ -168,7 +95,7 @@ def _with_tensors(value: Any, depth: int = 0) -> Any:
         return _compact(value)
     if value is None or type(value) in (str, int, float, bool):
         return value
-    if depth > _PLAIN_DEPTH:
+    if depth > PLAIN_DEPTH:
         raise TypeError("nested too deeply")
     if isinstance(value, list):
         return [_with_tensors(v, depth + 1) for v in value]
@@ -209,80 +136,6 @@ def _state_dict(value: object, path: Path, what: str) -> OrderedDict[str, torch.
 
 
 # --------------------------------------------------------------------------------------------------
-# Image processing
-# --------------------------------------------------------------------------------------------------
-
-
-def _pair(value: object) -> list[int] | None:
-    """[h, w] from a 2-sequence of ints (SG output_shape), else None."""
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(type(v) is int for v in value):
-        return [int(value[0]), int(value[1])]
-    return None
-
-
-def _resize_step(name: str, params: dict, out: dict) -> bool:
-    """Resizing steps; True when recognised."""
-    shape = _pair(params.get("output_shape"))
-    if shape is None:
-        return False
-    if name == "DetectionLongestMaxSizeRescale":
-        if shape[0] == shape[1]:
-            out["resize_longest"] = shape[0]
-        else:
-            out["resize_fit"] = shape
-        return True
-    if name == "DetectionRescale":
-        out["resize_to"] = shape
-        return True
-    return False
-
-
-def _pad_step(name: str, params: dict, out: dict, copier: _Copier) -> bool:
-    """Padding steps; True when recognised."""
-    modes = {"DetectionCenterPadding": "center", "DetectionBottomRightPadding": "bottom_right"}
-    shape = _pair(params.get("output_shape"))
-    if name not in modes or shape is None:
-        return False
-    out["pad_to"] = shape
-    out["pad_value"] = copier.plain_or_none(params.get("pad_value", 114))
-    out["pad_mode"] = modes[name]
-    return True
-
-
-def _pixel_step(name: str, params: dict, out: dict, copier: _Copier) -> bool:
-    """Scaling, normalisation, channel order and layout steps; True when recognised."""
-    if name == "StandardizeImage" and type(params.get("max_value", 255.0)) in (int, float):
-        out["scale"] = float(params.get("max_value", 255.0))
-    elif name == "NormalizeImage":
-        out["mean"] = copier.plain_or_none(params.get("mean"))
-        out["std"] = copier.plain_or_none(params.get("std"))
-    elif name == "ReverseImageChannels":
-        out["reverse_channels"] = True
-    elif name == "ImagePermute":
-        permutation = copier.plain_or_none(params.get("permutation", [2, 0, 1]))
-        if permutation != [2, 0, 1]:
-            out["permute"] = permutation
-    else:
-        return False
-    return True
-
-
-def _normalise_processing(image_processor: object, nms: dict, copier: _Copier) -> tuple[dict | None, list[str]]:
-    """Our processing dict from SG processing steps and NMS defaults, plus unrecognised step names."""
-    out: dict[str, Any] = {}
-    unknown: list[str] = []
-    if image_processor is not None:
-        for name, params in copier.processing_steps(image_processor):
-            known = _resize_step(name, params, out) or _pad_step(name, params, out, copier)
-            if not (known or _pixel_step(name, params, out, copier)):
-                unknown.append(name)
-    for key, value in nms.items():
-        if type(value) in (int, float, bool):
-            out[key] = value
-    return (out or None), unknown
-
-
-# --------------------------------------------------------------------------------------------------
 # The four formats
 # --------------------------------------------------------------------------------------------------
 
@@ -296,8 +149,8 @@ def _from_model_pickle(model: Stub, path: Path) -> Checkpoint:
     """A whole pickled SG YOLO-NAS model: state dict from the module tree, metadata from attributes."""
     state = _strip_module_prefix(stub_state_dict(model, source=f"'{path}'"))
     nms = {key: model.get(attr) for key, attr in _NMS_ATTRS.items()}
-    copier = _Copier(f"'{path}'")
-    processing, unknown = _normalise_processing(model.get("_image_processor"), nms, copier)
+    copier = Copier(f"'{path}'")
+    processing, unknown = normalise_processing(model.get("_image_processor"), nms, copier)
     meta: dict[str, Any] = {"sg_class": model.qualname}
     for name, value in (model.state or {}).items():
         plain = copier.plain_or_none(value) if not name.startswith("_") else None
@@ -322,8 +175,8 @@ def _from_sg_checkpoint(obj: dict, path: Path) -> Checkpoint:
     params = obj.get("processing_params")
     params = params if isinstance(params, dict) else {}
     nms = {key: params.get(sg_key) for key, sg_key in _SG_PARAM_KEYS.items()}
-    copier = _Copier(f"'{path}'")
-    processing, unknown = _normalise_processing(params.get("image_processor"), nms, copier)
+    copier = Copier(f"'{path}'")
+    processing, unknown = normalise_processing(params.get("image_processor"), nms, copier)
     meta: dict[str, Any] = {
         "weights_from": source,
         "checkpoint_keys": copier.plain(sorted(k for k in obj if type(k) is str)),
@@ -346,7 +199,7 @@ def _from_own_format(obj: dict, path: Path) -> Checkpoint:
             f"'{path}' is a yolo-nas weights file of format version {shown}, but this "
             f"version reads only version {FORMAT_VERSION}; upgrade yolo-nas"
         )
-    copier = _Copier(f"'{path}'")
+    copier = Copier(f"'{path}'")
     names, model_name = copier.plain_or_none(obj.get("class_names")), obj.get("model_name")
     processing, meta = copier.plain_or_none(obj.get("processing")), copier.plain_or_none(obj.get("meta"))
     if obj.get("class_names") is not None and _class_names(names) is None:
@@ -427,7 +280,7 @@ def _payload(
     if model_name is not None and type(model_name) is not str:
         raise WeightsError("cannot save weights: model_name must be a string")
     try:
-        copier = _Copier("cannot save weights")
+        copier = Copier("cannot save weights")
         plain_processing = None if processing is None else copier.plain(dict(processing))
         plain_meta = copier.plain(dict(meta or {}))
     except TypeError as exc:
