@@ -66,3 +66,24 @@ def test_gpu_benchmark_script_runs_on_the_cpu(tmp_path: Path) -> None:
     assert rows["PyTorch eager, unfused (baseline)", "fp32"]["status"] == "ok"
     assert rows["PyTorch", "fp32"]["status"] == "ok" and rows["PyTorch", "fp32"]["speedup"] > 0
     assert rows["PyTorch", "fp16"]["status"] == "not available: FP16 needs a GPU"  # half=True: a GPU row
+
+
+def test_gpu_train_check_script_runs_on_the_cpu() -> None:
+    """scripts/gpu_check_train.py (`--device cpu`, tiny at 64): both runs, the checks and their harness. On a CPU
+    amp does not apply, so the two runs must log the same losses (the script demands a zero gap there)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "gpu_check_train.py"),
+            *("--device", "cpu", "--variant", "tiny", "--imgsz", "64"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    results = [line for line in lines if line[:4] in ("PASS", "FAIL")]
+    assert len(results) == 5 and all(line.startswith("PASS") for line in results)
+    assert "relative gap 0.00e+00" in next(line for line in results if "first epoch" in line)
+    assert lines[-1] == "5/5 checks passed"
