@@ -129,35 +129,31 @@ def _output_fps(fps: float | None, vid_stride: int) -> float:
     return max(fps / max(int(vid_stride), 1), 1.0)
 
 
-class JsonSink:
-    """Streams one entry per image into `<run_dir>/predictions.json`, in bounded memory.
+class StreamedFile:
+    """A text file written piece by piece into a hidden temp file beside `path`, in bounded memory: the first
+    `write` creates it (and its folder) and writes `head`; `close()` writes `tail` and renames it into place
+    (atomic), or writes `empty` there when nothing was written; `abort()` deletes it. As a context manager it
+    closes on success or Ctrl-C (what was written is complete) and aborts on any other error."""
 
-    Entries go to a hidden temp file as they come; `close()` finishes the JSON list and renames the file into
-    place (atomic), `abort()` deletes it. Entry: {path, height, width, detections: [{box: [x1, y1, x2, y2]
-    (pixels), confidence, class, name}]} (see `json_entry`), plus the `extra` keys given to `add`."""
-
-    def __init__(self, run_dir: str | os.PathLike[str], filename: str = "predictions.json"):
-        self.path = Path(run_dir) / filename
-        self.count = 0
+    def __init__(self, path: str | os.PathLike[str], head: str = "", tail: str = "", empty: bytes = b""):
+        self.path = Path(path)
+        self._head, self._tail, self._empty = head, tail, empty
         self._tmp = temp_name(self.path)
         self._file: Any = None
 
-    def add(self, result: Result, extra: dict[str, Any] | None = None) -> None:
-        """Append the entry of one image (or video frame), with the `extra` keys (e.g. {"frame": 12})."""
+    def write(self, text: str) -> None:
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115 (closed in close/abort)
-            self._file.write("[")
-        entry = {**json_entry(result), **(extra or {})}
-        self._file.write(("," if self.count else "") + "\n" + json.dumps(entry))
-        self.count += 1
+            self._file.write(self._head)
+        self._file.write(text)
 
     def close(self) -> Path:
-        """Finish the list (an empty list when nothing was added), rename it into place, return its path."""
+        """Finish the file, rename it into place, return its path."""
         if self._file is None:
-            return atomic_write_bytes(self.path, b"[]\n")
+            return atomic_write_bytes(self.path, self._empty)
         try:
-            self._file.write("\n]\n")
+            self._file.write(self._tail)
             self._file.close()
             os.replace(self._tmp, self.path)
         except BaseException:
@@ -173,7 +169,7 @@ class JsonSink:
             self._file = None
         unlink_quietly(self._tmp)
 
-    def __enter__(self) -> JsonSink:
+    def __enter__(self) -> StreamedFile:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -181,6 +177,24 @@ class JsonSink:
             self.close()
         else:
             self.abort()
+
+
+class JsonSink(StreamedFile):
+    """Streams one entry per image into `<run_dir>/predictions.json`, in bounded memory.
+
+    Entries go to a hidden temp file as they come; `close()` finishes the JSON list and renames the file into
+    place (atomic), `abort()` deletes it. Entry: {path, height, width, detections: [{box: [x1, y1, x2, y2]
+    (pixels), confidence, class, name}]} (see `json_entry`), plus the `extra` keys given to `add`."""
+
+    def __init__(self, run_dir: str | os.PathLike[str], filename: str = "predictions.json"):
+        super().__init__(Path(run_dir) / filename, head="[", tail="\n]\n", empty=b"[]\n")
+        self.count = 0
+
+    def add(self, result: Result, extra: dict[str, Any] | None = None) -> None:
+        """Append the entry of one image (or video frame), with the `extra` keys (e.g. {"frame": 12})."""
+        entry = {**json_entry(result), **(extra or {})}
+        self.write(("," if self.count else "") + "\n" + json.dumps(entry))
+        self.count += 1
 
 
 def json_entry(result: Result, decimals: int = 3) -> dict[str, Any]:
@@ -203,7 +217,7 @@ def json_entry(result: Result, decimals: int = 3) -> dict[str, Any]:
     return {"path": result.path, "height": int(h), "width": int(w), "detections": detections}
 
 
-class MotSink:
+class MotSink(StreamedFile):
     """Streams the tracks of one video (or image sequence) into a MOTChallenge text file, in bounded memory.
 
     One line per tracked box: `frame,id,x,y,w,h,conf,-1,-1,-1` (frame from 1, the box's top-left corner and its
@@ -212,42 +226,17 @@ class MotSink:
     `abort()` deletes it."""
 
     def __init__(self, path: str | os.PathLike[str]):
-        self.path = Path(path)
+        super().__init__(path)
         self.lines = 0
-        self._tmp = temp_name(self.path)
-        self._file: Any = None
 
     def add(self, frame: int, result: Result) -> None:
         """Append the tracked boxes of `result` (one frame) as frame number `frame`; untracked results add none."""
         boxes = result.boxes.numpy()
-        if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self._tmp, "w", encoding="ascii")  # noqa: SIM115 (closed in close/abort)
         if boxes.id is None:
             return
         for (x1, y1, x2, y2), track_id, conf in zip(boxes.xyxy.tolist(), boxes.id.tolist(), boxes.conf.tolist()):
-            self._file.write(mot_line(frame, int(track_id), (x1, y1, x2 - x1, y2 - y1), conf))
+            self.write(mot_line(frame, int(track_id), (x1, y1, x2 - x1, y2 - y1), conf))
             self.lines += 1
-
-    def close(self) -> Path:
-        """Finish the file and rename it into place; returns its path."""
-        if self._file is None:
-            return atomic_write_bytes(self.path, b"")
-        try:
-            self._file.close()
-            os.replace(self._tmp, self.path)
-        except BaseException:
-            self.abort()
-            raise
-        self._file = None
-        return self.path
-
-    def abort(self) -> None:
-        """Discard what was written (the final name is never created)."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        unlink_quietly(self._tmp)
 
 
 def mot_line(frame: int, track_id: int, xywh: tuple[float, float, float, float], conf: float) -> str:
