@@ -70,8 +70,6 @@ __all__ = [
     "unknown_key_message",
 ]
 
-MODES = ("predict", "track", "val", "export", "info", "benchmark", "train", "serve")
-
 
 def unknown_key_message(mode: str, key: str, where: str = "") -> str:
     """The one-line error for a key that `mode` does not take (`where` names a cfg file, if any)."""
@@ -89,6 +87,7 @@ MODE_ARGS: dict[str, type[CommonArgs]] = {
     "train": TrainArgs,
     "serve": ServeArgs,
 }
+MODES = tuple(MODE_ARGS)  # in the order the help lists them
 
 
 # ---------------------------------------------------------------- the public helpers
