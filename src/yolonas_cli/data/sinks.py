@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from yolonas_cli.core import console
 from yolonas_cli.core.errors import YoloNasError
 from yolonas_cli.core.files import atomic_write_bytes, temp_name, unlink_quietly
 from yolonas_cli.data.frames import DEFAULT_STREAM_FPS
@@ -243,3 +244,12 @@ def mot_line(frame: int, track_id: int, xywh: tuple[float, float, float, float],
     """One MOTChallenge line: `frame,id,x,y,w,h,conf,-1,-1,-1` (box to 2 decimals, conf to 5), newline-ended."""
     x, y, w, h = xywh
     return f"{frame},{track_id},{x:.2f},{y:.2f},{w:.2f},{h:.2f},{conf:.5f},-1,-1,-1\n"
+
+
+def warn_unsaved(failed: int, seen: int, unit: str) -> None:
+    """The closing warning of a run in which `failed` of the `seen` inputs (`unit`: "images or frames") had
+    outputs that could not be saved (each was warned about when it happened); nothing when none failed."""
+    if failed:
+        console.warn(
+            f"{failed} of the inputs ({seen} {unit} in all) had outputs that could not be saved; see the warnings above"
+        )

@@ -27,7 +27,7 @@ from yolonas_cli.core.sizes import imgsz_pair
 from yolonas_cli.data.display import close_windows, display_problem, show_image
 from yolonas_cli.data.frames import Frame
 from yolonas_cli.data.results import Result
-from yolonas_cli.data.sinks import JsonSink, VideoSink, make_run_dir
+from yolonas_cli.data.sinks import JsonSink, VideoSink, make_run_dir, warn_unsaved
 from yolonas_cli.data.sources import Source, default_source, open_source
 from yolonas_cli.detector import Detector
 from yolonas_cli.engine.engine import Engine, EngineSettings
@@ -210,11 +210,7 @@ class PredictOutputs:
 
     def report_failures(self, seen: int) -> None:
         """The closing warning: how many inputs had outputs that could not be saved."""
-        if self.failed:
-            console.warn(
-                f"{len(self.failed)} of the inputs ({seen} images or frames in all) had outputs that could not be "
-                "saved; see the warnings above"
-            )
+        warn_unsaved(len(self.failed), seen, "images or frames")
 
     def _save_pictures(self, frame: Frame, annotated: np.ndarray, stem: str) -> None:
         """The annotated image, or the video frame (`save`) and its own JPEG (`save_frames`)."""

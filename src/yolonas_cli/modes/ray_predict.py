@@ -27,7 +27,7 @@ from yolonas_cli.core import console
 from yolonas_cli.core.errors import UsageError, YoloNasError
 from yolonas_cli.core.files import atomic_imwrite
 from yolonas_cli.data.results import Boxes, Result
-from yolonas_cli.data.sinks import JsonSink, make_run_dir
+from yolonas_cli.data.sinks import JsonSink, make_run_dir, warn_unsaved
 from yolonas_cli.data.sources import Source, default_source, open_source
 from yolonas_cli.detector import Detector
 from yolonas_cli.distributed.batch import RemoteImage, WorkerSpec, detect_on_ray
@@ -194,11 +194,7 @@ class Tally:
             raise YoloNasError(
                 f"none of the {files} file(s) of the source could be decoded; check that they are valid images"
             )
-        if self.unsaved:
-            console.warn(
-                f"{self.unsaved} of the inputs ({self.seen} images in all) had outputs that could not be saved; "
-                "see the warnings above"
-            )
+        warn_unsaved(self.unsaved, self.seen, "images")
         seconds = time.perf_counter() - self.started
         speed = {stage: ms / max(self.seen, 1) for stage, ms in self.totals.items()}
         console.info(
