@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import time
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -22,6 +23,7 @@ from yolonas_cli.engine.engine import EngineSettings
 from yolonas_cli.engine.letterbox import Letterbox
 from yolonas_cli.formats.auto import runtime_for
 from yolonas_cli.modes.benchmark import measure, records, rows
+from yolonas_cli.modes.benchmark import original as baseline
 from yolonas_cli.modes.benchmark import report as tables
 
 runner = CliRunner()
@@ -300,11 +302,12 @@ def test_rows_are_timed_in_turn_with_busy_rounds_between(tiny_checkpoint: Path) 
     engines = [Recorded("a", engine), Recorded("b", engine)]
     images = measure.benchmark_images(1)
     with Spinners(1) as spinners:
-        timings = measure.time_rows(engines, images, runs=2, warmup=1, spinners=spinners)  # type: ignore[arg-type]
+        passes = [partial(measure.timed_run, e, images) for e in engines]
+        timings = measure.time_rows(passes, runs=2, warmup=1, spinners=spinners)
     assert calls == ["a", "b"] + ["a", "b"] * 4  # warm-ups, then 4 rounds (2 quiet, 2 busy)
     for quiet, busy in timings:
         assert quiet.e2e.count == 2 and busy is not None and busy.e2e.count == 2
-    ((quiet, busy),) = measure.time_rows(engines[:1], images, runs=2, warmup=0)  # type: ignore[arg-type]
+    ((quiet, busy),) = measure.time_rows(passes[:1], runs=2, warmup=0)
     assert quiet.e2e.count == 2 and busy is None
 
 
@@ -425,7 +428,7 @@ def test_original_preprocess_gives_the_same_input_as_the_engine() -> None:
     image = measure.benchmark_images(1)[0]
     assert image.shape == (720, 1280, 3)
     lb = Letterbox.for_image(image.shape[:2], 640)
-    original = rows.original_preprocess(lb, image)
+    original = baseline.original_preprocess(lb, image)
     assert original.dtype == np.float32 and original.flags.c_contiguous
     np.testing.assert_array_equal(original, lb.apply(image))
 
@@ -463,3 +466,41 @@ def test_rows_that_were_not_measured_render_their_status() -> None:
     assert len(cells) == 10 and cells[0] == "OpenVINO" and cells[1] == "INT8"
     assert "not available" in cells[8]
     assert row.to_dict()["e2e_median_ms"] is None
+
+
+# ---------------------------------------------------------------------------------------------- the baseline
+
+
+def test_the_environment_without_policy_drops_only_what_the_policy_added(monkeypatch) -> None:
+    from yolonas_cli.core import cpus
+
+    monkeypatch.setitem(cpus._ADDED, "YOLONAS_TEST_ADDED", "1")
+    monkeypatch.setenv("YOLONAS_TEST_ADDED", "1")
+    monkeypatch.setenv("YOLONAS_TEST_USERS", "kept")
+    env = cpus.environment_without_policy()
+    assert "YOLONAS_TEST_ADDED" not in env and env["YOLONAS_TEST_USERS"] == "kept"
+    monkeypatch.setenv("YOLONAS_TEST_ADDED", "2")  # changed since: somebody else's value now, kept
+    assert cpus.environment_without_policy()["YOLONAS_TEST_ADDED"] == "2"
+
+
+def test_the_baseline_is_timed_in_a_process_with_the_libraries_default_threading(tiny_checkpoint: Path) -> None:
+    """The child starts without the policy this process applied (OMP_WAIT_POLICY unset, unless the user set
+    it) and answers timed passes whose stages are the engine's three."""
+    from yolonas_cli.core import cpus
+
+    expected = None if "OMP_WAIT_POLICY" in cpus._ADDED else os.environ.get("OMP_WAIT_POLICY")
+    with baseline.BaselineProcess(tiny_checkpoint, torch.device("cpu"), (64, 64), 2) as child:
+        assert child.started_with["omp_wait_policy"] == expected
+        passes = [child.timed_pass() for _ in range(2)]
+        pid = child.process.pid if child.process else -1
+    for stages in passes:
+        assert set(stages) == {"preprocess", "inference", "postprocess"}
+        assert all(ms > 0 for ms in stages.values())
+    assert not Path(f"/proc/{pid}").exists() or _state(pid) == "Z"  # ended with the block
+
+
+def test_a_baseline_process_that_cannot_start_says_why(tmp_path: Path) -> None:
+    missing = tmp_path / "nothing.pt"
+    child = baseline.BaselineProcess(missing, torch.device("cpu"), (64, 64), 1)
+    with pytest.raises(RuntimeError, match=r"baseline's process failed: .*nothing\.pt"), child:
+        pass

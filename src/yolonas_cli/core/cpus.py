@@ -133,9 +133,21 @@ def thread_environment(budget: int, affinity: int, environ: Mapping[str, str]) -
     return {key: value for key, value in wanted.items() if key not in environ}
 
 
+#: What `apply_thread_environment` added to os.environ in this process.
+_ADDED: dict[str, str] = {}
+
+
 def apply_thread_environment() -> dict[str, str]:
     """Set `thread_environment` in os.environ (before torch is imported, see the module docstring); returns
     what was set."""
     added = thread_environment(cpu_budget(), affinity_count(), os.environ)
     os.environ.update(added)
+    _ADDED.update(added)
     return added
+
+
+def environment_without_policy() -> dict[str, str]:
+    """os.environ as it was before `apply_thread_environment` (the variables it added and that still hold its
+    values taken out): for a child process that must run with the libraries' own threading defaults, as a
+    program that never imported yolonas_cli does (the benchmark's baseline)."""
+    return {key: value for key, value in os.environ.items() if _ADDED.get(key) != value}

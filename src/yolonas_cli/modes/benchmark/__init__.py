@@ -5,7 +5,8 @@
     report = run_benchmark(make_args("benchmark", model="yolo_nas_s.pt", formats=["pytorch", "onnx"]))
 
 The run is told here; its pieces are `records` (what is recorded), `rows` (which rows, and how each is
-opened), `measure` (timing, agreement, mAP, the machine) and `report` (tables and files).
+opened), `original` (the baseline and its process), `measure` (timing, agreement, mAP, the machine) and
+`report` (tables and files).
 
 What a row measures: passes through the whole pipeline, preprocess (letterbox of the decoded photo) +
 inference (the backend on the ready input, synchronised) + postprocess (NMS, boxes mapped back to the photo),
@@ -30,7 +31,8 @@ Rows:
 
 - the baseline: the unfused model in eval mode run eagerly (`torch.no_grad`), with the original's kind of
   preprocessing (OpenCV resize and centre pad, RGB, `float64 / 255` cast to float32, CHW) and the same
-  postprocessing as every other row;
+  postprocessing as every other row, timed in a process of its own with the libraries' default threading,
+  as the original runs (`original`);
 - PyTorch: the fused model through the shared engine (what `yolo-nas predict backend=torch` runs);
 - Predict default (backend=auto), on a CPU with OpenVINO or ONNX Runtime installed: the weights converted
   once into the weights cache and run by that runtime (what `yolo-nas predict` runs; `formats.auto`);
@@ -52,7 +54,8 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +89,7 @@ from yolonas_cli.modes.benchmark.measure import (
     one_line,
     record_timing,
     time_rows,
+    timed_run,
 )
 from yolonas_cli.modes.benchmark.records import (
     PHOTO,
@@ -131,7 +135,14 @@ def run_benchmark(args: BenchmarkArgs) -> BenchmarkReport:
     model.fuse()
     imgsz = imgsz_pair(args.imgsz)
     settings = EngineSettings(imgsz=imgsz, batch=args.batch)
-    ctx = Context(args, model, unfused, device, settings, _workspace(args))
+    with ExitStack() as resources:
+        ctx = Context(args, model, unfused, device, settings, _workspace(args), resources=resources)
+        return _measure(ctx, imgsz)
+
+
+def _measure(ctx: Context, imgsz: tuple[int, int]) -> BenchmarkReport:
+    """The run on an opened context: plan, open and compare, time, mAP, summary."""
+    args, model, device = ctx.args, ctx.model, ctx.device
     formats = args.formats if args.formats is not None else available_formats(device)
     auto = runtime_for("auto", device) is not None  # a runtime faster than PyTorch is installed
     variants = plan_variants(formats, device, args.half, args.int8, auto=auto)
@@ -153,8 +164,8 @@ def run_benchmark(args: BenchmarkArgs) -> BenchmarkReport:
     return report
 
 
-def open_row(ctx: Context, variant: Variant, images: Sequence[np.ndarray], ref: Reference) -> tuple[Row, Any]:
-    """Open (exporting first when needed) and compare one variant: (row, its engine or None); any failure
+def open_row(ctx: Context, variant: Variant, images: Sequence[np.ndarray], ref: Reference) -> tuple[Row, Opened | None]:
+    """Open (exporting first when needed) and compare one variant: (row, what was opened or None); any failure
     becomes the row's status."""
     console.info(f"Opening {variant.title} {variant.precision.upper()} ...")
     row = Row(variant)
@@ -167,28 +178,34 @@ def open_row(ctx: Context, variant: Variant, images: Sequence[np.ndarray], ref: 
         row.status = f"failed: {one_line(exc)}"
         return row, None
     _guarded(row, lambda: compare_row(row, opened, images, ref))
-    return row, opened.engine
+    return row, opened
 
 
-def measure_maps(opened: Sequence[tuple[Row, Any]], data: str, ref: Reference | None) -> None:
-    """mAP50-95 on `data` of every row that was measured."""
-    for row, engine in opened:
-        if row.ok and engine is not None:
+def measure_maps(opened: Sequence[tuple[Row, Opened | None]], data: str, ref: Reference | None) -> None:
+    """mAP50-95 on `data` of every row that was measured (in this process: threading changes no result)."""
+    for row, done in opened:
+        if row.ok and done is not None:
+            engine = done.engine
             console.info(f"Measuring the mAP50-95 of {row.variant.title} {row.variant.precision.upper()} on {data}")
             _guarded(row, lambda: measure_map(row, engine, data, ref))  # noqa: B023 (called at once)
 
 
 def time_opened(
-    opened: Sequence[tuple[Row, Any]], args: BenchmarkArgs, images: Sequence[np.ndarray], flops: int, peak: Peak
+    opened: Sequence[tuple[Row, Opened | None]],
+    args: BenchmarkArgs,
+    images: Sequence[np.ndarray],
+    flops: int,
+    peak: Peak,
 ) -> None:
     """Time the rows that opened, all together (see `measure.time_rows`), beside `args.busy` busy processes
     in every other round."""
-    timed = [(row, engine) for row, engine in opened if row.ok and engine is not None]
+    timed = [(row, done) for row, done in opened if row.ok and done is not None]
     rounds = f"{args.runs} rounds" + (f" quiet and {args.runs} beside {args.busy} busy processes" if args.busy else "")
     console.info(f"Timing {len(timed)} rows in turn, {rounds} ...")
     try:
         with Spinners(args.busy) if args.busy else nullcontext() as spinners:
-            timings = time_rows([engine for _, engine in timed], images, args.runs, args.warmup, spinners)
+            passes = [done.timed_pass or partial(timed_run, done.engine, images) for _, done in timed]
+            timings = time_rows(passes, args.runs, args.warmup, spinners)
     except YoloNasError:
         raise
     except Exception as exc:  # a runtime failing while timed: every row timed together is reported
@@ -238,18 +255,18 @@ def run_exported_benchmark(args: BenchmarkArgs, model: Detector, device: torch.d
     imgsz: tuple[int, ...] = requested
     flops = 0
     try:
-        engine = model.make_engine(settings, str(runtime))
-        imgsz = engine.backend.fixed_input or requested
+        opened = Opened(model.make_engine(settings, str(runtime)), model.path, size_mb(model.path))
+        imgsz = opened.engine.backend.fixed_input or requested
         flops = variant_flops(meta.model, len(meta.names), *imgsz) or 0
-        compare_row(row, Opened(engine, model.path, size_mb(model.path)), images, None)
+        compare_row(row, opened, images, None)
     except YoloNasError:  # a missing runtime or a usage error: the one-line error of the CLI
         raise
     except Exception as exc:  # a runtime failure: reported in the row, as for the other rows
         row.status = f"failed: {one_line(exc)}"
     if row.ok:
-        time_opened([(row, engine)], args, images, flops, peak)
+        time_opened([(row, opened)], args, images, flops, peak)
     if row.ok and args.data:
-        measure_maps([(row, engine)], args.data, None)
+        measure_maps([(row, opened)], args.data, None)
     report = BenchmarkReport(
         [row], peak, flops, _settings(args, device, imgsz, [meta.format]), environment(device, load_before)
     )

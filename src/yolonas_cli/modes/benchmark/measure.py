@@ -126,23 +126,26 @@ def summarize_runs(runs: Sequence[dict[str, float]]) -> Timing:
 
 
 def time_rows(
-    engines: Sequence[Engine], images: Sequence[np.ndarray], runs: int, warmup: int, spinners: Spinners | None = None
+    passes: Sequence[Callable[[], dict[str, float]]],
+    runs: int,
+    warmup: int,
+    spinners: Spinners | None = None,
 ) -> list[tuple[Timing, Timing | None]]:
-    """Time every engine in turn, round after round, so that all of them see the same machine: `warmup`
-    untimed passes each, then `runs` rounds of one timed pass each (garbage collection paused). With
-    `spinners`, every other round runs beside the busy processes: (quiet timing, busy timing or None) per
-    engine."""
-    for engine in engines:
+    """Time every row in turn, round after round, so that all of them see the same machine: `warmup` untimed
+    passes each, then `runs` rounds of one timed pass each (garbage collection paused). A row is given as its
+    pass (`timed_run` of its engine, or the baseline process's). With `spinners`, every other round runs
+    beside the busy processes: (quiet timing, busy timing or None) per row."""
+    for timed_pass in passes:
         for _ in range(warmup):
-            engine.run_batch(images)
-    quiet: list[list[dict[str, float]]] = [[] for _ in engines]
-    busy: list[list[dict[str, float]]] = [[] for _ in engines]
+            timed_pass()
+    quiet: list[list[dict[str, float]]] = [[] for _ in passes]
+    busy: list[list[dict[str, float]]] = [[] for _ in passes]
     with _gc_paused():
         for round_index in range(runs * (2 if spinners else 1)):
             beside = spinners is not None and round_index % 2 == 1
             with spinners.running() if spinners is not None and beside else nullcontext():
-                for engine, samples in zip(engines, busy if beside else quiet):
-                    samples.append(timed_run(engine, images))
+                for timed_pass, samples in zip(passes, busy if beside else quiet):
+                    samples.append(timed_pass())
     return [(summarize_runs(q), summarize_runs(b) if b else None) for q, b in zip(quiet, busy)]
 
 

@@ -3,7 +3,7 @@ matrix-multiply peak, and the whole report."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,8 +168,10 @@ class BenchmarkReport:
 
 @dataclass
 class Opened:
-    """A row ready to time: its engine (the backend is `engine.backend`), file and size."""
+    """A row ready to time: its engine (the backend is `engine.backend`), file and size; `timed_pass` makes one
+    timed pass when the row is not timed through `engine` in this process (the baseline's own process)."""
 
     engine: Engine
     file: Path | None
     size_mb: float | None
+    timed_pass: Callable[[], dict[str, float]] | None = None

@@ -1,17 +1,16 @@
 """The rows of a run and how each is opened: the plan (baseline, formats, precisions), the original-style
-baseline, the PyTorch engine, and the exports (made once into the workspace, reused while they match)."""
+baseline (`original`), the PyTorch engine, and the exports (made once into the workspace, reused while they match)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 import torch
 import yaml
 
@@ -19,11 +18,10 @@ from yolonas_cli.cfg import BenchmarkArgs, ExportArgs
 from yolonas_cli.core import console
 from yolonas_cli.core.files import size_mb
 from yolonas_cli.detector import Detector
-from yolonas_cli.engine.backend import GraphNMS
-from yolonas_cli.engine.engine import Engine, EngineSettings, Pipeline
-from yolonas_cli.engine.letterbox import PAD_VALUE, Letterbox, to_bgr_uint8
+from yolonas_cli.engine.engine import Engine, EngineSettings
 from yolonas_cli.formats.exported import open_exported
 from yolonas_cli.formats.registry import FORMATS, get
+from yolonas_cli.modes.benchmark.original import BaselineProcess, baseline_engine
 from yolonas_cli.modes.benchmark.records import AUTO, PHOTO, Opened, Unavailable, Variant
 from yolonas_cli.modes.export import export_model
 from yolonas_cli.weights.download import sha256_file
@@ -58,45 +56,6 @@ def plan_variants(
     return variants
 
 
-class EagerBackend:
-    """The unfused model as the original runs it: NCHW, eager, under `torch.no_grad` (no inference mode).
-
-    Deliberately not a `TorchBackend`, so that speed-ups added there never reach the baseline."""
-
-    name = "torch-eager"
-    fixed_input: tuple[int, int] | None = None
-    graph_nms: GraphNMS | None = None
-
-    def __init__(self, model: torch.nn.Module, device: torch.device):
-        self.device = device
-        self.model = model.eval().to(device=device, dtype=torch.float32)
-
-    @torch.no_grad()
-    def __call__(self, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        boxes, scores = self.model(torch.from_numpy(images).to(self.device))
-        return boxes, scores
-
-    def synchronize(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-
-def original_preprocess(lb: Letterbox, image: np.ndarray) -> np.ndarray:
-    """Resize, centre pad with 114, BGR->RGB, `float64 / 255` -> float32, HWC->CHW (a copy at each step)."""
-    img = to_bgr_uint8(image)
-    if lb.resized_hw != lb.orig_hw:
-        img = cv2.resize(img, lb.resized_hw[::-1], interpolation=cv2.INTER_LINEAR)
-    img = cv2.copyMakeBorder(
-        img, lb.pad_top, lb.pad_bottom, lb.pad_left, lb.pad_right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3
-    )
-    rgb = img[:, :, ::-1]
-    return np.ascontiguousarray((rgb.astype(np.float64) / 255.0).astype(np.float32).transpose(2, 0, 1))
-
-
-#: The baseline's pipeline: the original's kind of preprocessing, float64 arithmetic included.
-ORIGINAL_STYLE = Pipeline(to_input=original_preprocess)
-
-
 @dataclass
 class Context:
     """What every row shares."""
@@ -107,6 +66,7 @@ class Context:
     device: torch.device
     settings: EngineSettings
     workspace: Path
+    resources: ExitStack = field(default_factory=ExitStack)  # held open until the run ends (the baseline's process)
     _sources: dict[str, Detector] = field(default_factory=dict)
     _sha256: str | None = None
 
@@ -120,9 +80,11 @@ class Context:
 def open_variant(ctx: Context, variant: Variant) -> Opened:
     """The engine of a row, exporting first when needed. Raises Unavailable or YoloNasError."""
     weights = ctx.model.path
-    if variant.baseline:
-        engine = Engine(EagerBackend(ctx.unfused, ctx.device), ctx.model.names, ctx.settings, ORIGINAL_STYLE)
-        return Opened(engine, weights, size_mb(weights))
+    if variant.baseline:  # compared in this process, timed in its own (`original.BaselineProcess`)
+        engine = baseline_engine(ctx.unfused, ctx.model.names, ctx.device, ctx.settings)
+        child = BaselineProcess(weights, ctx.device, ctx.settings.imgsz, ctx.settings.batch)
+        ctx.resources.enter_context(child)
+        return Opened(engine, weights, size_mb(weights), timed_pass=child.timed_pass)
     if variant.format == "pytorch":
         return Opened(_torch_engine(ctx, variant.precision), weights, size_mb(weights))
     if variant.format == AUTO:  # what `yolo-nas predict` runs: the weights converted once, from the cache
