@@ -3,8 +3,8 @@ weights, or INT8 through NNCF) and the backend that runs an IR folder (or its .x
 
 The ONNX graph (with its NMS when `nms=True`) is converted by `openvino.convert_model`; the metadata pairs
 go into the model's `rt_info` under `yolo_nas`. FP16 stores FP16 weights (`compress_to_fp16`); INT8 runs
-NNCF post-training quantization on the calibration images with the decoding and NMS kept in float (the
-same rule as the ONNX INT8 export, see `formats.int8.float_tail`).
+NNCF post-training quantization on the calibration images with the stem, decoding and NMS kept in float (the
+same rule as the ONNX INT8 export, see `formats.int8.kept_in_float`).
 
 Models are compiled with the f32 inference precision hint: OpenVINO's CPU plugin otherwise runs the float
 layers in bfloat16 on CPUs that have it, which moves boxes by whole pixels (FP16 exports keep FP16-rounded
@@ -31,7 +31,7 @@ from yolonas_cli.core.files import atomic_dir
 from yolonas_cli.core.install import pip_extra
 from yolonas_cli.engine.backend import check_input, outputs_to_raw, run_in_batches
 from yolonas_cli.formats.calibration import DEFAULT_DATA, calibration_for
-from yolonas_cli.formats.int8 import float_tail, measure_cost
+from yolonas_cli.formats.int8 import kept_in_float, measure_cost
 from yolonas_cli.formats.job import ExportJob
 from yolonas_cli.formats.metadata import ExportMetadata
 from yolonas_cli.formats.onnx import OnnxRuntimeBackend
@@ -119,7 +119,7 @@ def read_rt_info(model: Any, where: str) -> ExportMetadata:
 
 
 def quantize_nncf(model: Any, onnx_path: Path, job: ExportJob) -> Any:
-    """NNCF post-training INT8 quantization, decoding and NMS ignored (kept in float)."""
+    """NNCF post-training INT8 quantization, the stem, decoding and NMS ignored (kept in float)."""
     import nncf
     import onnx
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
@@ -127,7 +127,7 @@ def quantize_nncf(model: Any, onnx_path: Path, job: ExportJob) -> Any:
 
     _, calib = calibration_for(job.options.data, job.options.fraction, job.imgsz, "NNCF")
     dataset = nncf.Dataset(list(calib.batches(job.options.batch)))
-    ignored = nncf.IgnoredScope(names=float_tail(onnx.load(str(onnx_path))), validate=False)
+    ignored = nncf.IgnoredScope(names=openvino_names(model, kept_in_float(onnx.load(str(onnx_path)))))
     advanced = AdvancedQuantizationParameters(activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX)
     with _quiet_nncf():
         return nncf.quantize(
@@ -138,6 +138,27 @@ def quantize_nncf(model: Any, onnx_path: Path, job: ExportJob) -> Any:
             subset_size=len(calib.inputs),
             advanced_parameters=advanced,
         )
+
+
+def openvino_names(model: Any, onnx_names: list[str]) -> list[str]:
+    """The names of the OpenVINO operations that the ONNX nodes `onnx_names` became: the same name, or that
+    name followed by `/...` (a Conv with a bias becomes `<name>/WithoutBiases` and the bias Add `<name>`).
+    Nodes that the conversion folded into constants (shape arithmetic, the anchor grid) have none."""
+    found: dict[str, list[str]] = {name: [] for name in onnx_names}
+    for op in model.get_ops():
+        friendly = op.get_friendly_name()
+        for name in (friendly, *_parents(friendly)):
+            if name in found:
+                found[name].append(friendly)
+                break
+    return sorted({op for ops in found.values() for op in ops})
+
+
+def _parents(name: str) -> Iterator[str]:
+    """'/a/b/c' -> '/a/b', '/a' (the names that `name` may extend)."""
+    while "/" in name.strip("/"):
+        name = name.rsplit("/", 1)[0]
+        yield name
 
 
 @contextlib.contextmanager
