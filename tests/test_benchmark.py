@@ -456,8 +456,29 @@ def test_matmul_peak_reports_positive_gflops() -> None:
     peak = measure.matmul_peak(torch.device("cpu"), size=256, runs=1)
     assert set(peak.methods) == {"torch.mm fp32", "oneDNN fp32"}
     assert all(v > 0 for v in peak.methods.values())
-    assert peak.best("fp32") == max(peak.methods.values())
+    assert peak.best("fp32") == max(peak.methods.values()) and peak.best("int8") is None
     assert peak.best("fp16") is None
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="the INT8 peak is measured with OpenVINO")
+def test_the_int8_peak_is_an_int8_gemm_through_openvino() -> None:
+    """The INT8 GEMM really runs in INT8: OpenVINO's profile shows an I8 kernel for the MatMul (a float one
+    would mean FakeQuantize was not folded into INT8 arithmetic), and the peak reports it."""
+    peak = measure.matmul_peak(torch.device("cpu"), size=256, runs=1, int8=True)
+    assert set(peak.methods) == {"torch.mm fp32", "oneDNN fp32", "OpenVINO int8"}
+    assert peak.best("int8") == peak.methods["OpenVINO int8"] > 0
+    kernels = openvino_int8_kernels(256)
+    assert any("I8" in kernel.upper() for kernel in kernels), kernels
+
+
+def openvino_int8_kernels(size: int) -> list[str]:
+    """The execution kernels OpenVINO's profile reports for the peak's MatMul."""
+    import openvino as ov
+
+    model, a = measure.int8_gemm_model(size)
+    request = ov.Core().compile_model(model, "CPU", {"PERF_COUNT": True}).create_infer_request()
+    request.infer([a])
+    return [p.exec_type for p in request.profiling_info if p.node_name == "int8_gemm"]
 
 
 def test_rows_that_were_not_measured_render_their_status() -> None:

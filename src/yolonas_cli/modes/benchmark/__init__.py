@@ -152,7 +152,7 @@ def _measure(ctx: Context, imgsz: tuple[int, int]) -> BenchmarkReport:
     flops = count_flops(model.model, *imgsz)
     opened = [open_row(ctx, variant, images, ref) for variant in variants]
     rows = [row for row, _ in opened]
-    peak = _peak(device)
+    peak = _peak(device, int8=any(v.precision == "int8" for v in variants))
     time_opened(opened, args, images, flops, peak)
     if args.data:
         measure_maps(opened, args.data, ref)
@@ -226,9 +226,10 @@ def _guarded(row: Row, work: Callable[[], None]) -> None:
         row.status = f"failed: {one_line(exc)}"
 
 
-def _peak(device: torch.device) -> Peak:
-    console.info(f"Measuring the matrix-multiply peak ({PEAK_SIZE}^3 float32 GEMM, {torch.get_num_threads()} threads)")
-    return matmul_peak(device)
+def _peak(device: torch.device, int8: bool = False) -> Peak:
+    what = "float32 GEMM" + (" and INT8" if int8 else "")
+    console.info(f"Measuring the matrix-multiply peak ({PEAK_SIZE}^3 {what}, {torch.get_num_threads()} threads)")
+    return matmul_peak(device, int8=int8)
 
 
 def run_exported_benchmark(args: BenchmarkArgs, model: Detector, device: torch.device) -> BenchmarkReport:
@@ -251,7 +252,7 @@ def run_exported_benchmark(args: BenchmarkArgs, model: Detector, device: torch.d
     row = Row(variant)
     images = benchmark_images(args.batch)
     load_before = load_average()
-    peak = _peak(device)
+    peak = _peak(device, int8=meta.precision == "int8")
     imgsz: tuple[int, ...] = requested
     flops = 0
     try:

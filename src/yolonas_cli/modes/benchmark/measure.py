@@ -59,8 +59,9 @@ def _sync_for(device: torch.device) -> Callable[[], None]:
     return lambda: None
 
 
-def matmul_peak(device: torch.device, size: int = PEAK_SIZE, runs: int = PEAK_RUNS) -> Peak:
-    """GFLOP/s of a size^3 GEMM: torch.mm (and oneDNN as a 1x1 convolution on a CPU; FP16 too on a GPU)."""
+def matmul_peak(device: torch.device, size: int = PEAK_SIZE, runs: int = PEAK_RUNS, int8: bool = False) -> Peak:
+    """GFLOP/s of a size^3 GEMM: torch.mm (and oneDNN as a 1x1 convolution on a CPU; FP16 too on a GPU); with
+    `int8` on a CPU with OpenVINO installed, the INT8 GEMM too (giga-operations/s, `_openvino_int8_gemm_ms`)."""
     flop = 2.0 * size**3
     methods: dict[str, float] = {}
     sync = _sync_for(device)
@@ -72,6 +73,8 @@ def matmul_peak(device: torch.device, size: int = PEAK_SIZE, runs: int = PEAK_RU
             methods[f"torch.mm {label}"] = _gflops(flop, _time_ms(_mm(a, b), runs, 2, sync))
         if device.type == "cpu":
             methods["oneDNN fp32"] = _gflops(flop, _onednn_gemm_ms(size, runs))
+        if device.type == "cpu" and int8 and (samples := _openvino_int8_gemm_ms(size, runs)):
+            methods["OpenVINO int8"] = _gflops(flop, samples)
     return Peak(methods, size, torch.get_num_threads())
 
 
@@ -84,6 +87,39 @@ def _onednn_gemm_ms(size: int, runs: int) -> list[float]:
     x = torch.randn(1, size, size // 32, 32).contiguous(memory_format=torch.channels_last)
     w = torch.randn(size, size, 1, 1).contiguous(memory_format=torch.channels_last)
     return _time_ms(lambda: torch.nn.functional.conv2d(x, w), runs, 2)
+
+
+def _openvino_int8_gemm_ms(size: int, runs: int) -> list[float] | None:
+    """Times of `int8_gemm_model` compiled as the INT8 rows are (`formats.openvino.compile_config`); None
+    without OpenVINO."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return None
+    from yolonas_cli.formats.openvino import compile_config
+
+    model, a = int8_gemm_model(size)
+    compiled = ov.Core().compile_model(model, "CPU", compile_config())
+    return _time_ms(lambda: compiled([a]), runs, 2)
+
+
+def int8_gemm_model(size: int) -> tuple[Any, np.ndarray]:
+    """(OpenVINO model, its input): a size x size MatMul whose operands pass FakeQuantize (activations 0..1 in
+    256 levels, weights -1..1 in 255), which OpenVINO's CPU plugin runs as an INT8 oneDNN GEMM (VNNI where
+    the CPU has it)."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    def quantized(node: Any, low: float, high: float, levels: int) -> Any:
+        low_c, high_c = (ops.constant(np.array(v, dtype=np.float32)) for v in (low, high))
+        return ops.fake_quantize(node, low_c, high_c, low_c, high_c, levels)
+
+    rng = np.random.default_rng(0)
+    x = ops.parameter([size, size], np.float32)
+    w = ops.constant(rng.uniform(-1, 1, (size, size)).astype(np.float32))
+    product = ops.matmul(quantized(x, 0.0, 1.0, 256), quantized(w, -1.0, 1.0, 255), False, False)
+    product.set_friendly_name("int8_gemm")
+    return ov.Model([product], [x]), rng.uniform(0, 1, (size, size)).astype(np.float32)
 
 
 def _gflops(flop: float, samples_ms: Sequence[float]) -> float:
@@ -228,7 +264,7 @@ def record_timing(row: Row, timing: Timing, busy: Timing | None, batch: int, flo
     row.e2e, row.model, row.stages, row.busy = timing.e2e, timing.model, timing.stages, busy.e2e if busy else None
     row.images_per_s = batch / (timing.e2e.median * 1e-3)
     row.gflops = flops * batch / (timing.model.median * 1e-3) / 1e9 if flops else None
-    best = peak.best(row.variant.precision)  # no INT8 peak is measured: INT8 rows get no percentage
+    best = peak.best(row.variant.precision)  # INT8: measured with OpenVINO installed, else no percentage
     row.peak_pct = 100.0 * row.gflops / best if best and row.gflops else None
 
 

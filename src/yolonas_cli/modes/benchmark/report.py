@@ -190,7 +190,8 @@ def summary_lines(report: BenchmarkReport) -> list[str]:
             )
     peak_methods = ", ".join(f"{k} {v:.0f}" for k, v in report.peak.methods.items())
     model = f"{report.flops / 1e9:.3g} GFLOP/image" if report.flops else "FLOPs unknown (not an S, M or L model)"
-    lines.append(f"Matrix-multiply peak: {peak_methods} GFLOP/s; model: {model}")
+    ops = " (INT8: giga-operations/s)" if any(k.endswith("int8") for k in report.peak.methods) else ""
+    lines.append(f"Matrix-multiply peak: {peak_methods} GFLOP/s{ops}; model: {model}")
     cpu = f"{env['cpu']}, {env['torch_threads']} threads" + (f", GPU {env['gpu']}" if "gpu" in env else "")
     lines.append(f"Machine: {cpu}; load average {env['load_before']} before, {env['load_after']} after")
     busy = report.settings.get("busy")
