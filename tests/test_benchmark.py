@@ -345,7 +345,7 @@ def test_cli_busy_reports_the_busy_column(tiny_checkpoint: Path, tmp_path: Path,
     import yolonas_cli.modes.benchmark as benchmark_mode
 
     # the peak is not what this test checks: a 256^3 GEMM instead of 2048^3 (about 4 s less on 2 loaded cores)
-    monkeypatch.setattr(benchmark_mode, "_peak", lambda device: measure.matmul_peak(device, size=256, runs=1))
+    monkeypatch.setattr(benchmark_mode, "_peak", lambda device, int8=False: measure.matmul_peak(device, 256, 1, int8))
     result = runner.invoke(
         app,
         [
