@@ -150,11 +150,11 @@ def test_cli_prints_the_table_and_saves_csv_and_json(cli_run) -> None:
 def test_rows_have_the_expected_shape(cli_run) -> None:
     _, run_dir = cli_run
     report = json.loads((run_dir / "benchmark.json").read_text())
-    expected = [("pytorch", "fp32", True), ("pytorch", "fp32", False)]
-    expected += [("auto", "fp32", False)] if AUTO else []
-    expected += [("onnx", "fp32", False)] if ONNX else []
-    expected += [("engine", "fp32", False)]
-    assert [(r["format"], r["precision"], r["baseline"]) for r in report["rows"]] == expected
+    expected = [("pytorch", "fp32", True, False), ("pytorch", "fp32", False, True), ("pytorch", "fp32", False, False)]
+    expected += [("auto", "fp32", False, False)] if AUTO else []
+    expected += [("onnx", "fp32", False, False)] if ONNX else []
+    expected += [("engine", "fp32", False, False)]
+    assert [(r["format"], r["precision"], r["baseline"], r["sg_predict"]) for r in report["rows"]] == expected
     with (run_dir / "benchmark.csv").open(newline="") as f:
         lines = list(csv.DictReader(f))
     assert len(lines) == len(expected)
@@ -182,7 +182,7 @@ def test_measured_numbers_are_positive_and_agreement_is_computed(cli_run) -> Non
     _, run_dir = cli_run
     report = json.loads((run_dir / "benchmark.json").read_text())
     ok = [r for r in report["rows"] if r["status"] == "ok"]
-    assert len(ok) == 2 + ONNX + bool(AUTO)
+    assert len(ok) == 3 + ONNX + bool(AUTO)
     for row in ok:
         for key in (
             "size_mb",
@@ -205,6 +205,13 @@ def test_measured_numbers_are_positive_and_agreement_is_computed(cli_run) -> Non
         assert row["detections_matched"] == row["detections_reference"]
     baseline = next(r for r in ok if r["baseline"])
     assert baseline["speedup"] == pytest.approx(1.0)
+    sg_predict = next(r for r in ok if r["sg_predict"])
+    summary = report["summary"]
+    assert summary["sg_predict_e2e_ms"] == sg_predict["e2e_median_ms"]
+    fastest = summary["fastest"]
+    ratio = sg_predict["e2e_median_ms"] / fastest["e2e_median_ms"]
+    assert fastest["speedup_sg_predict"] == pytest.approx(ratio, rel=1e-2)
+    assert fastest["title"] not in (baseline["title"], sg_predict["title"])  # original-style rows are references
     assert report["flops_per_image"] > 0
     assert all(v > 0 for v in report["peak_gflops"]["methods"].values())
     assert report["summary"]["fastest"]["speedup"] > 0
@@ -381,19 +388,23 @@ def test_stats_median_and_p90() -> None:
 
 def test_plan_variants_with_the_predict_default() -> None:
     cpu = rows.plan_variants(["pytorch", "onnx"], torch.device("cpu"), half=False, int8=False, auto=True)
-    assert [(v.format, v.baseline) for v in cpu] == [
-        ("pytorch", True),
-        ("pytorch", False),
-        ("auto", False),
-        ("onnx", False),
+    assert [(v.format, v.baseline, v.sg_predict) for v in cpu] == [
+        ("pytorch", True, False),
+        ("pytorch", False, True),
+        ("pytorch", False, False),
+        ("auto", False, False),
+        ("onnx", False, False),
     ]
     assert "auto" not in [v.format for v in rows.plan_variants(["onnx"], torch.device("cpu"), False, False, auto=True)]
 
 
 def test_plan_variants_cpu_and_gpu() -> None:
     cpu = rows.plan_variants(["pytorch", "onnx", "openvino"], torch.device("cpu"), half=False, int8=True)
-    assert [(v.format, v.precision, v.baseline) for v in cpu] == [
-        ("pytorch", "fp32", True),
+    assert [(v.format, v.precision, v.baseline, v.sg_predict) for v in cpu[:2]] == [
+        ("pytorch", "fp32", True, False),
+        ("pytorch", "fp32", False, True),
+    ]
+    assert [(v.format, v.precision, v.original_style) for v in cpu[2:]] == [
         ("pytorch", "fp32", False),
         ("onnx", "fp32", False),
         ("onnx", "int8", False),
@@ -401,7 +412,7 @@ def test_plan_variants_cpu_and_gpu() -> None:
         ("openvino", "int8", False),
     ]
     gpu = rows.plan_variants(["pytorch", "onnx", "engine"], torch.device("cuda", 0), half=True, int8=True)
-    assert [(v.format, v.precision) for v in gpu[1:]] == [
+    assert [(v.format, v.precision) for v in gpu[2:]] == [
         ("pytorch", "fp32"),
         ("pytorch", "fp16"),
         ("onnx", "fp32"),
@@ -411,7 +422,7 @@ def test_plan_variants_cpu_and_gpu() -> None:
         ("engine", "int8"),
     ]
     cpu_half = rows.plan_variants(["pytorch", "onnx"], torch.device("cpu"), half=True, int8=False)
-    assert [(v.format, v.precision) for v in cpu_half[1:]] == [
+    assert [(v.format, v.precision) for v in cpu_half[2:]] == [
         ("pytorch", "fp32"),
         ("pytorch", "fp16"),
         ("onnx", "fp32"),
@@ -504,13 +515,18 @@ def test_the_environment_without_policy_drops_only_what_the_policy_added(monkeyp
     assert cpus.environment_without_policy()["YOLONAS_TEST_ADDED"] == "2"
 
 
-def test_the_baseline_is_timed_in_a_process_with_the_libraries_default_threading(tiny_checkpoint: Path) -> None:
-    """The child starts without the policy this process applied (OMP_WAIT_POLICY unset, unless the user set
-    it) and answers timed passes whose stages are the engine's three."""
+@pytest.mark.parametrize("partial", [False, True])
+def test_the_baseline_is_timed_in_a_process_with_the_libraries_default_threading(
+    tiny_checkpoint: Path, partial: bool
+) -> None:
+    """The child (unfused, or partially fused as SG >= 3.5's predict runs) starts without the policy this
+    process applied (OMP_WAIT_POLICY unset, unless the user set it) and answers timed passes whose stages are
+    the engine's three."""
     from yolonas_cli.core import cpus
 
     expected = None if "OMP_WAIT_POLICY" in cpus._ADDED else os.environ.get("OMP_WAIT_POLICY")
-    with baseline.BaselineProcess(tiny_checkpoint, torch.device("cpu"), (64, 64), 2) as child:
+    with baseline.BaselineProcess(tiny_checkpoint, torch.device("cpu"), (64, 64), 2, partial) as child:
+        assert child.started_with["partially_fused_blocks"] == (37 if partial else 0)
         assert child.started_with["omp_wait_policy"] == expected
         passes = [child.timed_pass() for _ in range(2)]
         pid = child.process.pid if child.process else -1

@@ -11,7 +11,7 @@ import torch
 
 from avx2 import run_with_avx2_kernels
 from formula import FIXTURES, formula_torch_state_dict, read_keys
-from yolonas_cli.model.blocks import QARepVGGBlock, reparameterize_model
+from yolonas_cli.model.blocks import QARepVGGBlock, partially_reparameterize_model, reparameterize_model
 from yolonas_cli.model.yolo_nas import VARIANTS, arch_from_state_dict, build_model, variant_name
 
 VARIANT_KEYS = {"s": 921, "m": 965, "l": 1097, "tiny": 921}
@@ -179,6 +179,48 @@ def test_qarepvgg_block_fusion_covers_identity_1x1_and_both_batchnorms():
             block.reparameterize()
             assert torch.allclose(block(x), expected, atol=1e-12)
         assert block.fused and block.identity is None
+
+
+def test_partial_fusion_keeps_the_post_bn_and_equals_the_block():
+    """The original's partial fusion (SG >= 3.5 predict): branches folded into rbr_reparam, post-BN kept; the
+    block's output is unchanged (float64), and fusing it fully afterwards equals fusing the unfused block."""
+    torch.manual_seed(1)
+    for stride, cin, cout in [(1, 8, 8), (2, 8, 16)]:
+        block = QARepVGGBlock(cin, cout, stride=stride).double().eval()
+        for bn in (block.branch_3x3.bn, block.post_bn):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+            bn.weight.data.uniform_(0.5, 1.5)
+            bn.bias.data.uniform_(-0.5, 0.5)
+        full = QARepVGGBlock(cin, cout, stride=stride).double().eval()
+        full.load_state_dict(block.state_dict())
+        x = torch.randn(2, cin, 12, 10, dtype=torch.float64)
+        with torch.no_grad():
+            expected = block(x)
+            block.partially_reparameterize()
+            assert block.partially_fused and not block.fused and block.post_bn is not None
+            assert block.branch_3x3 is None and block.branch_1x1 is None and block.identity is None
+            assert torch.allclose(block(x), expected, atol=1e-12)
+            block.reparameterize()
+            full.reparameterize()
+            assert block.fused and block.post_bn is None
+            assert torch.allclose(block.rbr_reparam.weight, full.rbr_reparam.weight, atol=1e-12)
+            assert torch.allclose(block.rbr_reparam.bias, full.rbr_reparam.bias, atol=1e-12)
+
+
+def test_partially_fused_model_keeps_every_batchnorm_but_the_branches():
+    model = formula_model("tiny").double()
+    x = torch.rand(1, 3, 64, 96, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    unfused_bns = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    with torch.no_grad():
+        boxes, scores = model(x)
+        partially_reparameterize_model(model)
+        partial_boxes, partial_scores = model(x)
+    blocks = [m for m in model.modules() if isinstance(m, QARepVGGBlock)]
+    assert len(blocks) == 37 and all(b.partially_fused for b in blocks)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == unfused_bns - len(blocks)
+    assert torch.allclose(partial_boxes, boxes, atol=1e-8, rtol=0)
+    assert torch.allclose(partial_scores, scores, atol=1e-10, rtol=0)
 
 
 def test_forward_accepts_any_multiple_of_32():

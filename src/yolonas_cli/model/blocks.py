@@ -123,8 +123,10 @@ class Residual(nn.Module):
 class QARepVGGBlock(nn.Module):
     """Quantisation-aware RepVGG block. [B,Cin,H,W] -> [B,Cout,H/stride,W/stride].
 
-    Unfused:  relu(post_bn(bn(conv3x3(x)) + conv1x1(x) + x))   (identity only when Cin == Cout, stride 1)
-    Fused:    relu(rbr_reparam(x))                             (one 3x3 conv with bias)
+    Unfused:          relu(post_bn(bn(conv3x3(x)) + conv1x1(x) + x))   (identity only when Cin == Cout, stride 1)
+    Fused:            relu(rbr_reparam(x))                             (one 3x3 conv with bias)
+    Partially fused:  relu(post_bn(rbr_reparam(x)))                    (the original's predict in SG >= 3.5;
+                      here only for the benchmark's reference row, `partially_reparameterize`)
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, use_identity: bool = True):
@@ -140,10 +142,14 @@ class QARepVGGBlock(nn.Module):
         self.post_bn: nn.BatchNorm2d | None = batch_norm(out_channels)
         self.rbr_reparam = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=True)
         self.fused = False
+        self.partially_fused = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fused:
             return self.nonlinearity(self.rbr_reparam(x))
+        if self.partially_fused:
+            assert self.post_bn is not None
+            return self.nonlinearity(self.post_bn(self.rbr_reparam(x)))
         assert self.branch_3x3 is not None and self.branch_1x1 is not None and self.post_bn is not None
         # Same operation order as the original: (3x3 + 1x1) + identity.
         summed = self.branch_3x3(x) + self.branch_1x1(x)
@@ -153,7 +159,14 @@ class QARepVGGBlock(nn.Module):
 
     def equivalent_kernel_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The single 3x3 kernel [Cout,Cin,3,3] and bias [Cout] equal to the whole unfused block before ReLU."""
-        assert self.branch_3x3 is not None and self.branch_1x1 is not None and self.post_bn is not None
+        assert self.post_bn is not None
+        if self.partially_fused:
+            return fold_bn(self.rbr_reparam.weight.double(), self.rbr_reparam.bias.double(), self.post_bn)  # type: ignore[union-attr]
+        return fold_bn(*self.branches_kernel_bias(), self.post_bn)
+
+    def branches_kernel_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The 3x3 kernel and bias (float64) equal to the sum of the branches, before the post-BN."""
+        assert self.branch_3x3 is not None and self.branch_1x1 is not None
         conv3, bn3 = cast(nn.Conv2d, self.branch_3x3.conv), cast(nn.BatchNorm2d, self.branch_3x3.bn)
         kernel, bias = fold_bn(conv3.weight, None, bn3)
         kernel = kernel.double() + F.pad(self.branch_1x1.weight.double(), [1, 1, 1, 1])
@@ -163,19 +176,40 @@ class QARepVGGBlock(nn.Module):
             channels = torch.arange(self.in_channels, device=kernel.device)
             eye[channels, channels, 1, 1] = 1.0
             kernel = kernel + eye
-        return fold_bn(kernel, bias, self.post_bn)
+        return kernel, bias
 
     @torch.no_grad()
     def reparameterize(self) -> None:
         """Fold every branch and the post-BN into `rbr_reparam` and drop the branches. Idempotent."""
         if self.fused:
             return
-        kernel, bias = self.equivalent_kernel_bias()
+        self._load_reparam(*self.equivalent_kernel_bias())
+        self.branch_3x3 = self.branch_1x1 = self.identity = self.post_bn = None
+        self.fused, self.partially_fused = True, False
+
+    @torch.no_grad()
+    def partially_reparameterize(self) -> None:
+        """Fold the branches into `rbr_reparam` and keep the post-BN (the original's partial fusion, as its
+        predict runs the model in SG >= 3.5). Idempotent; a fused block stays fused."""
+        if self.fused or self.partially_fused:
+            return
+        self._load_reparam(*self.branches_kernel_bias())
+        self.branch_3x3 = self.branch_1x1 = self.identity = None
+        self.partially_fused = True
+
+    def _load_reparam(self, kernel: torch.Tensor, bias: torch.Tensor) -> None:
         dtype = self.rbr_reparam.weight.dtype
         self.rbr_reparam.weight.data.copy_(kernel.to(dtype))
         self.rbr_reparam.bias.data.copy_(bias.to(dtype))  # type: ignore[union-attr]
-        self.branch_3x3 = self.branch_1x1 = self.identity = self.post_bn = None
-        self.fused = True
+
+
+def partially_reparameterize_model(model: nn.Module) -> nn.Module:
+    """The original's partial fusion of `model` (eval mode): every QARepVGG block's branches folded into one
+    3x3 convolution with bias, its post-BN and every other BatchNorm kept. In place; returns it."""
+    for module in model.modules():
+        if isinstance(module, QARepVGGBlock):
+            module.partially_reparameterize()
+    return model
 
 
 def reparameterize_model(model: nn.Module) -> nn.Module:

@@ -1,12 +1,15 @@
-"""The baseline: YOLO-NAS run the way the original runs it, timed in a process of its own.
+"""The original-style rows: YOLO-NAS run the way the original runs it, timed in a process of its own.
 
-The model and pipeline: the unfused model in eval mode, eager, NCHW, under `torch.no_grad`, with the original's
-kind of preprocessing (OpenCV resize and centre pad, RGB, `float64 / 255` cast to float32, CHW) and the same
-postprocessing as every other row.
+The model: in eval mode, eager, NCHW, under `torch.no_grad`; unfused for the baseline (as SG <= 3.1.1's predict
+and Ultralytics' NAS run it), partially fused for the SG >= 3.5 row (each QARepVGG block one 3x3 convolution
+followed by its post-BN, every other BatchNorm kept: what SG >= 3.5's predict runs, facts §6). The pipeline:
+the original's kind of preprocessing (OpenCV resize and centre pad, RGB, `float64 / 255` cast to float32,
+CHW) and the same postprocessing as every other row. Measured in one process with the libraries' default
+threading (S at 640, quiet, 12 alternating calls, two runs): unfused 346 / 316 ms, partially fused 274 / 250 ms.
 
 The process: the original runs in a program that never applied yolo-nas's thread policy (`core.cpus`), so its
 OpenMP and OpenCV workers spin-wait after each parallel region, as those libraries do by default. The policy is
-fixed for a process when torch and OpenCV load, so the baseline's passes run in a child process started with
+fixed for a process when torch and OpenCV load, so these rows' passes run in a child process started with
 the environment the benchmark itself started with (`core.cpus.environment_without_policy`), which imports
 torch and OpenCV before yolonas_cli. On a quiet 2-core machine the policy matters to the baseline: S at 640,
 unfused eager, three pairs of processes in turn, median of 8 calls each: 381-399 ms with the passive policy,
@@ -106,8 +109,9 @@ class BaselineProcess:
 
     A context manager: started on entry (it loads `weights` and answers when ready), ended on exit."""
 
-    def __init__(self, weights: Path, device: torch.device, imgsz: tuple[int, int], batch: int):
+    def __init__(self, weights: Path, device: torch.device, imgsz: tuple[int, int], batch: int, partial: bool = False):
         self.spec = {"weights": str(weights), "device": str(device), "imgsz": list(imgsz), "batch": batch}
+        self.spec["partial"] = partial  # the model partially fused (`model.blocks.partially_reparameterize_model`)
         self.process: subprocess.Popen[str] | None = None
         self.started_with: dict[str, Any] = {}
         self._log: IO[str] | None = None
@@ -179,19 +183,21 @@ def child_environment() -> dict[str, str]:
 def serve(spec_json: str, found_policy: str | None) -> None:
     """The child's loop (see the module docstring): ready line, then one answer per `pass` until end of input."""
     from yolonas_cli.detector import Detector
+    from yolonas_cli.model.blocks import partially_reparameterize_model
     from yolonas_cli.modes.benchmark.measure import benchmark_images, timed_run
 
     try:
         spec = json.loads(spec_json)
         detector = Detector(spec["weights"])
+        model = partially_reparameterize_model(detector.model.eval()) if spec["partial"] else detector.model
         settings = EngineSettings(imgsz=tuple(spec["imgsz"]), batch=spec["batch"])
-        device = torch.device(spec["device"])
-        engine = baseline_engine(detector.model, detector.names, device, settings)
+        engine = baseline_engine(model, detector.names, torch.device(spec["device"]), settings)
         images = benchmark_images(spec["batch"])
     except Exception as exc:  # reported to the parent as its one-line reason
         _say({"error": f"{type(exc).__name__}: {exc}"})
         return
-    _say({"omp_wait_policy": found_policy, "torch_threads": torch.get_num_threads()})
+    partial = sum(getattr(m, "partially_fused", False) for m in model.modules())
+    _say({"omp_wait_policy": found_policy, "torch_threads": torch.get_num_threads(), "partially_fused_blocks": partial})
     for request in sys.stdin:
         if request.strip() != "pass":
             _say({"error": f"unknown request {request.strip()[:40]!r}"})

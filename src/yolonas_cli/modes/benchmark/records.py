@@ -47,16 +47,25 @@ class Stats:
 
 @dataclass(frozen=True)
 class Variant:
-    """One row to measure: a format at a precision (`baseline`: the unfused eager original-style row)."""
+    """One row to measure: a format at a precision. The two rows run the way the original runs (eager, in a
+    process of their own, `original`): `baseline`, the unfused model (SG <= 3.1 predict, Ultralytics' NAS),
+    which speed-ups are measured against, and `sg_predict`, the partially fused one (SG >= 3.5 predict)."""
 
     format: str
     precision: str  # fp32, fp16, int8
     baseline: bool = False
+    sg_predict: bool = False
+
+    @property
+    def original_style(self) -> bool:
+        return self.baseline or self.sg_predict
 
     @property
     def title(self) -> str:
         if self.baseline:
             return "PyTorch eager, unfused (baseline)"
+        if self.sg_predict:
+            return "PyTorch eager, partially fused (SG >= 3.5 predict)"
         if self.format == AUTO:
             return "Predict default (backend=auto)"
         return BY_NAME[self.format].runtime if self.format in BY_NAME else self.format
@@ -97,6 +106,7 @@ class Row:
             "title": v.title,
             "precision": v.precision,
             "baseline": v.baseline,
+            "sg_predict": v.sg_predict,
             "status": self.status,
             "file": self.file,
             "size_mb": significant(self.size_mb),

@@ -10,18 +10,25 @@ from typing import Any
 
 from yolonas_cli.core.files import atomic_write_bytes
 from yolonas_cli.modes.benchmark.measure import TOP_K
-from yolonas_cli.modes.benchmark.records import BenchmarkReport, Row, rounded
+from yolonas_cli.modes.benchmark.records import BenchmarkReport, Row, rounded, significant
 
 
 def summarize(report: BenchmarkReport) -> dict[str, Any]:
-    """The headline numbers: baseline, fastest FP32 row, fastest row, best FP32 model GFLOP/s vs the peak."""
-    ok = [r for r in report.rows if r.ok and r.e2e and not r.variant.baseline]
+    """The headline numbers: the original-style rows, fastest FP32 row, fastest row (each also as a ratio to
+    SG >= 3.5's predict), best FP32 model GFLOP/s vs the peak."""
+    ok = [r for r in report.rows if r.ok and r.e2e and not r.variant.original_style]
     base = next((r for r in report.rows if r.variant.baseline and r.ok), None)
+    sg = next((r for r in report.rows if r.variant.sg_predict and r.ok and r.e2e), None)
     fp32 = [r for r in ok if r.variant.precision == "fp32"]
-    summary: dict[str, Any] = {"baseline_e2e_ms": rounded(base.e2e.median) if base and base.e2e else None}
+    summary: dict[str, Any] = {
+        "baseline_e2e_ms": rounded(base.e2e.median) if base and base.e2e else None,
+        "sg_predict_e2e_ms": rounded(sg.e2e.median) if sg and sg.e2e else None,
+    }
     for key, pool in (("fastest_fp32", fp32), ("fastest", ok)):
         best = min(pool, key=lambda r: r.e2e.median) if pool else None  # type: ignore[union-attr]
         summary[key] = _headline(best)
+        if summary[key] is not None and best is not None and best.e2e and sg and sg.e2e:
+            summary[key]["speedup_sg_predict"] = significant(sg.e2e.median / best.e2e.median, 3)
     best_model = max(fp32, key=lambda r: r.gflops or 0.0) if fp32 else None
     summary["best_fp32_model"] = _headline(best_model)
     summary["peak_gflops"] = rounded(report.peak.best("fp32"), 1)
@@ -181,10 +188,14 @@ def summary_lines(report: BenchmarkReport) -> list[str]:
         lines.append(
             f"Baseline (unfused eager PyTorch, original-style pipeline): {s['baseline_e2e_ms']:.1f} ms end-to-end"
         )
+    if s.get("sg_predict_e2e_ms") is not None:
+        lines.append(f"SG >= 3.5 predict (partially fused, eager): {s['sg_predict_e2e_ms']:.1f} ms end-to-end")
     for key, label in (("fastest_fp32", "Fastest FP32"), ("fastest", "Fastest overall")):
         h = s.get(key)
         if h:
             speed = f", {h['speedup']:.2f}x the baseline" if h["speedup"] else ""
+            if h.get("speedup_sg_predict"):
+                speed += f", {h['speedup_sg_predict']:.2f}x SG >= 3.5 predict"
             lines.append(
                 f"{label}: {h['title']} {h['precision'].upper()} {h['e2e_median_ms']:.1f} ms end-to-end{speed}"
             )

@@ -3,6 +3,7 @@ baseline (`original`), the PyTorch engine, and the exports (made once into the w
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from yolonas_cli.detector import Detector
 from yolonas_cli.engine.engine import Engine, EngineSettings
 from yolonas_cli.formats.exported import open_exported
 from yolonas_cli.formats.registry import FORMATS, get
+from yolonas_cli.model.blocks import partially_reparameterize_model
 from yolonas_cli.modes.benchmark.original import BaselineProcess, baseline_engine
 from yolonas_cli.modes.benchmark.records import AUTO, PHOTO, Opened, Unavailable, Variant
 from yolonas_cli.modes.export import export_model
@@ -44,7 +46,7 @@ def plan_variants(
     """The rows of a run: the baseline first, then each format at FP32, FP16 and INT8 where they apply; with
     `auto`, predict's default engine (backend=auto) after PyTorch FP32."""
     gpu = device.type in ("cuda", "mps")
-    variants = [Variant("pytorch", "fp32", baseline=True)]
+    variants = [Variant("pytorch", "fp32", baseline=True), Variant("pytorch", "fp32", sg_predict=True)]
     for fmt in formats:
         variants.append(Variant(fmt, "fp32"))
         if auto and fmt == "pytorch":
@@ -80,9 +82,11 @@ class Context:
 def open_variant(ctx: Context, variant: Variant) -> Opened:
     """The engine of a row, exporting first when needed. Raises Unavailable or YoloNasError."""
     weights = ctx.model.path
-    if variant.baseline:  # compared in this process, timed in its own (`original.BaselineProcess`)
-        engine = baseline_engine(ctx.unfused, ctx.model.names, ctx.device, ctx.settings)
-        child = BaselineProcess(weights, ctx.device, ctx.settings.imgsz, ctx.settings.batch)
+    if variant.original_style:  # compared in this process, timed in its own (`original.BaselineProcess`)
+        partial = variant.sg_predict
+        model = partially_reparameterize_model(copy.deepcopy(ctx.unfused)) if partial else ctx.unfused
+        engine = baseline_engine(model, ctx.model.names, ctx.device, ctx.settings)
+        child = BaselineProcess(weights, ctx.device, ctx.settings.imgsz, ctx.settings.batch, partial)
         ctx.resources.enter_context(child)
         return Opened(engine, weights, size_mb(weights), timed_pass=child.timed_pass)
     if variant.format == "pytorch":
