@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from yolonas_cli.core.errors import MissingExtraError
+from yolonas_cli.core.install import pip_extra
 from yolonas_cli.engine.ops import box_iou
 
 __all__ = ["fuse_score", "iou_cost", "linear_assignment"]
@@ -68,5 +69,5 @@ def _linear_sum_assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     try:
         from scipy.optimize import linear_sum_assignment
     except ImportError:
-        raise MissingExtraError("tracking needs scipy: pip install 'yolo-nas[track]'") from None
+        raise MissingExtraError(f"tracking needs scipy: {pip_extra('track')}") from None
     return linear_sum_assignment(cost)
