@@ -36,7 +36,6 @@ import cv2
 import numpy as np
 import torch
 
-import yolonas_cli
 from yolonas_cli.core.cpus import environment_without_policy
 from yolonas_cli.engine.backend import GraphNMS
 from yolonas_cli.engine.engine import Engine, EngineSettings, Pipeline
@@ -175,7 +174,7 @@ def child_environment() -> dict[str, str]:
     """The child's environment: the benchmark's own as it started (`environment_without_policy`), with this
     yolonas_cli importable first."""
     env = environment_without_policy()
-    package_root = str(Path(yolonas_cli.__file__).resolve().parents[1])
+    package_root = str(Path(__file__).resolve().parents[3])  # .../<root>/yolonas_cli/modes/benchmark/original.py
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
     return env
 
