@@ -15,6 +15,7 @@ Quantization (what the original's PTQ does, facts §8, mapped onto ONNX Runtime)
   0.647, before 0.647 / 0.588 / 0.706 / 0.735 / 0.735; S at 320 in tests/test_int8.py: 0.793 -> 0.822,
   mAP50-95 on FP32 pseudo-labels 0.819 -> 0.876). Keeping any one other
   stage, neck or head block in float as well gave 0.59-0.77 (8 images) at 6-50% more INT8 model time. The
+  stem costs about 2 ms of OpenVINO's ~47 ms (its profile: FP32 convolution 2.7 ms, conversion to u8 1.0 ms). The
   original's published INT8 models are hybrid too (facts §8: chosen layers stay in higher precision);
 - kept in float: everything after the heads' prediction convolutions (`cls_pred`, `reg_pred`): the DFL
   softmax and expectation (the original marks `proj_conv` "do not quantize"), the anchor decoding, the
