@@ -539,5 +539,5 @@ def test_the_baseline_is_timed_in_a_process_with_the_libraries_default_threading
 def test_a_baseline_process_that_cannot_start_says_why(tmp_path: Path) -> None:
     missing = tmp_path / "nothing.pt"
     child = baseline.BaselineProcess(missing, torch.device("cpu"), (64, 64), 1)
-    with pytest.raises(RuntimeError, match=r"baseline's process failed: .*nothing\.pt"), child:
+    with pytest.raises(RuntimeError, match=r"original-style row's process failed: .*nothing\.pt"), child:
         pass

@@ -55,9 +55,9 @@ CHILD_CODE = (
 
 
 class EagerBackend:
-    """The unfused model as the original runs it: NCHW, eager, under `torch.no_grad` (no inference mode).
+    """A model as the original runs it: NCHW, eager, under `torch.no_grad` (no inference mode).
 
-    Deliberately not a `TorchBackend`, so that speed-ups added there never reach the baseline."""
+    Deliberately not a `TorchBackend`, so that speed-ups added there never reach the original-style rows."""
 
     name = "torch-eager"
     fixed_input: tuple[int, int] | None = None
@@ -94,17 +94,18 @@ ORIGINAL_STYLE = Pipeline(to_input=original_preprocess)
 
 
 def baseline_engine(
-    unfused: torch.nn.Module, names: dict[int, str], device: torch.device, settings: EngineSettings
+    model: torch.nn.Module, names: dict[int, str], device: torch.device, settings: EngineSettings
 ) -> Engine:
-    """The baseline's engine: `EagerBackend` on the unfused model, the original-style pipeline."""
-    return Engine(EagerBackend(unfused, device), names, settings, ORIGINAL_STYLE)
+    """An original-style row's engine: `EagerBackend` on `model` (unfused or partially fused), the
+    original-style pipeline."""
+    return Engine(EagerBackend(model, device), names, settings, ORIGINAL_STYLE)
 
 
 # ---------------------------------------------------------------------------------------------- the child
 
 
 class BaselineProcess:
-    """The child process that times the baseline's passes (see the module docstring).
+    """The child process that times an original-style row's passes (see the module docstring).
 
     A context manager: started on entry (it loads `weights` and answers when ready), ended on exit."""
 
@@ -156,10 +157,10 @@ class BaselineProcess:
         line = self.process.stdout.readline() if ready else ""
         if not line:
             reason = f"no answer in {timeout:.0f} s" if not ready else "it ended"
-            raise RuntimeError(f"the baseline's process failed ({reason}): {self._last_error()}")
+            raise RuntimeError(f"the original-style row's process failed ({reason}): {self._last_error()}")
         answer = json.loads(line)
         if "error" in answer:
-            raise RuntimeError(f"the baseline's process failed: {answer['error']}")
+            raise RuntimeError(f"the original-style row's process failed: {answer['error']}")
         return dict(answer)
 
     def _last_error(self) -> str:
