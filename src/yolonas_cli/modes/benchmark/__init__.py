@@ -5,7 +5,7 @@
     report = run_benchmark(make_args("benchmark", model="yolo_nas_s.pt", formats=["pytorch", "onnx"]))
 
 The run is told here; its pieces are `records` (what is recorded), `rows` (which rows, and how each is
-opened), `original` (the baseline and its process), `measure` (timing, agreement, mAP, the machine) and
+opened), `original` (the original-style rows and their process), `measure` (timing, agreement, mAP, the machine) and
 `report` (tables and files).
 
 What a row measures: passes through the whole pipeline, preprocess (letterbox of the decoded photo) +
@@ -32,7 +32,8 @@ Rows:
 - the baseline: the unfused model in eval mode run eagerly (`torch.no_grad`), with the original's kind of
   preprocessing (OpenCV resize and centre pad, RGB, `float64 / 255` cast to float32, CHW) and the same
   postprocessing as every other row, timed in a process of its own with the libraries' default threading,
-  as the original runs (`original`);
+  as the original runs (`original`); speed-ups are over this row;
+- SG >= 3.5 predict: the same, on the partially fused model SuperGradients 3.5 and later predict with;
 - PyTorch: the fused model through the shared engine (what `yolo-nas predict backend=torch` runs);
 - Predict default (backend=auto), on a CPU with OpenVINO or ONNX Runtime installed: the weights converted
   once into the weights cache and run by that runtime (what `yolo-nas predict` runs; `formats.auto`);
