@@ -412,6 +412,7 @@ def test_plan_variants_cpu_and_gpu() -> None:
         ("openvino", "int8", False),
     ]
     gpu = rows.plan_variants(["pytorch", "onnx", "engine"], torch.device("cuda", 0), half=True, int8=True)
+    assert (gpu[1].sg_predict, gpu[1].precision) == (True, "fp16")  # SG >= 3.5 predicts under CUDA autocast
     assert [(v.format, v.precision) for v in gpu[2:]] == [
         ("pytorch", "fp32"),
         ("pytorch", "fp16"),
@@ -527,6 +528,7 @@ def test_the_baseline_is_timed_in_a_process_with_the_libraries_default_threading
     expected = None if "OMP_WAIT_POLICY" in cpus._ADDED else os.environ.get("OMP_WAIT_POLICY")
     with baseline.BaselineProcess(tiny_checkpoint, torch.device("cpu"), (64, 64), 2, partial) as child:
         assert child.started_with["partially_fused_blocks"] == (37 if partial else 0)
+        assert child.started_with["omp_wait_policy_now"] == expected  # importing yolonas_cli there set nothing
         assert child.started_with["omp_wait_policy"] == expected
         passes = [child.timed_pass() for _ in range(2)]
         pid = child.process.pid if child.process else -1
@@ -534,6 +536,36 @@ def test_the_baseline_is_timed_in_a_process_with_the_libraries_default_threading
         assert set(stages) == {"preprocess", "inference", "postprocess"}
         assert all(ms > 0 for ms in stages.values())
     assert not Path(f"/proc/{pid}").exists() or _state(pid) == "Z"  # ended with the block
+
+
+def test_a_baseline_process_that_does_not_answer_in_time_is_ended(tiny_checkpoint: Path, monkeypatch) -> None:
+    monkeypatch.setattr(baseline, "STARTUP_TIMEOUT_S", 0.001)  # no child loads weights in a millisecond
+    child = baseline.BaselineProcess(tiny_checkpoint, torch.device("cpu"), (64, 64), 1)
+    with pytest.raises(RuntimeError, match=r"gave no answer in 0\.001 s"), child:
+        pass
+    assert child.pid is not None and child.process is None
+    assert not Path(f"/proc/{child.pid}").exists()  # killed and reaped, not left loading
+
+
+def test_a_row_that_fails_while_timed_fails_alone() -> None:
+    """time_rows: a pass that raises ends that row's passes (its exception is its result); the others are
+    timed in every round."""
+    calls = {"good": 0, "bad": 0}
+
+    def good() -> dict[str, float]:
+        calls["good"] += 1
+        return {"preprocess": 1.0, "inference": 2.0, "postprocess": 3.0}
+
+    def bad() -> dict[str, float]:
+        calls["bad"] += 1
+        if calls["bad"] == 2:
+            raise RuntimeError("the runtime died")
+        return good()
+
+    timings = measure.time_rows([bad, good], runs=3, warmup=1)
+    assert isinstance(timings[0], RuntimeError) and calls["bad"] == 2  # warm-up, then the failing pass
+    quiet, busy = timings[1]  # type: ignore[misc]
+    assert quiet.e2e.count == 3 and quiet.e2e.median == 6.0 and busy is None
 
 
 def test_a_baseline_process_that_cannot_start_says_why(tmp_path: Path) -> None:

@@ -204,6 +204,7 @@ def test_openvino_int8_through_nncf(tiny: Path, tmp_path: Path, capsys: pytest.C
     assert (path / "tiny.xml").read_text().count('type="FakeQuantize"') > 50
     assert activation_source(path, "/backbone/stem/") != "FakeQuantize"  # kept in float (formats.int8)
     assert activation_source(path, "/backbone/stage1/downsample/") == "FakeQuantize"
+    assert activation_source(path, "/heads/Conv") != "FakeQuantize"  # the DFL projection of the float tail
     settings = EngineSettings(imgsz=(160, 160))
     reference, quantized = (NAS(p).make_engine(settings, device="cpu") for p in (tiny, path))
     images = [cv2.imread(str(p)) for p in PHOTOS]
@@ -223,6 +224,38 @@ def activation_source(folder: Path, name_part: str) -> str:
     convs = [op for op in model.get_ops() if op.get_type_name() == "Convolution"]
     conv = next(op for op in convs if name_part in op.get_friendly_name())
     return conv.input_value(0).get_node().get_type_name()
+
+
+@needs_openvino
+def test_openvino_names_follow_onnx_nodes_into_the_converted_model(tmp_path: Path) -> None:
+    """A biased ONNX Conv becomes two OpenVINO operations (`<name>/WithoutBiases` and the bias Add `<name>`):
+    both are named for it, the Relu after it is not; a name the model does not have names nothing."""
+    import onnx
+    import openvino as ov
+    from onnx import TensorProto, helper, numpy_helper
+
+    from yolonas_cli.formats.openvino import openvino_names
+
+    weight = numpy_helper.from_array(np.ones((4, 3, 3, 3), dtype=np.float32), "w")
+    bias = numpy_helper.from_array(np.ones(4, dtype=np.float32), "b")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w", "b"], ["c"], name="/a/Conv", pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c"], ["y"], name="/a/Relu"),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [weight, bias],
+    )
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    model = ov.convert_model(str(path))
+    conv_ops = openvino_names(model, ["/a/Conv"])
+    assert "/a/Conv/WithoutBiases" in conv_ops and all(name.startswith("/a/Conv") for name in conv_ops)
+    types = {op.get_friendly_name(): op.get_type_name() for op in model.get_ops()}
+    assert types["/a/Conv/WithoutBiases"] == "Convolution"
+    assert not any("Relu" in name for name in conv_ops) and openvino_names(model, ["/gone"]) == []
 
 
 def test_missing_openvino_is_one_line_with_the_hint(monkeypatch, tiny: Path) -> None:

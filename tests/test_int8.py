@@ -3,11 +3,11 @@ whose numbers are computed (checked here against an independent brute-force comp
 
 Threshold, measured at imgsz 320 with 8 calibration images (the 4 sample photos and their mirror images),
 agreement with FP32 on the 4 photos (recall of the FP32 detections / mean IoU of matched boxes / mean score
-change), with the stem kept in float: tiny 0.779 / 0.938 / 0.059, S 0.822 / 0.922 / 0.052 (mAP50-95 on
-FP32 pseudo-labels: tiny 1.000 -> 0.912, S 1.000 -> 0.876); with the stem in INT8 (before 2026-12-01):
-tiny 0.846 / 0.932 / 0.047, S 0.793 / 0.922 / 0.064 (0.917, 0.819). The fixture weights are random-like
-and harder to quantize than trained ones. The test asks for recall >= 0.7, mean IoU >= 0.9, score change
-<= 0.08.
+change): tiny 0.846 / 0.932 / 0.047, S 0.793 / 0.922 / 0.064 (mAP50-95 on FP32 pseudo-labels: tiny
+1.000 -> 0.917, S 1.000 -> 0.819). The fixture weights are random-like and harder to quantize than trained
+ones. The test asks for recall >= 0.7, mean IoU >= 0.9, score change <= 0.08. (Keeping the stem in float,
+as OpenVINO's export does, gave tiny 0.779 / 0.938 / 0.059 and S 0.822 / 0.922 / 0.052 here: mixed, so
+ONNX Runtime's graphs quantize it; see formats.int8.)
 """
 
 from __future__ import annotations
@@ -177,25 +177,6 @@ def test_float_tail_covers_decoding_only(fp32_onnx: Path) -> None:
     heads = [n.name for n in model.graph.node if "/cls_pred/" in n.name or "/reg_pred/" in n.name]
     assert heads and not tail & set(heads)
     assert len(tail) < len(model.graph.node) // 3
-
-
-def test_the_stem_and_the_tail_stay_float_in_the_int8_graph(weights: Path, tmp_path: Path, capsys) -> None:
-    """The exported QDQ graph: the stem's convolution reads the float image and float weights (no
-    DequantizeLinear before it), while the next convolution reads dequantized INT8 tensors."""
-    from yolonas_cli.formats.int8 import float_tail, kept_in_float
-
-    data = make_dataset(tmp_path / "unlabelled", weights, labels=False)
-    path, _ = run_int8_export(weights, data, capsys, fraction=0.25)
-    model = onnx.load(str(path))
-    producer = {out: node for node in model.graph.node for out in node.output}
-    convs = [n for n in model.graph.node if n.op_type == "Conv"]
-    stem = [n for n in convs if n.name.startswith("/backbone/stem/")]
-    assert len(stem) == 1
-    assert all(name not in producer or producer[name].op_type != "DequantizeLinear" for name in stem[0].input)
-    after_stem = next(n for n in convs if n.name.startswith("/backbone/stage1/"))
-    assert [producer[name].op_type for name in after_stem.input[:2]] == ["DequantizeLinear"] * 2
-    float_names = set(kept_in_float(model))  # the quantizer keeps the names of the nodes it leaves alone
-    assert stem[0].name in float_names and set(float_tail(model)) <= float_names
 
 
 def test_cost_report_of_a_model_against_itself_on_a_val_subset(

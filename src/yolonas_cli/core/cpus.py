@@ -16,7 +16,8 @@ Two facts decide how fast inference runs beside other work on the same CPU:
 Both are read from the environment once, when the library loads (libgomp when torch is imported), so
 `thread_environment` must be applied before that: `yolonas_cli/__init__.py` applies it, which runs before
 any other module of the package, the command line's argument parsing included. A variable that is already
-set is left alone (set `OMP_WAIT_POLICY=ACTIVE` to get spinning back). When torch was imported before
+set is left alone (set `OMP_WAIT_POLICY=ACTIVE` to get spinning back; `YOLONAS_LIBRARY_THREADING=1` sets
+nothing at all). When torch was imported before
 `yolonas_cli` (in a Python program), the OpenMP settings cannot take effect any more; the thread count is
 still capped at `cpu_budget()` when a PyTorch backend is built (`engine.threads`).
 """
@@ -137,9 +138,16 @@ def thread_environment(budget: int, affinity: int, environ: Mapping[str, str]) -
 _ADDED: dict[str, str] = {}
 
 
+#: Set to 1 to keep the libraries' own threading defaults (nothing is set); the benchmark's original-style
+#: rows run that way, as the original does.
+KEEP_DEFAULTS = "YOLONAS_LIBRARY_THREADING"
+
+
 def apply_thread_environment() -> dict[str, str]:
-    """Set `thread_environment` in os.environ (before torch is imported, see the module docstring); returns
-    what was set."""
+    """Set `thread_environment` in os.environ (before torch is imported, see the module docstring), unless
+    `KEEP_DEFAULTS` is 1; returns what was set."""
+    if os.environ.get(KEEP_DEFAULTS) == "1":
+        return {}
     added = thread_environment(cpu_budget(), affinity_count(), os.environ)
     os.environ.update(added)
     _ADDED.update(added)

@@ -7,16 +7,17 @@ Quantization (what the original's PTQ does, facts §8, mapped onto ONNX Runtime)
   39% of the FP32 detections of S (min/max: 76%, percentile 99.9999: 74%), so min/max is the default;
   `symmetric=True` (INT8 with zero point 0) for TensorRT, which only takes symmetric Q/DQ; UINT8
   asymmetric otherwise (ONNX Runtime's CPU kernels prefer it);
-- kept in float: the backbone's stem (its one 3x3 convolution on the image, `FLOAT_LAYERS`), 0.8% of the
-  FLOPs of S at 640. On the fixture weights (S at 640, recall of the FP32 detections on the four photos,
-  `scripts/int8_calibration_recall.py`, 4 / 8 / 16 / 32 / 64 calibration images) it lifts OpenVINO's
-  (NNCF) recall from 0.588 / 0.500 / 0.559 / 0.500 / 0.588 to 0.706 / 0.588 / 0.794 / 0.735 / 0.735 and
-  leaves ONNX Runtime's within 3 of the 34 detections of where it was (0.647 / 0.588 / 0.706 / 0.706 /
-  0.647, before 0.647 / 0.588 / 0.706 / 0.735 / 0.735; S at 320 in tests/test_int8.py: 0.793 -> 0.822,
-  mAP50-95 on FP32 pseudo-labels 0.819 -> 0.876). Keeping any one other
-  stage, neck or head block in float as well gave 0.59-0.77 (8 images) at 6-50% more INT8 model time. The
-  stem costs about 2 ms of OpenVINO's ~47 ms (its profile: FP32 convolution 2.7 ms, conversion to u8 1.0 ms). The
-  original's published INT8 models are hybrid too (facts §8: chosen layers stay in higher precision);
+- kept in float in OpenVINO's INT8 (NNCF) only: the backbone's stem (its one 3x3 convolution on the image,
+  `FLOAT_LAYERS`, `kept_in_float`), 0.8% of the FLOPs of S at 640. On the fixture weights (S at 640, recall
+  of the FP32 detections on the four photos, `scripts/int8_calibration_recall.py`, 4 / 8 / 16 / 32 / 64
+  calibration images) it lifts OpenVINO's recall from 0.588 / 0.500 / 0.559 / 0.500 / 0.588 to 0.706 /
+  0.588 / 0.794 / 0.735 / 0.735, for about 2 ms of its ~47 ms (its profile: FP32 convolution 2.7 ms,
+  conversion to u8 1.0 ms). Keeping any one other stage, neck or head block in float as well gave 0.59-0.77
+  (8 images) at 6-50% more INT8 model time. For ONNX Runtime the evidence was mixed, so its graphs (and
+  TensorRT's, not measured) quantize the stem: at 640 recall 0.647 / 0.588 / 0.706 / 0.706 / 0.647 with the
+  stem in float vs 0.647 / 0.588 / 0.706 / 0.735 / 0.735 without; at 320 (tests/test_int8.py) S 0.822 vs
+  0.793 but tiny 0.779 vs 0.846. The original's published INT8 models are hybrid too (facts §8: chosen
+  layers stay in higher precision);
 - kept in float: everything after the heads' prediction convolutions (`cls_pred`, `reg_pred`): the DFL
   softmax and expectation (the original marks `proj_conv` "do not quantize"), the anchor decoding, the
   sigmoid, and the NMS when the graph has it. So the outputs (boxes, scores, detections) stay float.
@@ -86,7 +87,7 @@ def float_tail(model: Any) -> list[str]:
 
 
 def kept_in_float(model: Any) -> list[str]:
-    """Names of the nodes that INT8 exports leave in float: `FLOAT_LAYERS` and the `float_tail`."""
+    """Names of the nodes that OpenVINO's INT8 export leaves in float: `FLOAT_LAYERS` and the `float_tail`."""
     layers = [n.name for n in model.graph.node if any(prefix in n.name for prefix in FLOAT_LAYERS)]
     if not layers:
         raise RuntimeError(f"cannot find the layers kept in float ({', '.join(FLOAT_LAYERS)}) in the graph")
@@ -140,7 +141,7 @@ def quantize_onnx(fp32: Path, out: Path, calib: CalibrationSet, batch: int, symm
             per_channel=True,
             activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            nodes_to_exclude=sorted(set(kept_in_float(model)) | set(image_free_nodes(model))),
+            nodes_to_exclude=sorted(set(float_tail(model)) | set(image_free_nodes(model))),
             calibrate_method=CalibrationMethod.MinMax,
             extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True, "QuantizeBias": not symmetric},
         )

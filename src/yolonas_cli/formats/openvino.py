@@ -3,8 +3,8 @@ weights, or INT8 through NNCF) and the backend that runs an IR folder (or its .x
 
 The ONNX graph (with its NMS when `nms=True`) is converted by `openvino.convert_model`; the metadata pairs
 go into the model's `rt_info` under `yolo_nas`. FP16 stores FP16 weights (`compress_to_fp16`); INT8 runs
-NNCF post-training quantization on the calibration images with the stem, decoding and NMS kept in float (the
-same rule as the ONNX INT8 export, see `formats.int8.kept_in_float`).
+NNCF post-training quantization on the calibration images with the backbone's stem, the decoding and the NMS
+kept in float (`formats.int8.kept_in_float`: the ONNX INT8 export's rule, plus the stem).
 
 Models are compiled with the f32 inference precision hint: OpenVINO's CPU plugin otherwise runs the float
 layers in bfloat16 on CPUs that have it, which moves boxes by whole pixels (FP16 exports keep FP16-rounded

@@ -203,18 +203,14 @@ def time_opened(
     timed = [(row, done) for row, done in opened if row.ok and done is not None]
     rounds = f"{args.runs} rounds" + (f" quiet and {args.runs} beside {args.busy} busy processes" if args.busy else "")
     console.info(f"Timing {len(timed)} rows in turn, {rounds} ...")
-    try:
-        with Spinners(args.busy) if args.busy else nullcontext() as spinners:
-            passes = [done.timed_pass or partial(timed_run, done.engine, images) for _, done in timed]
-            timings = time_rows(passes, args.runs, args.warmup, spinners)
-    except YoloNasError:
-        raise
-    except Exception as exc:  # a runtime failing while timed: every row timed together is reported
-        for row, _ in timed:
-            row.status = f"failed: {one_line(exc)}"
-        return
-    for (row, _), (quiet, busy) in zip(timed, timings):
-        record_timing(row, quiet, busy, len(images), flops, peak)
+    with Spinners(args.busy) if args.busy else nullcontext() as spinners:
+        passes = [done.timed_pass or partial(timed_run, done.engine, images) for _, done in timed]
+        timings = time_rows(passes, args.runs, args.warmup, spinners)
+    for (row, _), timing in zip(timed, timings):
+        if isinstance(timing, Exception):  # a runtime failing while timed: that row's status
+            row.status = f"failed: {one_line(timing)}"
+            continue
+        record_timing(row, *timing, len(images), flops, peak)
 
 
 def _guarded(row: Row, work: Callable[[], None]) -> None:

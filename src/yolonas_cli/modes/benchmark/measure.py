@@ -166,23 +166,42 @@ def time_rows(
     runs: int,
     warmup: int,
     spinners: Spinners | None = None,
-) -> list[tuple[Timing, Timing | None]]:
+) -> list[tuple[Timing, Timing | None] | Exception]:
     """Time every row in turn, round after round, so that all of them see the same machine: `warmup` untimed
     passes each, then `runs` rounds of one timed pass each (garbage collection paused). A row is given as its
-    pass (`timed_run` of its engine, or the baseline process's). With `spinners`, every other round runs
-    beside the busy processes: (quiet timing, busy timing or None) per row."""
-    for timed_pass in passes:
-        for _ in range(warmup):
-            timed_pass()
+    pass (`timed_run` of its engine, or an original-style row's process's). With `spinners`, every other round
+    runs beside the busy processes. Per row: (quiet timing, busy timing or None), or the exception that ended
+    its passes (the other rows go on)."""
+    failed: dict[int, Exception] = {}
     quiet: list[list[dict[str, float]]] = [[] for _ in passes]
     busy: list[list[dict[str, float]]] = [[] for _ in passes]
+
+    def attempt(index: int, samples: list[dict[str, float]] | None) -> None:
+        if index in failed:
+            return
+        try:
+            result = passes[index]()
+        except YoloNasError:  # ours: a one-line error for the whole command
+            raise
+        except Exception as exc:  # a runtime failing in one row: that row's status, not the run's end
+            failed[index] = exc
+            return
+        if samples is not None:
+            samples.append(result)
+
+    for index in range(len(passes)):
+        for _ in range(warmup):
+            attempt(index, None)
     with _gc_paused():
         for round_index in range(runs * (2 if spinners else 1)):
             beside = spinners is not None and round_index % 2 == 1
             with spinners.running() if spinners is not None and beside else nullcontext():
-                for timed_pass, samples in zip(passes, busy if beside else quiet):
-                    samples.append(timed_pass())
-    return [(summarize_runs(q), summarize_runs(b) if b else None) for q, b in zip(quiet, busy)]
+                for index, samples in enumerate(busy if beside else quiet):
+                    attempt(index, samples)
+    return [
+        failed[i] if i in failed else (summarize_runs(quiet[i]), summarize_runs(busy[i]) if busy[i] else None)
+        for i in range(len(passes))
+    ]
 
 
 @contextmanager

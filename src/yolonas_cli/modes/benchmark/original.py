@@ -10,11 +10,13 @@ threading (S at 640, quiet, 12 alternating calls, two runs): unfused 346 / 316 m
 The process: the original runs in a program that never applied yolo-nas's thread policy (`core.cpus`), so its
 OpenMP and OpenCV workers spin-wait after each parallel region, as those libraries do by default. The policy is
 fixed for a process when torch and OpenCV load, so these rows' passes run in a child process started with
-the environment the benchmark itself started with (`core.cpus.environment_without_policy`), which imports
-torch and OpenCV before yolonas_cli. On a quiet 2-core machine the policy matters to the baseline: S at 640,
-unfused eager, three pairs of processes in turn, median of 8 calls each: 381-399 ms with the passive policy,
-321-382 ms with the libraries' defaults; timing it under our policy would flatter every speed-up. The
-benchmark keeps an in-process copy of the baseline engine for agreement and mAP: threading changes no result.
+the environment the benchmark itself started with (`core.cpus.environment_without_policy`) and
+`YOLONAS_LIBRARY_THREADING=1`, so that importing yolonas_cli there sets nothing (`core.cpus.KEEP_DEFAULTS`).
+On a quiet 2-core machine the policy matters to the baseline: S at 640, unfused eager, three pairs of
+processes in turn, median of 8 calls each: 393 / 381 / 399 ms with the passive policy, 352 / 321 / 382 ms with
+the libraries' defaults (4-19% faster); timing it under our policy would flatter every speed-up. On a GPU the
+SG >= 3.5 row runs under CUDA autocast (FP16), as that predict does. The benchmark keeps in-process copies of
+these rows' engines for agreement and mAP: threading changes no result.
 
 The child answers one JSON line per request on its stdout: `pass` -> the stage times (ms per batch) of one
 end-to-end pass on the benchmark photo, as `measure.timed_run` gives them; end of input -> it exits. Every
@@ -23,12 +25,14 @@ wait for an answer is bounded (`STARTUP_TIMEOUT_S`, `PASS_TIMEOUT_S`).
 
 from __future__ import annotations
 
+import gc
 import json
 import os
-import selectors
+import queue
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import IO, Any
 
@@ -36,7 +40,7 @@ import cv2
 import numpy as np
 import torch
 
-from yolonas_cli.core.cpus import environment_without_policy
+from yolonas_cli.core.cpus import KEEP_DEFAULTS, environment_without_policy
 from yolonas_cli.engine.backend import GraphNMS
 from yolonas_cli.engine.engine import Engine, EngineSettings, Pipeline
 from yolonas_cli.engine.letterbox import PAD_VALUE, Letterbox, to_bgr_uint8
@@ -44,11 +48,12 @@ from yolonas_cli.engine.letterbox import PAD_VALUE, Letterbox, to_bgr_uint8
 STARTUP_TIMEOUT_S = 300.0  # loading the weights and building the model
 PASS_TIMEOUT_S = 600.0  # one pass (a large batch on a loaded CPU takes seconds, not minutes)
 
-#: The child's entry: the policy variable as it found it, then torch and OpenCV loaded before yolonas_cli.
+#: The child's entry: the policy variable as it found it; yolonas_cli importable (appended to sys.path, after
+#: the standard library and site-packages, so an installed yolonas_cli is the one used).
 CHILD_CODE = (
     "import os, sys\n"
     "found = os.environ.get('OMP_WAIT_POLICY')\n"
-    "import torch, cv2\n"
+    "sys.path.append(sys.argv[2])\n"
     "from yolonas_cli.modes.benchmark.original import serve\n"
     "serve(sys.argv[1], found)\n"
 )
@@ -63,14 +68,16 @@ class EagerBackend:
     fixed_input: tuple[int, int] | None = None
     graph_nms: GraphNMS | None = None
 
-    def __init__(self, model: torch.nn.Module, device: torch.device):
+    def __init__(self, model: torch.nn.Module, device: torch.device, autocast: bool = False):
         self.device = device
         self.model = model.eval().to(device=device, dtype=torch.float32)
+        self.autocast = autocast and device.type == "cuda"  # SG >= 3.5 predicts under CUDA autocast (facts §6)
 
     @torch.no_grad()
     def __call__(self, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        boxes, scores = self.model(torch.from_numpy(images).to(self.device))
-        return boxes, scores
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.autocast):
+            boxes, scores = self.model(torch.from_numpy(images).to(self.device))
+        return boxes.float(), scores.float()
 
     def synchronize(self) -> None:
         if self.device.type == "cuda":
@@ -94,11 +101,11 @@ ORIGINAL_STYLE = Pipeline(to_input=original_preprocess)
 
 
 def baseline_engine(
-    model: torch.nn.Module, names: dict[int, str], device: torch.device, settings: EngineSettings
+    model: torch.nn.Module, names: dict[int, str], device: torch.device, settings: EngineSettings, partial: bool
 ) -> Engine:
-    """An original-style row's engine: `EagerBackend` on `model` (unfused or partially fused), the
-    original-style pipeline."""
-    return Engine(EagerBackend(model, device), names, settings, ORIGINAL_STYLE)
+    """An original-style row's engine: `EagerBackend` on `model`, the original-style pipeline; `partial` is the
+    SG >= 3.5 row (`model` partially fused; CUDA autocast on a GPU)."""
+    return Engine(EagerBackend(model, device, autocast=partial), names, settings, ORIGINAL_STYLE)
 
 
 # ---------------------------------------------------------------------------------------------- the child
@@ -107,26 +114,37 @@ def baseline_engine(
 class BaselineProcess:
     """The child process that times an original-style row's passes (see the module docstring).
 
-    A context manager: started on entry (it loads `weights` and answers when ready), ended on exit."""
+    A context manager: started on entry (it loads `weights` and answers when ready; a child that does not
+    answer is ended before the error is raised), ended on exit. Its answers are read by a thread into a queue,
+    so that every wait has a timeout on every platform."""
 
     def __init__(self, weights: Path, device: torch.device, imgsz: tuple[int, int], batch: int, partial: bool = False):
         self.spec = {"weights": str(weights), "device": str(device), "imgsz": list(imgsz), "batch": batch}
         self.spec["partial"] = partial  # the model partially fused (`model.blocks.partially_reparameterize_model`)
         self.process: subprocess.Popen[str] | None = None
+        self.pid: int | None = None
         self.started_with: dict[str, Any] = {}
+        self._answers: queue.Queue[str] = queue.Queue()
         self._log: IO[str] | None = None
 
     def __enter__(self) -> BaselineProcess:
         self._log = tempfile.TemporaryFile("w+")  # the child's stderr, read back only to explain a failure
+        package_root = str(Path(__file__).resolve().parents[3])  # <root>/yolonas_cli/modes/benchmark/original.py
         self.process = subprocess.Popen(
-            [sys.executable, "-c", CHILD_CODE, json.dumps(self.spec)],
+            [sys.executable, "-c", CHILD_CODE, json.dumps(self.spec), package_root],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,
             env=child_environment(),
         )
-        self.started_with = self._answer(STARTUP_TIMEOUT_S)
+        self.pid = self.process.pid
+        threading.Thread(target=_read_lines, args=(self.process.stdout, self._answers), daemon=True).start()
+        try:
+            self.started_with = self._answer(STARTUP_TIMEOUT_S)
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -144,26 +162,30 @@ class BaselineProcess:
     def timed_pass(self) -> dict[str, float]:
         """One end-to-end pass in the child: ms per batch of each stage."""
         assert self.process is not None and self.process.stdin is not None
-        self.process.stdin.write("pass\n")
-        self.process.stdin.flush()
+        try:
+            self.process.stdin.write("pass\n")
+            self.process.stdin.flush()
+        except OSError:  # the child ended: say why
+            raise RuntimeError(f"the original-style row's process ended: {self._last_error()}") from None
         return {stage: float(ms) for stage, ms in self._answer(PASS_TIMEOUT_S).items()}
 
     def _answer(self, timeout: float) -> dict[str, Any]:
         """The child's next JSON line, within `timeout` seconds; RuntimeError naming why there is none."""
-        assert self.process is not None and self.process.stdout is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.process.stdout, selectors.EVENT_READ)
-            ready = selector.select(timeout)
-        line = self.process.stdout.readline() if ready else ""
+        try:
+            line = self._answers.get(timeout=timeout)
+        except queue.Empty:
+            raise RuntimeError(
+                f"the original-style row's process gave no answer in {timeout:g} s: {self._last_error()}"
+            ) from None
         if not line:
-            reason = f"no answer in {timeout:.0f} s" if not ready else "it ended"
-            raise RuntimeError(f"the original-style row's process failed ({reason}): {self._last_error()}")
+            raise RuntimeError(f"the original-style row's process ended: {self._last_error()}")
         answer = json.loads(line)
         if "error" in answer:
             raise RuntimeError(f"the original-style row's process failed: {answer['error']}")
         return dict(answer)
 
     def _last_error(self) -> str:
+        """The last line the child wrote to stderr."""
         if self._log is None:
             return "no output"
         self._log.seek(0)
@@ -171,12 +193,18 @@ class BaselineProcess:
         return lines[-1] if lines else "no output"
 
 
+def _read_lines(stream: IO[str], answers: queue.Queue[str]) -> None:
+    """Every line of `stream` into `answers`, then "" at its end."""
+    for line in stream:
+        answers.put(line)
+    answers.put("")
+
+
 def child_environment() -> dict[str, str]:
-    """The child's environment: the benchmark's own as it started (`environment_without_policy`), with this
-    yolonas_cli importable first."""
+    """The child's environment: the benchmark's own as it started (`environment_without_policy`), and the
+    policy switched off for the child itself (`core.cpus.KEEP_DEFAULTS`)."""
     env = environment_without_policy()
-    package_root = str(Path(__file__).resolve().parents[3])  # .../<root>/yolonas_cli/modes/benchmark/original.py
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+    env[KEEP_DEFAULTS] = "1"
     return env
 
 
@@ -191,13 +219,21 @@ def serve(spec_json: str, found_policy: str | None) -> None:
         detector = Detector(spec["weights"])
         model = partially_reparameterize_model(detector.model.eval()) if spec["partial"] else detector.model
         settings = EngineSettings(imgsz=tuple(spec["imgsz"]), batch=spec["batch"])
-        engine = baseline_engine(model, detector.names, torch.device(spec["device"]), settings)
+        engine = baseline_engine(model, detector.names, torch.device(spec["device"]), settings, spec["partial"])
         images = benchmark_images(spec["batch"])
     except Exception as exc:  # reported to the parent as its one-line reason
         _say({"error": f"{type(exc).__name__}: {exc}"})
         return
-    partial = sum(getattr(m, "partially_fused", False) for m in model.modules())
-    _say({"omp_wait_policy": found_policy, "torch_threads": torch.get_num_threads(), "partially_fused_blocks": partial})
+    _say(
+        {
+            "omp_wait_policy": found_policy,
+            "omp_wait_policy_now": os.environ.get("OMP_WAIT_POLICY"),  # after importing yolonas_cli: unchanged
+            "torch_threads": torch.get_num_threads(),
+            "partially_fused_blocks": sum(getattr(m, "partially_fused", False) for m in model.modules()),
+        }
+    )
+    gc.collect()
+    gc.disable()  # as the benchmark's own rows are timed (`measure.time_rows`)
     for request in sys.stdin:
         if request.strip() != "pass":
             _say({"error": f"unknown request {request.strip()[:40]!r}"})

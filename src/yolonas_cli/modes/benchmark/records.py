@@ -48,7 +48,7 @@ class Stats:
 @dataclass(frozen=True)
 class Variant:
     """One row to measure: a format at a precision. The two rows run the way the original runs (eager, in a
-    process of their own, `original`): `baseline`, the unfused model (SG <= 3.1 predict, Ultralytics' NAS),
+    process of their own, `original`): `baseline`, the unfused model (SG <= 3.1.1 predict, Ultralytics' NAS),
     which speed-ups are measured against, and `sg_predict`, the partially fused one (SG >= 3.5 predict)."""
 
     format: str

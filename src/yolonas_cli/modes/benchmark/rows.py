@@ -46,7 +46,9 @@ def plan_variants(
     """The rows of a run: the baseline first, then each format at FP32, FP16 and INT8 where they apply; with
     `auto`, predict's default engine (backend=auto) after PyTorch FP32."""
     gpu = device.type in ("cuda", "mps")
-    variants = [Variant("pytorch", "fp32", baseline=True), Variant("pytorch", "fp32", sg_predict=True)]
+    gpu = device.type in ("cuda", "mps")
+    sg_precision = "fp16" if device.type == "cuda" else "fp32"  # SG >= 3.5 predicts under CUDA autocast
+    variants = [Variant("pytorch", "fp32", baseline=True), Variant("pytorch", sg_precision, sg_predict=True)]
     for fmt in formats:
         variants.append(Variant(fmt, "fp32"))
         if auto and fmt == "pytorch":
@@ -85,7 +87,7 @@ def open_variant(ctx: Context, variant: Variant) -> Opened:
     if variant.original_style:  # compared in this process, timed in its own (`original.BaselineProcess`)
         partial = variant.sg_predict
         model = partially_reparameterize_model(copy.deepcopy(ctx.unfused)) if partial else ctx.unfused
-        engine = baseline_engine(model, ctx.model.names, ctx.device, ctx.settings)
+        engine = baseline_engine(model, ctx.model.names, ctx.device, ctx.settings, partial)
         child = BaselineProcess(weights, ctx.device, ctx.settings.imgsz, ctx.settings.batch, partial)
         ctx.resources.enter_context(child)
         return Opened(engine, weights, size_mb(weights), timed_pass=child.timed_pass)
