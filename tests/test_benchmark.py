@@ -398,6 +398,13 @@ def test_plan_variants_with_the_predict_default() -> None:
     assert "auto" not in [v.format for v in rows.plan_variants(["onnx"], torch.device("cpu"), False, False, auto=True)]
 
 
+def test_a_row_is_one_reference_at_most() -> None:
+    with pytest.raises(ValueError, match="not both"):
+        records.Variant("pytorch", "fp32", baseline=True, sg_predict=True)
+    assert records.Variant("pytorch", "fp32", sg_predict=True).original_style
+    assert not records.Variant("onnx", "fp32").original_style
+
+
 def test_plan_variants_cpu_and_gpu() -> None:
     cpu = rows.plan_variants(["pytorch", "onnx", "openvino"], torch.device("cpu"), half=False, int8=True)
     assert [(v.format, v.precision, v.baseline, v.sg_predict) for v in cpu[:2]] == [

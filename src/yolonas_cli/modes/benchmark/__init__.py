@@ -155,6 +155,7 @@ def _measure(ctx: Context, imgsz: tuple[int, int]) -> BenchmarkReport:
     rows = [row for row, _ in opened]
     peak = _peak(device, int8=any(v.precision == "int8" for v in variants))
     time_opened(opened, args, images, flops, peak)
+    ctx.resources.close()  # the original-style rows' processes: timing was all they were for
     if args.data:
         measure_maps(opened, args.data, ref)
     _speedups(rows)

@@ -56,6 +56,10 @@ class Variant:
     baseline: bool = False
     sg_predict: bool = False
 
+    def __post_init__(self) -> None:
+        if self.baseline and self.sg_predict:
+            raise ValueError("a row is the unfused baseline or SG >= 3.5's predict, not both")
+
     @property
     def original_style(self) -> bool:
         return self.baseline or self.sg_predict
