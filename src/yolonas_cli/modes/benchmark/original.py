@@ -142,6 +142,8 @@ class BaselineProcess:
         threading.Thread(target=_read_lines, args=(self.process.stdout, self._answers), daemon=True).start()
         try:
             self.started_with = self._answer(STARTUP_TIMEOUT_S)
+            if bool(self.started_with.get("partially_fused_blocks")) != self.spec["partial"]:
+                raise RuntimeError(f"the original-style row's process built the wrong model: {self.started_with}")
         except BaseException:
             self.__exit__()
             raise
