@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -47,6 +48,7 @@ from yolonas_cli.engine.letterbox import PAD_VALUE, Letterbox, to_bgr_uint8
 
 STARTUP_TIMEOUT_S = 300.0  # loading the weights and building the model
 PASS_TIMEOUT_S = 600.0  # one pass (a large batch on a loaded CPU takes seconds, not minutes)
+SPIN_SETTLE_S = 0.005  # libgomp's idle workers spin ~3 ms after a parallel region (`core.cpus`) by default
 
 #: The child's entry: the policy variable as it found it; yolonas_cli importable (appended to sys.path, after
 #: the standard library and site-packages, so an installed yolonas_cli is the one used).
@@ -169,7 +171,9 @@ class BaselineProcess:
             self.process.stdin.flush()
         except OSError:  # the child ended: say why
             raise RuntimeError(f"the original-style row's process ended: {self._last_error()}") from None
-        return {stage: float(ms) for stage, ms in self._answer(PASS_TIMEOUT_S).items()}
+        stages = {stage: float(ms) for stage, ms in self._answer(PASS_TIMEOUT_S).items()}
+        time.sleep(SPIN_SETTLE_S)  # untimed: the child's idle workers stop spinning before the next row runs
+        return stages
 
     def _answer(self, timeout: float) -> dict[str, Any]:
         """The child's next JSON line, within `timeout` seconds; RuntimeError naming why there is none."""
@@ -181,7 +185,10 @@ class BaselineProcess:
             ) from None
         if not line:
             raise RuntimeError(f"the original-style row's process ended: {self._last_error()}")
-        answer = json.loads(line)
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            raise RuntimeError(f"the original-style row's process wrote {line.strip()[:80]!r}") from None
         if "error" in answer:
             raise RuntimeError(f"the original-style row's process failed: {answer['error']}")
         return dict(answer)
