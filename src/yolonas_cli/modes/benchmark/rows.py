@@ -1,5 +1,6 @@
-"""The rows of a run and how each is opened: the plan (baseline, formats, precisions), the original-style
-baseline (`original`), the PyTorch engine, and the exports (made once into the workspace, reused while they match)."""
+"""The rows of a run and how each is opened: the plan (original-style rows, formats, precisions), the
+original-style rows (`original`), the PyTorch engine, and the exports (made once into the workspace, reused
+while they match)."""
 
 from __future__ import annotations
 
