@@ -15,11 +15,14 @@ and calls it on each. All BatchNorm layers use eps 1e-3 as in the original.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+#: A QARepVGG block's state: branches as trained, branches folded before the post-BN, or all folded.
+Fusion = Literal["none", "partial", "full"]
 
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.03
@@ -141,13 +144,12 @@ class QARepVGGBlock(nn.Module):
         self.identity: Residual | None = Residual() if has_identity else None
         self.post_bn: nn.BatchNorm2d | None = batch_norm(out_channels)
         self.rbr_reparam = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=True)
-        self.fused = False
-        self.partially_fused = False
+        self.fusion: Fusion = "none"  # "partial" or "full" once folded (one state, so never contradictory)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused:
+        if self.fusion == "full":
             return self.nonlinearity(self.rbr_reparam(x))
-        if self.partially_fused:
+        if self.fusion == "partial":
             assert self.post_bn is not None
             return self.nonlinearity(self.post_bn(self.rbr_reparam(x)))
         assert self.branch_3x3 is not None and self.branch_1x1 is not None and self.post_bn is not None
@@ -157,10 +159,20 @@ class QARepVGGBlock(nn.Module):
             summed = summed + self.identity(x)
         return self.nonlinearity(self.post_bn(summed))
 
+    @property
+    def fused(self) -> bool:
+        """Fully fused: one 3x3 convolution with bias."""
+        return self.fusion == "full"
+
+    @property
+    def partially_fused(self) -> bool:
+        """Partially fused: one 3x3 convolution, then the post-BN."""
+        return self.fusion == "partial"
+
     def equivalent_kernel_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The single 3x3 kernel [Cout,Cin,3,3] and bias [Cout] equal to the whole unfused block before ReLU."""
         assert self.post_bn is not None
-        if self.partially_fused:
+        if self.fusion == "partial":
             return fold_bn(self.rbr_reparam.weight.double(), self.rbr_reparam.bias.double(), self.post_bn)  # type: ignore[union-attr]
         return fold_bn(*self.branches_kernel_bias(), self.post_bn)
 
@@ -181,21 +193,21 @@ class QARepVGGBlock(nn.Module):
     @torch.no_grad()
     def reparameterize(self) -> None:
         """Fold every branch and the post-BN into `rbr_reparam` and drop the branches. Idempotent."""
-        if self.fused:
+        if self.fusion == "full":
             return
         self._load_reparam(*self.equivalent_kernel_bias())
         self.branch_3x3 = self.branch_1x1 = self.identity = self.post_bn = None
-        self.fused, self.partially_fused = True, False
+        self.fusion = "full"
 
     @torch.no_grad()
     def partially_reparameterize(self) -> None:
         """Fold the branches into `rbr_reparam` and keep the post-BN (the original's partial fusion, as its
         predict runs the model in SG >= 3.5). Idempotent; a fused block stays fused."""
-        if self.fused or self.partially_fused:
+        if self.fusion != "none":
             return
         self._load_reparam(*self.branches_kernel_bias())
         self.branch_3x3 = self.branch_1x1 = self.identity = None
-        self.partially_fused = True
+        self.fusion = "partial"
 
     def _load_reparam(self, kernel: torch.Tensor, bias: torch.Tensor) -> None:
         dtype = self.rbr_reparam.weight.dtype
